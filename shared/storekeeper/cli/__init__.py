@@ -1,0 +1,26 @@
+"""The `storekeeper` command: every command takes `--store` and `--json`.
+
+Each concern registers its own commands from a small module, so no module
+knows everything.
+"""
+
+from __future__ import annotations
+
+import typer
+
+from storekeeper.cli import bench_cmd, invoke_cmd, pipeline_cmd, reaper_cmd, status_cmd
+
+app = typer.Typer(
+    name="storekeeper",
+    help="Keep vector stores on object storage healthy: deltas, snapshots, quotas, cleanup.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+for module in (pipeline_cmd, status_cmd, reaper_cmd, invoke_cmd, bench_cmd):
+    module.register(app)
+
+
+def main() -> None:
+    app()

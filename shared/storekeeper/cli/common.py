@@ -1,0 +1,50 @@
+"""Options and output shared by every command: a table for people, JSON for machines."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from storekeeper.errors import StorekeeperError
+from storekeeper.stores import default_store_url
+
+StoreOpt = Annotated[
+    str | None,
+    typer.Option("--store", help="Store URL (s3://b, supabase://b, file:///path); env STOREKEEPER_STORE."),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
+
+console = Console(stderr=True)
+T = TypeVar("T")
+
+
+def store_url(store: str | None) -> str:
+    return store or default_store_url()
+
+
+def emit_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+@contextmanager
+def friendly_errors(as_json: bool) -> Iterator[None]:
+    """Known errors end the command with exit 1 and one clear line (or a JSON error object)."""
+    try:
+        yield
+    except StorekeeperError as exc:
+        if as_json:
+            emit_json({"error": type(exc).__name__, "message": str(exc)})
+        else:
+            console.print(f"[bold red]error:[/] {exc}")
+        raise typer.Exit(1) from exc
+
+
+def run(as_json: bool, fn: Callable[[], T]) -> T:
+    with friendly_errors(as_json):
+        return fn()

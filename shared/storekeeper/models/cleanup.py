@@ -1,0 +1,61 @@
+"""Cleanup tasks (reaper or a person -> CleanupQueue)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Literal, Self
+
+from pydantic import Field, StringConstraints, model_validator
+
+from storekeeper.models.common import BucketName, ObjectKey, Prefix, Strict, Token, UtcDatetime
+from storekeeper.models.snapshots import Version
+
+
+class CleanupAction(StrEnum):
+    delete_objects = "delete_objects"
+    delete_prefix = "delete_prefix"
+    delete_snapshot_version = "delete_snapshot_version"
+    delete_bucket = "delete_bucket"
+    delete_vector_index = "delete_vector_index"
+    delete_vector_bucket = "delete_vector_bucket"
+    create_overflow_bucket = "create_overflow_bucket"
+
+
+class TaskGuard(Strict):
+    """What the planner saw; the executor re-checks it and skips if the world changed."""
+
+    etags: dict[str, str] = Field(default_factory=dict)  # key -> etag seen at planning
+    last_modified_before: UtcDatetime | None = None  # every target must still be older than this
+    live_version: str | None = None  # pointer target seen at planning (snapshot deletions)
+    max_objects: Annotated[int, Field(ge=0)] | None = None  # refuse to empty a bucket that grew past this
+
+
+class CleanupTask(Strict):
+    task_id: Token
+    action: CleanupAction
+    backend: Literal["s3", "supabase", "file"]
+    bucket: BucketName
+    keys: list[ObjectKey] = Field(default_factory=list)
+    prefix: Prefix | None = None
+    index: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,62}$")] | None = None
+    version: Version | None = None
+    collection: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")] | None = None
+    policy: Annotated[str, StringConstraints(min_length=1, max_length=128)]
+    reason: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+    planned_at: UtcDatetime
+    guard: TaskGuard = Field(default_factory=TaskGuard)
+    dry_run: bool = False
+
+    @model_validator(mode="after")
+    def _target_present(self) -> Self:
+        a = CleanupAction
+        need: dict[CleanupAction, tuple[str, bool]] = {
+            a.delete_objects: ("keys", bool(self.keys)),
+            a.delete_prefix: ("prefix", bool(self.prefix)),
+            a.delete_snapshot_version: ("version and collection", bool(self.version and self.collection)),
+            a.delete_vector_index: ("index", bool(self.index)),
+        }
+        field, ok = need.get(self.action, ("", True))
+        if not ok:
+            raise ValueError(f"action {self.action.value} needs {field}")
+        return self

@@ -1,0 +1,51 @@
+"""Name checks done before any I/O, so no key can escape its prefix."""
+
+from __future__ import annotations
+
+import re
+
+from storekeeper.errors import InvalidName
+
+COLLECTION_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# S3-compatible bucket names (no dots: they break virtual-host TLS and Supabase ids).
+BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+MAX_KEY_BYTES = 1024
+
+
+def check_collection(name: object, field: str = "collection") -> str:
+    if not isinstance(name, str) or not COLLECTION_RE.fullmatch(name):
+        raise InvalidName(field, "must match [a-z0-9][a-z0-9_-]{0,62}", name)
+    return name
+
+
+def check_bucket(name: object, field: str = "bucket") -> str:
+    if not isinstance(name, str) or not BUCKET_RE.fullmatch(name) or "--" in name:
+        raise InvalidName(field, "must be 3-63 chars of a-z, 0-9 and '-', starting and ending alphanumeric", name)
+    return name
+
+
+def check_key(key: object, field: str = "key", *, allow_empty: bool = False) -> str:
+    """A relative, normalised object key: no '..', '.', empty segments, backslashes or control chars."""
+    if not isinstance(key, str):
+        raise InvalidName(field, "must be a string", key)
+    if key == "":
+        if allow_empty:
+            return key
+        raise InvalidName(field, "must not be empty", key)
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise InvalidName(field, f"longer than {MAX_KEY_BYTES} bytes", key)
+    if key.startswith("/"):
+        raise InvalidName(field, "must be relative (no leading '/')", key)
+    if "\\" in key or any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+        raise InvalidName(field, "must not contain backslashes or control characters", key)
+    parts = key.split("/")
+    body = parts[:-1] if key.endswith("/") else parts
+    for part in body:
+        if part in ("", ".", ".."):
+            raise InvalidName(field, "must not contain empty, '.' or '..' path segments", key)
+    return key
+
+
+def check_prefix(prefix: object, field: str = "prefix") -> str:
+    """A listing prefix: empty, or a key-like string (may end with '/')."""
+    return check_key(prefix, field, allow_empty=True)

@@ -1,0 +1,64 @@
+"""Store adapters chosen by URL: `file:///abs/path`, `s3://bucket`, `supabase://bucket`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from storekeeper.errors import InvalidName
+from storekeeper.names import check_bucket
+from storekeeper.stores.base import (
+    BucketInfo,
+    DeleteResult,
+    GetResult,
+    ObjectInfo,
+    ObjectStore,
+    RequestCounter,
+    Usage,
+)
+
+__all__ = [
+    "BucketInfo",
+    "DeleteResult",
+    "GetResult",
+    "ObjectInfo",
+    "ObjectStore",
+    "RequestCounter",
+    "Usage",
+    "default_home",
+    "default_store_url",
+    "open_store",
+]
+
+
+def default_home() -> Path:
+    """Where the embedded default keeps its store and local queues."""
+    return Path(os.environ.get("STOREKEEPER_HOME", Path.home() / ".storekeeper")).resolve()
+
+
+def default_store_url() -> str:
+    return os.environ.get("STOREKEEPER_STORE") or f"file://{default_home() / 'stores' / 'default'}"
+
+
+def open_store(url: str | None = None, *, counter: RequestCounter | None = None) -> ObjectStore:
+    """Open the store a URL names; no network I/O happens here."""
+    url = url or default_store_url()
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise InvalidName("store", "must be a URL like s3://bucket, supabase://bucket or file:///abs/path", url)
+    if scheme == "file":
+        if not rest.startswith("/") or ".." in rest.split("/"):
+            raise InvalidName("store", "file:// needs an absolute path without '..'", url)
+        from storekeeper.stores.local import LocalStore
+
+        return LocalStore(Path(rest), counter=counter)
+    bucket = check_bucket(rest.rstrip("/"), "store")
+    if scheme == "s3":
+        from storekeeper.stores.s3 import S3Store
+
+        return S3Store(bucket, counter=counter)
+    if scheme == "supabase":
+        from storekeeper.stores.supabase import SupabaseStore
+
+        return SupabaseStore(bucket, counter=counter)
+    raise InvalidName("store", f"unknown scheme {scheme!r} (use s3, supabase or file)", url)

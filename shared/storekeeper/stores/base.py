@@ -1,0 +1,221 @@
+"""One interface for every object-store backend.
+
+Correctness of the whole product rests on `put(..., if_none_match=True)` and
+`put(..., if_match=etag)`: each backend must make them atomic (server-side
+conditional PUT on S3, a lock + compare on the local disk) and surface a lost
+race as `PreconditionFailed`, never as a silent overwrite.
+"""
+
+from __future__ import annotations
+
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from storekeeper.names import check_bucket, check_key, check_prefix
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+    metadata: dict[str, str] | None = None  # only filled by head(); listings leave it None
+
+
+@dataclass(frozen=True)
+class GetResult:
+    body: bytes
+    etag: str
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BucketInfo:
+    name: str
+    created_at: datetime | None = None
+    public: bool = False
+    size_limit: int | None = None  # bytes, where the backend enforces one (Supabase file_size_limit)
+
+
+@dataclass(frozen=True)
+class Usage:
+    bytes: int
+    objects: int
+
+
+@dataclass
+class DeleteResult:
+    deleted: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)  # key -> cause
+    requests: int = 0
+
+
+class RequestCounter:
+    """Counts backend requests by operation; benchmarks and tests read it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.counts: dict[str, int] = {}
+
+    def add(self, op: str, n: int = 1) -> None:
+        with self._lock:
+            self.counts[op] = self.counts.get(op, 0) + n
+
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def reset(self) -> None:
+        with self._lock:
+            self.counts.clear()
+
+
+class ObjectStore(ABC):
+    """A bucket on one backend. Keys are validated here, before any I/O."""
+
+    scheme: str = ""
+    #: the largest number of keys one bulk-delete request may carry
+    max_delete_batch: int = 1
+
+    def __init__(self, bucket: str, *, counter: RequestCounter | None = None) -> None:
+        self.bucket = check_bucket(bucket) if self.scheme != "file" else bucket
+        self.requests = counter or RequestCounter()
+
+    # -- identity -----------------------------------------------------------
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://{self.bucket}"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.url}>"
+
+    @abstractmethod
+    def for_bucket(self, bucket: str) -> ObjectStore:
+        """The same backend and credentials, another bucket (overflow buckets)."""
+
+    # -- objects ------------------------------------------------------------
+    def get(self, key: str) -> GetResult:
+        return self._get(check_key(key))
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        if_none_match: bool = False,
+        if_match: str | None = None,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> str:
+        """Write `data`; returns the new etag. Conditional forms raise PreconditionFailed on a lost race."""
+        if if_none_match and if_match is not None:
+            raise ValueError("if_none_match and if_match are exclusive")
+        return self._put(check_key(key), data, if_none_match, if_match, content_type, metadata or {})
+
+    def put_file(self, key: str, path: Path, *, content_type: str = "application/octet-stream",
+                 metadata: dict[str, str] | None = None) -> str:
+        """Upload a (large) local file; backends stream it where they can."""
+        return self.put(key, Path(path).read_bytes(), content_type=content_type, metadata=metadata)
+
+    def get_file(self, key: str, path: Path) -> str:
+        """Download to `path` (written whole via a temp file); returns the etag."""
+        res = self.get(key)
+        path = Path(path)
+        tmp = path.with_name(path.name + ".part")
+        tmp.write_bytes(res.body)
+        tmp.replace(path)
+        return res.etag
+
+    def head(self, key: str) -> ObjectInfo:
+        return self._head(check_key(key))
+
+    def exists(self, key: str) -> bool:
+        from storekeeper.errors import NotFound
+
+        try:
+            self.head(key)
+        except NotFound:
+            return False
+        return True
+
+    def delete(self, key: str, *, if_match: str | None = None) -> None:
+        """Delete one object; deleting a missing object is not an error (idempotent)."""
+        self._delete(check_key(key), if_match)
+
+    def delete_many(self, keys: Iterable[str]) -> DeleteResult:
+        """Delete in the largest batches the backend allows; per-key errors are collected, not raised."""
+        checked = [check_key(k) for k in keys]
+        result = DeleteResult()
+        for i in range(0, len(checked), self.max_delete_batch):
+            self._delete_batch(checked[i : i + self.max_delete_batch], result)
+            result.requests += 1
+        return result
+
+    def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """Every object under `prefix`, in key order, following every page."""
+        return self._list(check_prefix(prefix), start_after)
+
+    def usage(self, prefix: str = "") -> Usage:
+        total = count = 0
+        for info in self.list(prefix):
+            total += info.size
+            count += 1
+        return Usage(bytes=total, objects=count)
+
+    # -- buckets (same backend) ----------------------------------------------
+    @abstractmethod
+    def list_buckets(self) -> list[BucketInfo]: ...
+
+    def create_bucket(self, name: str) -> BucketInfo:
+        """Create-only: raises BucketAlreadyExists if the name is taken (the race-safe form)."""
+        return self._create_bucket(check_bucket(name))
+
+    def delete_bucket(self, name: str) -> None:
+        """Delete an empty bucket; raises BucketNotEmpty / BucketNotFound."""
+        self._delete_bucket(check_bucket(name))
+
+    def bucket_exists(self, name: str) -> bool:
+        return any(b.name == name for b in self.list_buckets())
+
+    def get_bucket_labels(self, name: str) -> dict[str, str]:
+        """Labels/tags of a bucket (S3 tagging; a sidecar where the backend has none)."""
+        return self._get_bucket_labels(check_bucket(name))
+
+    def set_bucket_labels(self, name: str, labels: dict[str, str]) -> None:
+        self._set_bucket_labels(check_bucket(name), dict(labels))
+
+    # -- backend hooks --------------------------------------------------------
+    @abstractmethod
+    def _get(self, key: str) -> GetResult: ...
+
+    @abstractmethod
+    def _put(self, key: str, data: bytes, if_none_match: bool, if_match: str | None,
+             content_type: str, metadata: dict[str, str]) -> str: ...
+
+    @abstractmethod
+    def _head(self, key: str) -> ObjectInfo: ...
+
+    @abstractmethod
+    def _delete(self, key: str, if_match: str | None) -> None: ...
+
+    @abstractmethod
+    def _delete_batch(self, keys: list[str], result: DeleteResult) -> None: ...
+
+    @abstractmethod
+    def _list(self, prefix: str, start_after: str | None) -> Iterator[ObjectInfo]: ...
+
+    @abstractmethod
+    def _create_bucket(self, name: str) -> BucketInfo: ...
+
+    @abstractmethod
+    def _delete_bucket(self, name: str) -> None: ...
+
+    @abstractmethod
+    def _get_bucket_labels(self, name: str) -> dict[str, str]: ...
+
+    @abstractmethod
+    def _set_bucket_labels(self, name: str, labels: dict[str, str]) -> None: ...

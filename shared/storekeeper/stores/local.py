@@ -1,0 +1,268 @@
+"""Local-directory backend: `file:///abs/root/bucket` keeps key K as `<root>/<bucket>/K`.
+
+Sibling directories of the bucket are the other buckets of this "backend".
+Bookkeeping (metadata, labels, locks, temp files) lives in `<root>/.storekeeper/`
+so it never shows up as an object. Conditional puts take an exclusive `flock`
+per key, compare, then `os.replace`: atomic across processes on one host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from storekeeper.errors import (
+    BucketAlreadyExists,
+    BucketNotEmpty,
+    BucketNotFound,
+    NotFound,
+    PreconditionFailed,
+)
+from storekeeper.names import check_bucket
+from storekeeper.stores.base import BucketInfo, DeleteResult, GetResult, ObjectInfo, ObjectStore, RequestCounter
+
+META_DIR = ".storekeeper"
+
+
+def _etag(st: os.stat_result) -> str:
+    # inode changes on every os.replace, mtime_ns and size on any in-place change
+    return f'"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"'
+
+
+class LocalStore(ObjectStore):
+    scheme = "file"
+    max_delete_batch = 1000
+
+    def __init__(self, path: str | Path, *, counter: RequestCounter | None = None) -> None:
+        path = Path(path)
+        if not path.is_absolute():
+            raise ValueError(f"file:// store needs an absolute path, got {path}")
+        super().__init__(path.name, counter=counter)
+        self.root = path.parent
+        self.path = path
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"file://{self.path}"
+
+    def for_bucket(self, bucket: str) -> LocalStore:
+        check_bucket(bucket)
+        return LocalStore(self.root / bucket, counter=self.requests)
+
+    # -- bookkeeping paths -----------------------------------------------------
+    def _side(self, bucket: str, kind: str) -> Path:
+        d = self.root / META_DIR / bucket / kind
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def _file(self, key: str) -> Path:
+        return self.path / key
+
+    def _meta_file(self, key: str) -> Path:
+        return self._side(self.bucket, "meta") / (hashlib.sha1(key.encode()).hexdigest() + ".json")  # noqa: S324
+
+    @contextlib.contextmanager
+    def _locked(self, key: str) -> Iterator[None]:
+        lock = self._side(self.bucket, "locks") / (hashlib.sha1(key.encode()).hexdigest() + ".lock")  # noqa: S324
+        with open(lock, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _stat(self, key: str) -> os.stat_result:
+        f = self._file(key)
+        try:
+            st = f.stat()
+        except FileNotFoundError:
+            raise NotFound(self.url, key, "no such object") from None
+        if not f.is_file():
+            raise NotFound(self.url, key, "no such object (a prefix, not an object)")
+        return st
+
+    # -- objects ---------------------------------------------------------------
+    def _get(self, key: str) -> GetResult:
+        self.requests.add("get")
+        f = self._file(key)
+        try:
+            with open(f, "rb") as fh:
+                st = os.fstat(fh.fileno())
+                body = fh.read()
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise NotFound(self.url, key, "no such object") from None
+        return GetResult(body=body, etag=_etag(st), metadata=self._read_meta(key))
+
+    def _read_meta(self, key: str) -> dict[str, str]:
+        try:
+            data: dict[str, str] = json.loads(self._meta_file(key).read_text())
+        except FileNotFoundError:
+            return {}
+        return data
+
+    def _put(self, key: str, data: bytes, if_none_match: bool, if_match: str | None,
+             content_type: str, metadata: dict[str, str]) -> str:
+        self.requests.add("put")
+        target = self._file(key)
+        tmp = self._side(self.bucket, "tmp") / uuid.uuid4().hex
+        tmp.write_bytes(data)
+        try:
+            with self._locked(key):
+                if if_none_match or if_match is not None:
+                    try:
+                        current: str | None = _etag(self._stat(key))
+                    except NotFound:
+                        current = None
+                    if if_none_match and current is not None:
+                        raise PreconditionFailed(self.url, key, "If-None-Match: * but the object exists")
+                    if if_match is not None and current != if_match:
+                        raise PreconditionFailed(
+                            self.url, key, f"If-Match {if_match} but current etag is {current or 'absent'}"
+                        )
+                try:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                except (FileExistsError, NotADirectoryError):
+                    raise PreconditionFailed(self.url, key, "a parent path segment is an object") from None
+                if target.is_dir():
+                    raise PreconditionFailed(self.url, key, "the key is a prefix of existing objects")
+                if metadata:
+                    self._meta_file(key).write_text(json.dumps(metadata))
+                else:
+                    self._meta_file(key).unlink(missing_ok=True)
+                os.replace(tmp, target)
+                return _etag(target.stat())
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _head(self, key: str) -> ObjectInfo:
+        self.requests.add("head")
+        st = self._stat(key)
+        return ObjectInfo(key=key, size=st.st_size, etag=_etag(st),
+                          last_modified=datetime.fromtimestamp(st.st_mtime, UTC), metadata=self._read_meta(key))
+
+    def _delete(self, key: str, if_match: str | None) -> None:
+        self.requests.add("delete")
+        with self._locked(key):
+            if if_match is not None:
+                try:
+                    current = _etag(self._stat(key))
+                except NotFound:
+                    return
+                if current != if_match:
+                    raise PreconditionFailed(self.url, key, f"If-Match {if_match} but current etag is {current}")
+            self._unlink(key)
+
+    def _unlink(self, key: str) -> None:
+        f = self._file(key)
+        with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+            f.unlink()
+        self._meta_file(key).unlink(missing_ok=True)
+        # prune empty parents up to the bucket root, like S3 has no empty "folders"
+        parent = f.parent
+        while parent != self.path:
+            try:
+                parent.rmdir()
+            except OSError:
+                break
+            parent = parent.parent
+
+    def _delete_batch(self, keys: list[str], result: DeleteResult) -> None:
+        self.requests.add("delete_batch")
+        for key in keys:
+            try:
+                self._unlink(key)
+                result.deleted.append(key)
+            except OSError as exc:  # pragma: no cover - permissions and the like
+                result.errors[key] = str(exc)
+
+    def _list(self, prefix: str, start_after: str | None) -> Iterator[ObjectInfo]:
+        self.requests.add("list")
+        # walk only the directory the prefix names, then filter on the partial last segment
+        base_dir = self.path / prefix.rpartition("/")[0] if "/" in prefix else self.path
+        if not base_dir.is_dir():
+            return
+        entries: list[tuple[str, os.stat_result]] = []
+        stack = [base_dir]
+        root_len = len(str(self.path)) + 1
+        while stack:
+            d = stack.pop()
+            try:
+                it = os.scandir(d)
+            except FileNotFoundError:
+                continue
+            with it:
+                for e in it:
+                    rel = e.path[root_len:]
+                    if e.is_dir(follow_symlinks=False):
+                        if (rel + "/").startswith(prefix) or prefix.startswith(rel + "/"):
+                            stack.append(Path(e.path))
+                    elif rel.startswith(prefix) and (start_after is None or rel > start_after):
+                        with contextlib.suppress(FileNotFoundError):
+                            entries.append((rel, e.stat(follow_symlinks=False)))
+        entries.sort(key=lambda t: t[0])
+        for rel, st in entries:
+            yield ObjectInfo(key=rel, size=st.st_size, etag=_etag(st),
+                             last_modified=datetime.fromtimestamp(st.st_mtime, UTC))
+
+    # -- buckets -----------------------------------------------------------------
+    def list_buckets(self) -> list[BucketInfo]:
+        self.requests.add("list_buckets")
+        out = []
+        for e in sorted(os.scandir(self.root), key=lambda e: e.name):
+            if e.is_dir() and not e.name.startswith("."):
+                st = e.stat()
+                out.append(BucketInfo(name=e.name, created_at=datetime.fromtimestamp(st.st_ctime, UTC)))
+        return out
+
+    def _create_bucket(self, name: str) -> BucketInfo:
+        self.requests.add("create_bucket")
+        d = self.root / name
+        try:
+            d.mkdir(parents=False)
+        except FileExistsError:
+            raise BucketAlreadyExists(f"file://{d}", None, "bucket already exists") from None
+        return BucketInfo(name=name, created_at=datetime.now(UTC))
+
+    def _delete_bucket(self, name: str) -> None:
+        self.requests.add("delete_bucket")
+        d = self.root / name
+        if not d.is_dir():
+            raise BucketNotFound(f"file://{d}", None, "no such bucket")
+        try:
+            d.rmdir()
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise BucketNotEmpty(f"file://{d}", None, "bucket still holds objects") from None
+            raise
+        shutil.rmtree(self.root / META_DIR / name, ignore_errors=True)
+
+    def _labels_file(self, name: str) -> Path:
+        return self.root / META_DIR / name / "labels.json"
+
+    def _get_bucket_labels(self, name: str) -> dict[str, str]:
+        if not (self.root / name).is_dir():
+            raise BucketNotFound(f"file://{self.root / name}", None, "no such bucket")
+        try:
+            labels: dict[str, str] = json.loads(self._labels_file(name).read_text())
+        except FileNotFoundError:
+            return {}
+        return labels
+
+    def _set_bucket_labels(self, name: str, labels: dict[str, str]) -> None:
+        if not (self.root / name).is_dir():
+            raise BucketNotFound(f"file://{self.root / name}", None, "no such bucket")
+        f = self._labels_file(name)
+        f.parent.mkdir(parents=True, exist_ok=True)
+        tmp = f.with_suffix(".tmp")
+        tmp.write_text(json.dumps(labels, sort_keys=True))
+        tmp.replace(f)

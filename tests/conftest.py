@@ -1,0 +1,14 @@
+"""Test-wide settings: no telemetry, no AWS credentials leaking in from the machine."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("CHROMA_TELEMETRY_IMPL", "none")
+os.environ["ANONYMIZED_TELEMETRY"] = "False"
+os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "storekeeper")
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "storekeeper-tests")
+os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
