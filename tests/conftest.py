@@ -12,3 +12,6 @@ os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "storekeeper-tests")
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
+
+# Server fixtures (SeaweedFS, moto_server, the Supabase emulator) live in their own plugin modules.
+pytest_plugins = ["tests.servers.s3_servers", "tests.servers.supabase_server"]

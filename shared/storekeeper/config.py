@@ -1,0 +1,35 @@
+"""Environment settings, one place for their names (template.yaml sets the same ones)."""
+
+from __future__ import annotations
+
+import os
+
+# names of the environment variables the functions read
+STORE = "STOREKEEPER_STORE"  # store URL: s3://bucket, supabase://bucket, file:///abs/path
+DELTA_QUEUE_URL = "DELTA_QUEUE_URL"  # SQS FIFO URL, or file:///dir / a bare name for a local queue
+CLEANUP_QUEUE_URL = "CLEANUP_QUEUE_URL"
+IDEMPOTENCY_TABLE = "IDEMPOTENCY_TABLE"  # DynamoDB table for Powertools idempotency (unset: store-backed)
+REAPER_POLICIES = "REAPER_POLICIES"  # path of the policies YAML (unset: the bundled default)
+REAPER_APPLY = "REAPER_APPLY"  # "true" turns the real run on; anything else is a dry run
+REAPER_MAX_DELETIONS = "REAPER_MAX_DELETIONS"
+COMPACTOR_SWEEP_AGE_SECONDS = "COMPACTOR_SWEEP_AGE_SECONDS"
+COMPACTOR_CACHE_DIR = "COMPACTOR_CACHE_DIR"  # snapshot cache between warm invocations (default /tmp)
+SUPABASE_URL = "SUPABASE_URL"
+SUPABASE_SERVICE_KEY = "SUPABASE_SERVICE_KEY"
+
+
+def env_flag(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in ("1", "true", "yes", "on")
+
+
+def env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"environment variable {name} must be an integer, got {raw!r}") from None

@@ -1,0 +1,1 @@
+"""Pytest plugin: session-scoped server fixtures (filled in by the harness work)."""
