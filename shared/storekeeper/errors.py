@@ -67,3 +67,7 @@ class CorruptObject(StoreError):
 
 class BackendError(StoreError):
     """Any other backend failure, with the backend's own code in the cause."""
+
+
+class PointerTargetMissing(StoreError):
+    """The published pointer names a snapshot whose manifest or archive is gone: alarm, never 'repair'."""
