@@ -1,0 +1,136 @@
+"""Protection checks on the local store: live snapshot, unapplied deltas, labels, protect lists."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from storekeeper.models.snapshots import Manifest
+from storekeeper.protection import Protection, ProtectionConfig, label_reason, pointer_key
+from storekeeper.stores.local import LocalStore
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+V1 = "000000000001-aaaaaaaa"
+V2 = "000000000002-bbbbbbbb"
+D_APPLIED = "1700000000000-applied1"
+D_PENDING = "1700000000001-pending1"
+
+
+def publish(store: LocalStore, c: str, version: str, applied: list[str]) -> None:
+    prefix = f"snapshot/{c}/{version}/"
+    m = Manifest(
+        collection=c,
+        version=version,
+        parent=None,
+        archive="db.tar",
+        sha256="0" * 64,
+        size=1,
+        dimension=3,
+        record_count=1,
+        deltas=applied,
+        applied=applied,
+        created_at=NOW,
+    )
+    store.put(prefix + "db.tar", b"x")
+    store.put(prefix + "manifest.json", m.model_dump_json().encode())
+    store.put(pointer_key(c), prefix.encode())
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    s = LocalStore(tmp_path / "bucket-a")
+    publish(s, "docs", V1, [])
+    publish(s, "docs", V2, [D_APPLIED])
+    s.put(f"delta/docs/{D_APPLIED}.delta", b"d")
+    s.put(f"delta/docs/{D_PENDING}.delta", b"d")
+    return s
+
+
+def test_live_pointer_and_live_snapshot_are_protected_old_version_is_not(store: LocalStore) -> None:
+    p = Protection(store, now=NOW)
+    assert "live pointer" in (p.key_reason(pointer_key("docs")) or "")
+    assert "live snapshot" in (p.key_reason(f"snapshot/docs/{V2}/db.tar") or "")
+    assert "live snapshot" in (p.key_reason(f"snapshot/docs/{V2}/manifest.json") or "")
+    assert p.key_reason(f"snapshot/docs/{V1}/db.tar") is None
+    assert p.live("docs").version == V2
+
+
+def test_unapplied_delta_protected_applied_delta_not(store: LocalStore) -> None:
+    p = Protection(store, now=NOW)
+    assert "not applied" in (p.key_reason(f"delta/docs/{D_PENDING}.delta") or "")
+    assert p.key_reason(f"delta/docs/{D_APPLIED}.delta") is None
+
+
+def test_without_pointer_every_delta_is_unapplied(tmp_path: Path) -> None:
+    s = LocalStore(tmp_path / "bucket-b")
+    s.put(f"delta/new/{D_APPLIED}.delta", b"d")
+    reason = Protection(s, now=NOW).key_reason(f"delta/new/{D_APPLIED}.delta")
+    assert reason is not None
+    assert "no snapshot yet" in reason
+
+
+def test_broken_pointer_protects_whole_collection(tmp_path: Path) -> None:
+    s = LocalStore(tmp_path / "bucket-c")
+    s.put(pointer_key("docs"), f"snapshot/docs/{V1}/".encode())  # manifest missing
+    p = Protection(s, now=NOW)
+    assert "missing" in (p.key_reason(f"snapshot/docs/{V2}/db.tar") or "")
+    assert "missing" in (p.key_reason(f"delta/docs/{D_APPLIED}.delta") or "")
+    s.put(pointer_key("other"), b"garbage")
+    assert "malformed" in (p.key_reason("snapshot/other/x/db.tar") or "")
+
+
+def test_cache_is_per_instance_and_forget_rereads(store: LocalStore) -> None:
+    p = Protection(store, now=NOW)
+    assert p.key_reason(f"snapshot/docs/{V1}/db.tar") is None
+    store.requests.reset()
+    p.key_reason(f"snapshot/docs/{V1}/manifest.json")
+    assert store.requests.total() == 0  # cached
+    store.put(pointer_key("docs"), f"snapshot/docs/{V1}/".encode())
+    p.forget("docs")
+    assert p.key_reason(f"snapshot/docs/{V1}/db.tar") is not None
+
+
+def test_object_metadata_labels(store: LocalStore) -> None:
+    store.put("images/a.png", b"a", metadata={"storekeeper-protect": "true"})
+    store.put("images/b.png", b"b", metadata={"protect-until": (NOW + timedelta(days=1)).isoformat()})
+    store.put("images/c.png", b"c", metadata={"protect-until": (NOW - timedelta(days=1)).isoformat()})
+    store.put("images/d.png", b"d", metadata={"storekeeper-protect": "false"})
+    p = Protection(store, now=NOW)
+    assert "storekeeper-protect=true" in (p.key_reason("images/a.png", store.head("images/a.png")) or "")
+    assert "future" in (p.key_reason("images/b.png", store.head("images/b.png")) or "")
+    assert p.key_reason("images/c.png", store.head("images/c.png")) is None
+    assert p.key_reason("images/d.png", store.head("images/d.png")) is None
+
+
+def test_protect_list_exact_and_glob(store: LocalStore) -> None:
+    p = Protection(store, ProtectionConfig(protect=("keep/*", "exact.txt", "shared-*")), now=NOW)
+    assert p.key_reason("keep/x/y") is not None
+    assert p.key_reason("exact.txt") is not None
+    assert p.key_reason("exact.txt.bak") is None
+    assert p.bucket_reason("shared-session") is not None
+
+
+def test_bucket_labels_and_protect_until(tmp_path: Path) -> None:
+    s = LocalStore(tmp_path / "main")
+    s.create_bucket("tagged")
+    s.set_bucket_labels("tagged", {"storekeeper:protect": "keep"})
+    s.create_bucket("until")
+    s.set_bucket_labels("until", {"protect-until": "not a date"})
+    s.create_bucket("plain")
+    p = Protection(s, now=NOW)
+    assert "storekeeper:protect=keep" in (p.bucket_reason("tagged") or "")
+    assert "not an ISO timestamp" in (p.bucket_reason("until") or "")
+    assert p.bucket_reason("plain") is None
+
+
+def test_protect_list_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOREKEEPER_PROTECT", "a-*, b ,")
+    cfg = ProtectionConfig.from_env(extra=["c"])
+    assert cfg.protect == ("a-*", "b", "c")
+
+
+def test_label_reason_naive_timestamp_is_utc() -> None:
+    assert label_reason({"protect-until": "2030-01-02T00:00:00"}, ProtectionConfig(), NOW) is not None
+    assert label_reason({"protect-until": "2029-12-31T00:00:00Z"}, ProtectionConfig(), NOW) is None
