@@ -1,0 +1,454 @@
+"""The delta blob: one immutable, versioned, checksummed object per producer write.
+
+Layout (all integers little-endian)::
+
+    "SKDL" | u16 format version | u16 flags (0) | u32 header length
+    header   compact JSON: collection, delta_id, created_at, dimension, counts, section sizes
+    ids      per upsert: u16 byte length + UTF-8
+    vectors  upserts x dimension float32
+    extras   compact JSON {"metadatas": [...], "documents": [...]} (empty when all are null)
+    deletes  per delete: u16 byte length + UTF-8
+    sha256   32 bytes over everything before it
+
+Why this shape: float32 does not compress, so the vectors are stored raw (the
+blob stays within ~1.1x of the raw bytes); no pickle, nothing is allocated
+before its size has been checked against the bytes actually present, and the
+checksum is verified before anything is parsed, so a torn or bit-flipped
+object is rejected as a whole.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import secrets
+import string
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from storekeeper.errors import CorruptObject, ValidationError
+from storekeeper.models.deltas import (
+    DELTA_KEY_RE,
+    MAX_DIMENSION,
+    MAX_DOCUMENT_BYTES,
+    MAX_METADATA_BYTES,
+    DeltaNotification,
+)
+from storekeeper.names import check_collection
+from storekeeper.stores.base import ObjectInfo, ObjectStore
+
+MAGIC = b"SKDL"
+FORMAT_VERSION = 1
+_PREFIX = struct.Struct("<4sHHI")
+_LEN = struct.Struct("<H")
+_DIGEST_BYTES = 32
+MAX_HEADER_BYTES = 64 * 1024
+MAX_DELTA_BYTES = 256 * 1024 * 1024
+MAX_ID_BYTES = 1024  # RecordId is <= 256 characters: at most 1024 UTF-8 bytes
+MAX_RECORDS = 1_000_000
+DELTA_ID_RE = re.compile(r"^\d{13}-[a-z0-9]{6,32}$")
+_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
+_SUFFIX_LEN = 10
+
+Metadata = dict[str, str | int | float | bool]
+
+
+class DeltaFormatError(CorruptObject):
+    """A delta blob (or the content about to be encoded) is malformed; names the field."""
+
+    def __init__(self, store: str, key: str | None, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(store, key, f"{field}: {reason}")
+
+
+@dataclass
+class DeltaContent:
+    """What one delta carries: upserts (ids, vectors, metadata, documents) and deletes."""
+
+    collection: str
+    delta_id: str
+    created_at: datetime
+    ids: list[str] = field(default_factory=list)
+    embeddings: npt.NDArray[np.float32] = field(default_factory=lambda: np.zeros((0, 0), dtype=np.float32))
+    metadatas: list[Metadata | None] = field(default_factory=list)
+    documents: list[str | None] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)
+
+    @property
+    def dimension(self) -> int | None:
+        return int(self.embeddings.shape[1]) if self.ids else None
+
+    @property
+    def key(self) -> str:
+        return delta_key(self.collection, self.delta_id)
+
+
+# -- ids and keys ----------------------------------------------------------------
+_id_lock = threading.Lock()
+_last_ms = 0
+
+
+def new_delta_id(now: datetime | None = None) -> str:
+    """13-digit epoch ms + random suffix; strictly increasing within this process when `now` is None."""
+    global _last_ms
+    if now is not None:
+        ms = int(now.timestamp() * 1000)
+    else:
+        with _id_lock:
+            ms = max(time.time_ns() // 1_000_000, _last_ms + 1)
+            _last_ms = ms
+    suffix = "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(_SUFFIX_LEN))
+    return f"{ms:013d}-{suffix}"
+
+
+def delta_key(collection: str, delta_id: str) -> str:
+    check_collection(collection)
+    if not DELTA_ID_RE.fullmatch(delta_id):
+        raise ValidationError("delta_id", "must be <13-digit epoch ms>-<6-32 chars of a-z0-9>", delta_id)
+    return f"delta/{collection}/{delta_id}.delta"
+
+
+def parse_delta_key(key: str) -> tuple[str, str]:
+    """`delta/<c>/<id>.delta` -> (c, id); anything else is a ValidationError naming the key."""
+    m = DELTA_KEY_RE.fullmatch(key)
+    if not m:
+        raise ValidationError("delta_key", "must be delta/<collection>/<13-digit-ms>-<suffix>.delta", key)
+    return m["c"], m["id"]
+
+
+# -- checks shared by encode and decode -----------------------------------------------
+def _check_record_id(value: object, fld: str, err: _Err) -> str:
+    if not isinstance(value, str) or not value:
+        raise err(fld, "must be a non-empty string")
+    if len(value) > 256:
+        raise err(fld, "longer than 256 characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise err(fld, "must not contain control characters")
+    return value
+
+
+def _check_metadata(value: object, fld: str, err: _Err) -> Metadata | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise err(fld, f"must be an object or null, got {type(value).__name__}")
+    for k, v in value.items():
+        if not isinstance(k, str) or not 1 <= len(k) <= 256:
+            raise err(fld, f"key {k!r:.40} must be a string of 1-256 characters")
+        if not isinstance(v, str | int | float | bool):
+            raise err(f"{fld}[{k!r}]", f"must be a string, number or boolean, got {type(v).__name__}")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise err(f"{fld}[{k!r}]", "numbers must be finite")
+    size = len(json.dumps(value, separators=(",", ":")).encode())
+    if size > MAX_METADATA_BYTES:
+        raise err(fld, f"is {size} bytes, more than the {MAX_METADATA_BYTES}-byte limit")
+    return value
+
+
+def _check_document(value: object, fld: str, err: _Err) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise err(fld, f"must be a string or null, got {type(value).__name__}")
+    if len(value.encode()) > MAX_DOCUMENT_BYTES:
+        raise err(fld, f"larger than the {MAX_DOCUMENT_BYTES}-byte limit")
+    return value
+
+
+class _Err:
+    """Builds DeltaFormatErrors for one source/key."""
+
+    def __init__(self, store: str, key: str | None) -> None:
+        self.store = store
+        self.key = key
+
+    def __call__(self, fld: str, reason: str) -> DeltaFormatError:
+        return DeltaFormatError(self.store, self.key, fld, reason)
+
+
+def _check_content(c: DeltaContent, err: _Err) -> None:
+    try:
+        check_collection(c.collection)
+    except ValidationError as exc:
+        raise err("collection", exc.reason) from None
+    if not isinstance(c.delta_id, str) or not DELTA_ID_RE.fullmatch(c.delta_id):
+        raise err("delta_id", f"{c.delta_id!r:.60} is not <13-digit ms>-<suffix>")
+    if c.created_at.tzinfo is None:
+        raise err("created_at", "must be timezone-aware")
+    n = len(c.ids)
+    if n + len(c.deletes) == 0:
+        raise err("ids", "a delta needs at least one upsert or delete")
+    if n > MAX_RECORDS or len(c.deletes) > MAX_RECORDS:
+        raise err("ids", f"more than {MAX_RECORDS} records")
+    emb = c.embeddings
+    if n:
+        if emb.ndim != 2 or emb.shape[0] != n:
+            raise err("embeddings", f"shape {emb.shape} does not match {n} ids")
+        if not 1 <= emb.shape[1] <= MAX_DIMENSION:
+            raise err("embeddings", f"dimension {emb.shape[1]} outside 1..{MAX_DIMENSION}")
+        bad = ~np.isfinite(emb)
+        if bad.any():
+            row, col = (int(x) for x in np.argwhere(bad)[0])
+            raise err(
+                f"embeddings[{row}][{col}]", f"is {emb[row, col]}: values must be finite (no NaN or inf)"
+            )
+    elif emb.size:
+        raise err("embeddings", "present but there are no ids")
+    if len(c.metadatas) != n:
+        raise err("metadatas", f"has {len(c.metadatas)} entries for {n} ids")
+    if len(c.documents) != n:
+        raise err("documents", f"has {len(c.documents)} entries for {n} ids")
+    seen: set[str] = set()
+    for i, rid in enumerate(c.ids):
+        _check_record_id(rid, f"ids[{i}]", err)
+        if rid in seen:
+            raise err(f"ids[{i}]", f"{rid!r} is duplicated")
+        seen.add(rid)
+    for i, m in enumerate(c.metadatas):
+        _check_metadata(m, f"metadatas[{i}]", err)
+    for i, d in enumerate(c.documents):
+        _check_document(d, f"documents[{i}]", err)
+    dels: set[str] = set()
+    for i, rid in enumerate(c.deletes):
+        _check_record_id(rid, f"deletes[{i}]", err)
+        if rid in dels:
+            raise err(f"deletes[{i}]", f"{rid!r} is duplicated")
+        dels.add(rid)
+
+
+# -- encode ------------------------------------------------------------------------
+def _pack_strings(values: list[str]) -> bytes:
+    parts: list[bytes] = []
+    for v in values:
+        b = v.encode()
+        parts.append(_LEN.pack(len(b)))
+        parts.append(b)
+    return b"".join(parts)
+
+
+def _utc_iso(dt: datetime) -> str:
+    return dt.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def encode_delta(content: DeltaContent) -> bytes:
+    """Validate `content` and serialise it; raises DeltaFormatError naming the bad field."""
+    _check_content(content, _Err("<encode>", f"delta/{content.collection}/{content.delta_id}.delta"))
+    n = len(content.ids)
+    dim = content.dimension
+    ids_blob = _pack_strings(content.ids)
+    vec_blob = np.ascontiguousarray(content.embeddings, dtype="<f4").tobytes() if n else b""
+    if any(m is not None for m in content.metadatas) or any(d is not None for d in content.documents):
+        extras_blob = json.dumps(
+            {"metadatas": content.metadatas, "documents": content.documents},
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+        ).encode()
+    else:
+        extras_blob = b""
+    del_blob = _pack_strings(content.deletes)
+    header = json.dumps(
+        {
+            "collection": content.collection,
+            "delta_id": content.delta_id,
+            "created_at": _utc_iso(content.created_at),
+            "dimension": dim,
+            "upserts": n,
+            "deletes": len(content.deletes),
+            "sizes": [len(ids_blob), len(vec_blob), len(extras_blob), len(del_blob)],
+        },
+        separators=(",", ":"),
+    ).encode()
+    body = b"".join(
+        [
+            _PREFIX.pack(MAGIC, FORMAT_VERSION, 0, len(header)),
+            header,
+            ids_blob,
+            vec_blob,
+            extras_blob,
+            del_blob,
+        ]
+    )
+    if len(body) + _DIGEST_BYTES > MAX_DELTA_BYTES:
+        raise DeltaFormatError(
+            "<encode>", None, "size", f"delta would exceed {MAX_DELTA_BYTES} bytes: split it"
+        )
+    return body + hashlib.sha256(body).digest()
+
+
+# -- decode ------------------------------------------------------------------------
+def _unpack_strings(buf: memoryview, count: int, fld: str, err: _Err) -> list[str]:
+    out: list[str] = []
+    pos = 0
+    for i in range(count):
+        if pos + 2 > len(buf):
+            raise err(f"{fld}[{i}]", "section ends before the length prefix")
+        (ln,) = _LEN.unpack_from(buf, pos)
+        pos += 2
+        if ln > MAX_ID_BYTES or pos + ln > len(buf):
+            raise err(f"{fld}[{i}]", f"length {ln} overruns the section or the {MAX_ID_BYTES}-byte id limit")
+        try:
+            out.append(bytes(buf[pos : pos + ln]).decode())
+        except UnicodeDecodeError:
+            raise err(f"{fld}[{i}]", "is not valid UTF-8") from None
+        pos += ln
+    if pos != len(buf):
+        raise err(fld, f"{len(buf) - pos} trailing bytes after {count} entries")
+    return out
+
+
+def _header_int(header: dict[str, Any], name: str, err: _Err, lo: int, hi: int) -> int:
+    v = header.get(name)
+    if not isinstance(v, int) or isinstance(v, bool) or not lo <= v <= hi:
+        raise err(f"header.{name}", f"must be an integer in {lo}..{hi}, got {v!r:.40}")
+    return v
+
+
+def decode_delta(data: bytes, *, expect_key: str | None = None, store: str = "<bytes>") -> DeltaContent:
+    """Parse and fully validate a delta blob; any malformation raises DeltaFormatError."""
+    err = _Err(store, expect_key)
+    total = len(data)
+    if total > MAX_DELTA_BYTES:
+        raise err("size", f"{total} bytes is more than the {MAX_DELTA_BYTES}-byte limit")
+    if total < _PREFIX.size + _DIGEST_BYTES:
+        raise err("size", f"truncated: {total} bytes is shorter than the fixed prefix and checksum")
+    magic, version, flags, header_len = _PREFIX.unpack_from(data, 0)
+    if magic != MAGIC:
+        raise err("magic", f"{magic!r} is not {MAGIC!r}: not a storekeeper delta")
+    if version != FORMAT_VERSION:
+        raise err(
+            "version", f"format version {version} is not supported (this reader knows {FORMAT_VERSION})"
+        )
+    body, digest = data[:-_DIGEST_BYTES], data[-_DIGEST_BYTES:]
+    if hashlib.sha256(body).digest() != digest:
+        raise err("sha256", "checksum mismatch: the object is truncated or corrupt")
+    if flags != 0:
+        raise err("flags", f"unknown flags {flags:#x}")
+    if header_len > MAX_HEADER_BYTES or _PREFIX.size + header_len > len(body):
+        raise err("header", f"length {header_len} overruns the object or the {MAX_HEADER_BYTES}-byte limit")
+    try:
+        header = json.loads(bytes(data[_PREFIX.size : _PREFIX.size + header_len]))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise err("header", f"not valid JSON: {exc}") from None
+    if not isinstance(header, dict):
+        raise err("header", "must be a JSON object")
+
+    collection = header.get("collection")
+    delta_id = header.get("delta_id")
+    try:
+        check_collection(collection)
+    except ValidationError as exc:
+        raise err("header.collection", exc.reason) from None
+    if not isinstance(delta_id, str) or not DELTA_ID_RE.fullmatch(delta_id):
+        raise err("header.delta_id", f"{delta_id!r:.60} is not <13-digit ms>-<suffix>")
+    assert isinstance(collection, str)
+    if expect_key is not None:
+        own = f"delta/{collection}/{delta_id}.delta"
+        if own != expect_key:
+            raise err("header", f"names {own} but the object is stored at {expect_key}")
+    try:
+        created_at = datetime.fromisoformat(str(header.get("created_at")))
+    except ValueError:
+        raise err("header.created_at", "not an ISO-8601 timestamp") from None
+    if created_at.tzinfo is None:
+        raise err("header.created_at", "must carry a timezone")
+
+    n = _header_int(header, "upserts", err, 0, MAX_RECORDS)
+    n_del = _header_int(header, "deletes", err, 0, MAX_RECORDS)
+    if n + n_del == 0:
+        raise err("header", "a delta needs at least one upsert or delete")
+    dim_raw = header.get("dimension")
+    if n:
+        dim = _header_int(header, "dimension", err, 1, MAX_DIMENSION)
+    elif dim_raw is not None:
+        raise err("header.dimension", "must be null when there are no upserts")
+    else:
+        dim = 0
+    sizes = header.get("sizes")
+    if (
+        not isinstance(sizes, list)
+        or len(sizes) != 4
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in sizes)
+    ):
+        raise err("header.sizes", "must be four non-negative integers")
+    ids_len, vec_len, extras_len, del_len = sizes
+    if vec_len != n * dim * 4:
+        raise err("header.sizes", f"vector section is {vec_len} bytes, expected {n}x{dim}x4 = {n * dim * 4}")
+    start = _PREFIX.size + header_len
+    if start + ids_len + vec_len + extras_len + del_len != len(body):
+        raise err(
+            "header.sizes",
+            f"sections add up to {start + ids_len + vec_len + extras_len + del_len} "
+            f"bytes but the body has {len(body)}",
+        )
+
+    view = memoryview(data)
+    ids = _unpack_strings(view[start : start + ids_len], n, "ids", err)
+    pos = start + ids_len
+    if n:
+        emb = np.frombuffer(data, dtype="<f4", count=n * dim, offset=pos).reshape(n, dim).astype(np.float32)
+    else:
+        emb = np.zeros((0, 0), dtype=np.float32)
+    pos += vec_len
+    metadatas: list[Metadata | None] = [None] * n
+    documents: list[str | None] = [None] * n
+    if extras_len:
+        try:
+            extras = json.loads(bytes(view[pos : pos + extras_len]))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise err("extras", f"not valid JSON: {exc}") from None
+        if not isinstance(extras, dict) or set(extras) != {"metadatas", "documents"}:
+            raise err("extras", "must be an object with exactly metadatas and documents")
+        metas, docs = extras["metadatas"], extras["documents"]
+        if not isinstance(metas, list) or len(metas) != n:
+            raise err("metadatas", f"must be a list of {n} entries")
+        if not isinstance(docs, list) or len(docs) != n:
+            raise err("documents", f"must be a list of {n} entries")
+        metadatas, documents = metas, docs
+    pos += extras_len
+    deletes = _unpack_strings(view[pos : pos + del_len], n_del, "deletes", err)
+    content = DeltaContent(collection, delta_id, created_at, ids, emb, metadatas, documents, deletes)
+    _check_content(content, err)
+    return content
+
+
+# -- store helpers -------------------------------------------------------------------
+def write_delta(store: ObjectStore, content: DeltaContent) -> DeltaNotification:
+    """Create-only put (a delta is immutable); returns the notification to send for it."""
+    blob = encode_delta(content)
+    key = content.key
+    store.put(key, blob, if_none_match=True, content_type="application/vnd.storekeeper.delta")
+    return DeltaNotification(
+        collection=content.collection,
+        delta_key=key,
+        sha256=hashlib.sha256(blob).hexdigest(),
+        upserts=len(content.ids),
+        deletes=len(content.deletes),
+        created_at=content.created_at,
+    )
+
+
+def list_pending(store: ObjectStore, collection: str) -> list[ObjectInfo]:
+    """Every delta object of the collection (all pages), oldest first; stray keys are ignored."""
+    check_collection(collection)
+    found = [o for o in store.list(f"delta/{collection}/") if DELTA_KEY_RE.fullmatch(o.key)]
+    return sorted(found, key=lambda o: parse_delta_key(o.key)[1])
+
+
+def read_delta(store: ObjectStore, key: str, expected_sha256: str | None = None) -> DeltaContent:
+    """Fetch, verify against the notified sha256 (if given) and decode one delta."""
+    parse_delta_key(key)
+    data = store.get(key).body
+    if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
+        raise DeltaFormatError(store.url, key, "sha256", "object does not match the notified sha256")
+    return decode_delta(data, expect_key=key, store=store.url)
