@@ -8,6 +8,7 @@ race as `PreconditionFailed`, never as a silent overwrite.
 
 from __future__ import annotations
 
+import builtins
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
@@ -168,7 +169,7 @@ class ObjectStore(ABC):
 
     # -- buckets (same backend) ----------------------------------------------
     @abstractmethod
-    def list_buckets(self) -> list[BucketInfo]: ...
+    def list_buckets(self) -> builtins.list[BucketInfo]: ...
 
     def create_bucket(self, name: str) -> BucketInfo:
         """Create-only: raises BucketAlreadyExists if the name is taken (the race-safe form)."""
@@ -203,7 +204,7 @@ class ObjectStore(ABC):
     def _delete(self, key: str, if_match: str | None) -> None: ...
 
     @abstractmethod
-    def _delete_batch(self, keys: list[str], result: DeleteResult) -> None: ...
+    def _delete_batch(self, keys: builtins.list[str], result: DeleteResult) -> None: ...
 
     @abstractmethod
     def _list(self, prefix: str, start_after: str | None) -> Iterator[ObjectInfo]: ...
