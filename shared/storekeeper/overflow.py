@@ -1,0 +1,202 @@
+"""Overflow bucket groups: `<base>`, `<base>-1`, `<base>-2`, ... and least-full write routing.
+
+LESSONS: names derived from the bucket *count* collided after a deletion, usage
+read from one listing page was wrong, percentages were compared with ratios,
+and several writers raced to create buckets. So here: the next name is the
+highest suffix + 1, creation is create-only and retried on
+BucketAlreadyExists, usage follows every listing page, and every watermark is a
+ratio in [0, 1] (anything else is rejected).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from storekeeper.errors import BucketAlreadyExists, StoreError, ValidationError
+from storekeeper.names import check_bucket
+from storekeeper.stores.base import ObjectStore
+
+DEFAULT_HARD_WATERMARK = 0.95
+MAX_CREATE_ATTEMPTS = 20
+
+
+def check_ratio(value: float, field: str) -> float:
+    """Ratios are 0-1: 95 (a percentage) is a bug, not a watermark."""
+    if not (0.0 < float(value) <= 1.0):
+        raise ValidationError(field, "must be a ratio in (0, 1], e.g. 0.95 (not a percentage)", value)
+    return float(value)
+
+
+def overflow_suffix(name: str, base: str) -> int | None:
+    """0 for the base itself, N for `<base>-N`, None for names outside the group."""
+    if name == base:
+        return 0
+    m = re.fullmatch(re.escape(base) + r"-([1-9][0-9]{0,8})", name)
+    return int(m.group(1)) if m else None
+
+
+def group_members(names: Iterable[str], base: str) -> list[str]:
+    """The group's bucket names, base first then by suffix number (not by string)."""
+    found = [(s, n) for n in set(names) if (s := overflow_suffix(n, base)) is not None]
+    return [n for _, n in sorted(found)]
+
+
+def next_overflow_name(base: str, existing: Iterable[str]) -> str:
+    """`<base>-(max suffix + 1)`: never reuses a name even after members were deleted."""
+    check_bucket(base, "base")
+    suffixes = [s for n in existing if (s := overflow_suffix(n, base)) is not None]
+    name = f"{base}-{max(suffixes, default=0) + 1}"
+    return check_bucket(name, "overflow bucket")
+
+
+def create_next_bucket(store: ObjectStore, base: str, *, also_seen: Iterable[str] = ()) -> str:
+    """Create the next member of the group; a lost race moves on to the next suffix.
+
+    The name comes from a fresh bucket listing (plus names the caller knows), so
+    a member deleted since the caller last looked is not re-created under its old name
+    unless it is the highest suffix.
+    """
+    seen = {b.name for b in store.list_buckets()} | set(also_seen)
+    for _ in range(MAX_CREATE_ATTEMPTS):
+        name = next_overflow_name(base, seen)
+        try:
+            store.create_bucket(name)
+        except BucketAlreadyExists:
+            seen.add(name)
+            continue
+        return name
+    raise StoreError(
+        store.url,
+        None,
+        f"could not create an overflow bucket of {base!r} "
+        f"after {MAX_CREATE_ATTEMPTS} attempts (names taken: {sorted(seen)[-3:]})",
+    )
+
+
+@dataclass(frozen=True)
+class MemberUsage:
+    bucket: str
+    bytes: int
+    objects: int
+    capacity: int
+
+    @property
+    def ratio(self) -> float:
+        return self.bytes / self.capacity
+
+
+def group_usage(store: ObjectStore, base: str, capacity: int) -> list[MemberUsage]:
+    """Usage of every member, each from a full (all pages) listing."""
+    if capacity <= 0:
+        raise ValidationError("capacity", "must be a positive number of bytes", capacity)
+    names = group_members((b.name for b in store.list_buckets()), base)
+    out = []
+    for name in names:
+        u = store.for_bucket(name).usage()
+        out.append(MemberUsage(name, u.bytes, u.objects, capacity))
+    return out
+
+
+def least_full_bucket(
+    store: ObjectStore, base: str, capacity: int, *, hard: float = DEFAULT_HARD_WATERMARK, incoming: int = 0
+) -> str | None:
+    """The member with the lowest usage that stays under `hard` after `incoming` more bytes, or None."""
+    check_ratio(hard, "hard")
+    room = [m for m in group_usage(store, base, capacity) if (m.bytes + incoming) / capacity <= hard]
+    if not room:
+        return None
+    return min(room, key=lambda m: (m.bytes, overflow_suffix(m.bucket, base) or 0)).bucket
+
+
+def ensure_room(
+    store: ObjectStore, base: str, capacity: int, *, hard: float = DEFAULT_HARD_WATERMARK, incoming: int = 0
+) -> tuple[str, bool]:
+    """A member with room, creating the next overflow bucket only when none has: (bucket, created)."""
+    found = least_full_bucket(store, base, capacity, hard=hard, incoming=incoming)
+    if found is not None:
+        return found, False
+    return create_next_bucket(store, base), True
+
+
+class OverflowWriter:
+    """Puts each object into the least-full member under the hard watermark; creates members as needed.
+
+    Usage is read once (all pages) and then tracked from this writer's own puts;
+    `refresh()` re-reads it (other writers share the group).
+    """
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        base: str,
+        capacity: int,
+        *,
+        hard: float = DEFAULT_HARD_WATERMARK,
+        create: bool = True,
+    ) -> None:
+        check_bucket(base, "base")
+        self.store = store
+        self.base = base
+        self.capacity = capacity
+        self.hard = check_ratio(hard, "hard")
+        self.create = create
+        self._lock = threading.Lock()
+        self._used: dict[str, int] = {}
+        self.refresh()
+
+    def refresh(self) -> None:
+        with self._lock:
+            self._used = {m.bucket: m.bytes for m in group_usage(self.store, self.base, self.capacity)}
+
+    def usage(self) -> dict[str, float]:
+        """bucket -> used ratio (0-1) as this writer knows it."""
+        with self._lock:
+            return {b: used / self.capacity for b, used in self._used.items()}
+
+    def _choose(self, size: int) -> str:
+        room = [b for b, used in self._used.items() if (used + size) / self.capacity <= self.hard]
+        if room:
+            return min(room, key=lambda b: (self._used[b], overflow_suffix(b, self.base) or 0))
+        if size / self.capacity > self.hard:
+            raise ValidationError("data", f"{size} bytes never fit under the {self.hard} watermark", size)
+        if not self.create:
+            raise StoreError(self.store.url, None, f"every bucket of group {self.base!r} is past {self.hard}")
+        name = create_next_bucket(self.store, self.base, also_seen=self._used)
+        self._used[name] = 0
+        return name
+
+    def put(
+        self,
+        key: str,
+        data: bytes,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> tuple[str, str]:
+        """Write `data` as `key` into the chosen member: returns (bucket, etag)."""
+        with self._lock:
+            bucket = self._choose(len(data))
+            self._used[bucket] += len(data)  # reserve before the upload so parallel puts spread out
+        try:
+            etag = self.store.for_bucket(bucket).put(key, data, content_type=content_type, metadata=metadata)
+        except Exception:
+            with self._lock:
+                self._used[bucket] -= len(data)
+            raise
+        return bucket, etag
+
+
+def route_write(
+    store: ObjectStore,
+    base: str,
+    capacity: int,
+    key: str,
+    data: bytes,
+    *,
+    hard: float = DEFAULT_HARD_WATERMARK,
+) -> tuple[str, str]:
+    """One-shot form of OverflowWriter.put (reads the group's usage first)."""
+    return OverflowWriter(store, base, capacity, hard=hard).put(key, data)
