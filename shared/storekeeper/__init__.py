@@ -1,0 +1,19 @@
+"""storekeeper: deltas, ChromaDB snapshots, quota reaping and cleanup on object storage.
+
+Importing the package is cheap: `open_snapshot` (which needs chromadb) loads on
+first use, so the producer, reaper and cleanup never import chromadb.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["open_snapshot"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "open_snapshot":
+        from storekeeper.snapshots import open_snapshot
+
+        return open_snapshot
+    raise AttributeError(f"module 'storekeeper' has no attribute {name!r}")
