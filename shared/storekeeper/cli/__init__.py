@@ -18,6 +18,12 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+@app.callback()
+def _group() -> None:
+    """Keep `storekeeper` a command group even while only one command is registered."""
+
+
 for module in (pipeline_cmd, status_cmd, reaper_cmd, invoke_cmd, bench_cmd):
     module.register(app)
 
