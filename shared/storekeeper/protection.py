@@ -29,8 +29,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
-from storekeeper.errors import NotFound, StorekeeperError
+from storekeeper.errors import StorekeeperError
 from storekeeper.stores.base import ObjectInfo, ObjectStore
 
 #: environment variable holding extra protect-list globs, comma separated
@@ -39,6 +40,8 @@ PROTECT_ENV = "STOREKEEPER_PROTECT"
 PROTECT_KEYS = ("storekeeper:protect", "storekeeper-protect", "storekeeper_protect")
 PROTECT_UNTIL_KEYS = ("protect-until", "storekeeper:protect-until", "storekeeper-protect-until")
 PROTECT_VALUES = frozenset({"true", "keep", "yes", "1"})
+#: the same defaults as the policies file's `protect.labels`, so planner and executor agree
+DEFAULT_LABELS: dict[str, str | None] = {"storekeeper:protect": "true", "keep": None, "shared": "true"}
 
 POINTER_RE = re.compile(r"^snapshot/(?P<c>[a-z0-9][a-z0-9_-]{0,62})/latest/pointer\.txt$")
 SNAPSHOT_KEY_RE = re.compile(r"^snapshot/(?P<c>[a-z0-9][a-z0-9_-]{0,62})/(?P<v>[^/]+)/")
@@ -54,10 +57,25 @@ class ProtectionConfig:
     """What counts as protected beyond the live data. Globs match keys and bucket names."""
 
     protect: tuple[str, ...] = ()
+    #: labels whose value is true/keep/yes/1 protect
     label_keys: tuple[str, ...] = PROTECT_KEYS
+    #: label -> exact value that protects (None: any value protects), as in the policies file
+    labels: dict[str, str | None] = field(default_factory=lambda: dict(DEFAULT_LABELS))
     until_keys: tuple[str, ...] = PROTECT_UNTIL_KEYS
     #: one HEAD per object to read its metadata labels; turn off only for huge prefix deletes
     check_object_labels: bool = True
+
+    @classmethod
+    def from_protect(cls, protect: Any, extra: Iterable[str] = ()) -> ProtectionConfig:
+        """From the policies file's `protect:` section (policies.model.Protect), plus env globs."""
+        base = cls.from_env(extra, check_object_labels=bool(getattr(protect, "object_labels", True)))
+        until = getattr(protect, "protect_until_label", None)
+        return cls(
+            protect=(*base.protect, *getattr(protect, "names", ())),
+            labels=dict(getattr(protect, "labels", DEFAULT_LABELS)),
+            until_keys=tuple(dict.fromkeys([*PROTECT_UNTIL_KEYS, *([until] if until else [])])),
+            check_object_labels=base.check_object_labels,
+        )
 
     @classmethod
     def from_env(cls, extra: Iterable[str] = (), *, check_object_labels: bool = True) -> ProtectionConfig:
@@ -83,29 +101,21 @@ class LiveState:
 
 
 def read_live(store: ObjectStore, collection: str) -> LiveState:
-    """Resolve the pointer and its manifest directly (kept small; snapshots.py owns the full logic)."""
-    from pydantic import ValidationError as PydanticError
-
-    from storekeeper.models.snapshots import Manifest
+    """Resolve the pointer and its manifest; any failure to read them protects the whole collection."""
+    from storekeeper.snapshots import load_manifest, read_pointer, version_prefix
 
     try:
-        raw = store.get(pointer_key(collection)).body.decode("utf-8", "replace").strip()
-    except NotFound:
-        return LiveState(collection, None)
+        version, _etag = read_pointer(store, collection)
     except StorekeeperError as exc:
-        return LiveState(collection, None, error=f"pointer of {collection!r} unreadable: {exc}")
-    m = SNAPSHOT_KEY_RE.fullmatch(raw)
-    if not m or m["c"] != collection or m["v"] == "latest":
-        return LiveState(
-            collection, raw or None, error=f"pointer of {collection!r} is malformed: {raw[:120]!r}"
-        )
+        return LiveState(collection, None, error=f"pointer of {collection!r} unreadable: {exc}"[:400])
+    if version is None:
+        return LiveState(collection, None)
+    prefix = version_prefix(collection, version)
     try:
-        manifest = Manifest.model_validate_json(store.get(raw + "manifest.json").body)
-    except NotFound:
-        return LiveState(collection, raw, error=f"live manifest {raw}manifest.json is missing")
-    except (StorekeeperError, PydanticError, ValueError) as exc:
-        return LiveState(collection, raw, error=f"live manifest {raw}manifest.json unreadable: {exc}"[:400])
-    return LiveState(collection, raw, applied=frozenset([*manifest.applied, *manifest.deltas]))
+        manifest = load_manifest(store, collection, version)
+    except StorekeeperError as exc:
+        return LiveState(collection, prefix, error=f"live manifest unreadable: {exc}"[:400])
+    return LiveState(collection, prefix, applied=frozenset([*manifest.applied, *manifest.deltas]))
 
 
 def _truthy_label(labels: dict[str, str], keys: Iterable[str]) -> str | None:
@@ -134,11 +144,24 @@ def _protect_until(labels: dict[str, str], keys: Iterable[str], now: datetime) -
     return None
 
 
+def _exact_label(labels: dict[str, str], wanted: dict[str, str | None]) -> str | None:
+    lowered = {k.lower(): v for k, v in labels.items()}
+    for k, want in wanted.items():
+        v = lowered.get(k.lower())
+        if v is not None and (want is None or v.strip().lower() == want.lower()):
+            return f"label {k}={v}"
+    return None
+
+
 def label_reason(labels: dict[str, str] | None, config: ProtectionConfig, now: datetime) -> str | None:
     """Why these labels/tags/metadata protect their owner, or None."""
     if not labels:
         return None
-    return _truthy_label(labels, config.label_keys) or _protect_until(labels, config.until_keys, now)
+    return (
+        _truthy_label(labels, config.label_keys)
+        or _exact_label(labels, config.labels)
+        or _protect_until(labels, config.until_keys, now)
+    )
 
 
 def listed_reason(name: str, globs: Iterable[str]) -> str | None:

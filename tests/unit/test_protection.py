@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -75,10 +76,10 @@ def test_broken_pointer_protects_whole_collection(tmp_path: Path) -> None:
     s = LocalStore(tmp_path / "bucket-c")
     s.put(pointer_key("docs"), f"snapshot/docs/{V1}/".encode())  # manifest missing
     p = Protection(s, now=NOW)
-    assert "missing" in (p.key_reason(f"snapshot/docs/{V2}/db.tar") or "")
-    assert "missing" in (p.key_reason(f"delta/docs/{D_APPLIED}.delta") or "")
+    assert "live manifest unreadable" in (p.key_reason(f"snapshot/docs/{V2}/db.tar") or "")
+    assert "live manifest unreadable" in (p.key_reason(f"delta/docs/{D_APPLIED}.delta") or "")
     s.put(pointer_key("other"), b"garbage")
-    assert "malformed" in (p.key_reason("snapshot/other/x/db.tar") or "")
+    assert "pointer of 'other' unreadable" in (p.key_reason("snapshot/other/x/db.tar") or "")
 
 
 def test_cache_is_per_instance_and_forget_rereads(store: LocalStore) -> None:
@@ -102,6 +103,32 @@ def test_object_metadata_labels(store: LocalStore) -> None:
     assert "future" in (p.key_reason("images/b.png", store.head("images/b.png")) or "")
     assert p.key_reason("images/c.png", store.head("images/c.png")) is None
     assert p.key_reason("images/d.png", store.head("images/d.png")) is None
+
+
+def test_policy_file_labels_any_value_and_exact_value(store: LocalStore) -> None:
+    store.put("k/keep.bin", b"a", metadata={"keep": "whatever"})
+    store.put("k/shared.bin", b"a", metadata={"shared": "true"})
+    store.put("k/notshared.bin", b"a", metadata={"shared": "no"})
+    p = Protection(store, now=NOW)
+    assert "keep=whatever" in (p.key_reason("k/keep.bin", store.head("k/keep.bin")) or "")
+    assert p.key_reason("k/shared.bin", store.head("k/shared.bin")) is not None
+    assert p.key_reason("k/notshared.bin", store.head("k/notshared.bin")) is None
+
+
+def test_from_protect_section() -> None:
+    from storekeeper.policies.model import Protect
+
+    cfg = ProtectionConfig.from_protect(
+        Protect(
+            labels={"team": "infra"}, names=["prod-*"], protect_until_label="hold-until", object_labels=False
+        )
+    )
+    assert "prod-*" in cfg.protect
+    assert cfg.labels == {"team": "infra"}
+    assert "hold-until" in cfg.until_keys
+    assert cfg.check_object_labels is False
+    assert label_reason({"hold-until": "2031-01-01T00:00:00Z"}, cfg, NOW) is not None
+    assert label_reason({"team": "infra"}, cfg, NOW) is not None
 
 
 def test_protect_list_exact_and_glob(store: LocalStore) -> None:
