@@ -116,13 +116,11 @@ def test_policy_file_labels_any_value_and_exact_value(store: LocalStore) -> None
 
 
 def test_from_protect_section() -> None:
-    from storekeeper.policies.model import Protect
-
-    cfg = ProtectionConfig.from_protect(
-        Protect(
-            labels={"team": "infra"}, names=["prod-*"], protect_until_label="hold-until", object_labels=False
-        )
+    # the shape of policies.model.Protect (duck-typed: protection must not import the policies package)
+    section = SimpleNamespace(
+        labels={"team": "infra"}, names=["prod-*"], protect_until_label="hold-until", object_labels=False
     )
+    cfg = ProtectionConfig.from_protect(section)
     assert "prod-*" in cfg.protect
     assert cfg.labels == {"team": "infra"}
     assert "hold-until" in cfg.until_keys
