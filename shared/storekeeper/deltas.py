@@ -423,9 +423,14 @@ def decode_delta(data: bytes, *, expect_key: str | None = None, store: str = "<b
 
 
 # -- store helpers -------------------------------------------------------------------
-def write_delta(store: ObjectStore, content: DeltaContent) -> DeltaNotification:
-    """Create-only put (a delta is immutable); returns the notification to send for it."""
-    blob = encode_delta(content)
+def write_delta(store: ObjectStore, content: DeltaContent, *, blob: bytes | None = None) -> DeltaNotification:
+    """Create-only put (a delta is immutable); returns the notification to send for it.
+
+    `blob` is `encode_delta(content)` when the caller already encoded it (to validate a
+    whole request before writing anything).
+    """
+    if blob is None:
+        blob = encode_delta(content)
     key = content.key
     store.put(key, blob, if_none_match=True, content_type="application/vnd.storekeeper.delta")
     return DeltaNotification(

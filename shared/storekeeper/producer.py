@@ -1,0 +1,525 @@
+"""Producer: validate a put, cut it into deltas, write them create-only, notify DeltaQueue.
+
+Order matters for "bad input is never half-applied": the whole request is
+parsed, validated and encoded before the first byte is written. Once deltas
+are written they are facts: a failed notification is logged and reported
+(`notified: false`) but not raised, because a raise would make the caller retry
+into duplicate deltas, while the compactor's sweep finds pending deltas
+without any message.
+
+Idempotency: a request with `request_id` runs through Powertools
+`idempotent_function` (DynamoDB when IDEMPOTENCY_TABLE is set, else records in
+the store), so a retry returns the first response and writes nothing. If a
+request fails half-way through writing (a store error), Powertools clears its
+record and a retry writes the deltas again; replaying upserts/deletes of the
+same ids is harmless to the result (same values, applied in delta_id order).
+
+S3 events (bulk JSONL under `incoming/<c>/`): each record is handled on its
+own, with request_id derived from bucket/key/etag so a duplicate delivery or a
+Lambda retry of the event never duplicates a file's deltas. If any record
+failed, `S3RecordsFailed` is raised *after* all were processed: Lambda's async
+retry re-runs the event (the good records replay from their idempotency
+records, writing nothing) and, when retries are exhausted, the event lands in
+the DLQ/on-failure destination, naming the bad file(s).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+from urllib.parse import unquote_plus
+
+import numpy as np
+import pydantic
+
+from storekeeper.deltas import DeltaContent, encode_delta, list_pending, new_delta_id, read_delta, write_delta
+from storekeeper.errors import CorruptObject, NotFound, StorekeeperError, ValidationError
+from storekeeper.models.common import RecordId, Token
+from storekeeper.models.deltas import DeltaNotification, PutRequest, UpsertRecord
+from storekeeper.models.snapshots import Manifest
+from storekeeper.names import check_collection, check_key
+from storekeeper.queues import OutgoingMessage, Queue, QueueSendError
+from storekeeper.stores.base import ObjectStore
+
+log = logging.getLogger(__name__)
+
+MAX_VECTORS_PER_DELTA = 1000
+MAX_BYTES_PER_DELTA = 4 * 1024 * 1024
+MAX_DELETES_PER_DELTA = 10_000
+MAX_LINE_BYTES = 1024 * 1024
+MAX_INCOMING_BYTES = 64 * 1024 * 1024
+IDEMPOTENCY_EXPIRY_SECONDS = 24 * 3600
+INCOMING_PREFIX = "incoming/"
+FUNCTION_NAME = "producer"
+
+
+class RequestInProgress(StorekeeperError):
+    """The same request_id is being processed right now; retry later."""
+
+
+class RequestIdReused(ValidationError):
+    """The request_id was already used for a different payload."""
+
+
+class S3RecordsFailed(StorekeeperError):
+    """Some records of an S3 event failed; raised after all records were processed."""
+
+    def __init__(self, failures: dict[str, str], results: dict[str, Any] | None = None) -> None:
+        self.failures = failures
+        self.results = results or {}
+        shown = "; ".join(f"{k}: {v}" for k, v in list(failures.items())[:5])
+        super().__init__(f"{len(failures)} S3 record(s) failed: {shown}")
+
+
+@dataclass
+class PutResult:
+    collection: str
+    deltas: list[DeltaNotification] = field(default_factory=list)
+    upserts: int = 0
+    deletes: int = 0
+    notified: bool = True
+    failed_notifications: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "collection": self.collection,
+            "deltas": [d.model_dump(mode="json") for d in self.deltas],
+            "upserts": self.upserts,
+            "deletes": self.deletes,
+            "notified": self.notified,
+            "failed_notifications": self.failed_notifications,
+        }
+
+
+# -- parsing -------------------------------------------------------------------------
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def validation_error(exc: pydantic.ValidationError, prefix: str = "") -> ValidationError:
+    """The first pydantic error as our ValidationError, field path included (e.g. upserts[3].embedding)."""
+    first = exc.errors()[0]
+    where = _loc(tuple(first["loc"]))
+    fld = f"{prefix}{'.' if prefix and where else ''}{where}" or prefix or "request"
+    reason = str(first["msg"]).removeprefix("Value error, ")
+    return ValidationError(fld, reason)
+
+
+def parse_put_request(event: object) -> PutRequest:
+    """A direct-invoke event -> PutRequest, or ValidationError naming the field."""
+    if not isinstance(event, dict):
+        raise ValidationError("request", f"must be a JSON object, got {type(event).__name__}")
+    if isinstance(event.get("collection"), str):
+        check_collection(event["collection"])  # path tricks get the name check's clear message
+    try:
+        return PutRequest.model_validate(event)
+    except pydantic.ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+def parse_jsonl(
+    collection: str, lines: Iterable[bytes | str], *, request_id: str | None = None
+) -> PutRequest:
+    """JSONL records -> PutRequest; every error names the 1-based line number and the field."""
+    check_collection(collection)
+    if request_id is not None:
+        try:
+            pydantic.TypeAdapter(Token).validate_python(request_id)
+        except pydantic.ValidationError as exc:
+            raise validation_error(exc, "request_id") from None
+    upserts: list[UpsertRecord] = []
+    deletes: list[str] = []
+    seen: dict[str, int] = {}
+    dim: tuple[int, int] | None = None  # (dimension, line)
+    delete_adapter: pydantic.TypeAdapter[str] = pydantic.TypeAdapter(RecordId)
+    for n, raw in enumerate(lines, start=1):
+        if len(raw) > MAX_LINE_BYTES:
+            raise ValidationError(f"line {n}", f"longer than {MAX_LINE_BYTES} bytes")
+        text = raw.decode() if isinstance(raw, bytes) else raw
+        if not text.strip():
+            continue
+        try:
+            obj = json.loads(text)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValidationError(f"line {n}", f"not valid JSON: {exc}") from None
+        if not isinstance(obj, dict):
+            raise ValidationError(f"line {n}", "must be a JSON object")
+        if "delete" in obj:
+            if set(obj) != {"delete"}:
+                raise ValidationError(f"line {n}", "a delete line has only the 'delete' field")
+            try:
+                rid = str(delete_adapter.validate_python(obj["delete"]))
+            except pydantic.ValidationError as exc:
+                raise validation_error(exc, f"line {n}: delete") from None
+            if rid in seen:
+                raise ValidationError(f"line {n}: delete", f"id {rid!r} already appears on line {seen[rid]}")
+            seen[rid] = n
+            deletes.append(rid)
+            continue
+        try:
+            rec = UpsertRecord.model_validate(obj)
+        except pydantic.ValidationError as exc:
+            raise validation_error(exc, f"line {n}:") from None
+        if rec.id in seen:
+            raise ValidationError(f"line {n}: id", f"{rec.id!r} already appears on line {seen[rec.id]}")
+        seen[rec.id] = n
+        if dim is None:
+            dim = (len(rec.embedding), n)
+        elif len(rec.embedding) != dim[0]:
+            raise ValidationError(
+                f"line {n}: embedding", f"has dimension {len(rec.embedding)}, line {dim[1]} has {dim[0]}"
+            )
+        upserts.append(rec)
+    if not upserts and not deletes:
+        raise ValidationError("file", "no records: every line was empty")
+    # cross-record checks are done above with line numbers; skip re-validating every vector
+    return PutRequest.model_construct(
+        collection=collection, upserts=upserts, deletes=deletes, request_id=request_id
+    )
+
+
+def parse_incoming_key(key: str) -> str:
+    """`incoming/<c>/<name>` -> c; anything else is rejected naming the key."""
+    check_key(key, "key")
+    if not key.startswith(INCOMING_PREFIX):
+        raise ValidationError("key", f"bulk files must be under {INCOMING_PREFIX}<collection>/", key)
+    collection, sep, name = key[len(INCOMING_PREFIX) :].partition("/")
+    if not sep or not name or name.endswith("/"):
+        raise ValidationError("key", "must be incoming/<collection>/<file>", key)
+    return check_collection(collection, "key (collection segment)")
+
+
+# -- collection dimension ----------------------------------------------------------------
+def _live_manifest(store: ObjectStore, collection: str) -> Manifest | None:
+    """The published manifest, read directly (pointer -> manifest); None when nothing is published."""
+    pointer_key = f"snapshot/{collection}/latest/pointer.txt"
+    try:
+        prefix = store.get(pointer_key).body.decode().strip()
+    except NotFound:
+        return None
+    if not (prefix.startswith(f"snapshot/{collection}/") and prefix.endswith("/")):
+        raise CorruptObject(
+            store.url, pointer_key, f"pointer {prefix!r:.100} is not snapshot/{collection}/<v>/"
+        )
+    key = check_key(prefix + "manifest.json", "pointer")
+    try:
+        body = store.get(key).body
+    except NotFound:
+        raise CorruptObject(store.url, key, "the pointer's manifest is missing") from None
+    try:
+        return Manifest.model_validate_json(body)
+    except pydantic.ValidationError as exc:
+        raise CorruptObject(store.url, key, f"invalid manifest: {exc.errors()[0]['msg']}") from None
+
+
+def collection_dimension(store: ObjectStore, collection: str) -> tuple[int | None, str]:
+    """(dimension, where it came from): the live snapshot, else the newest readable pending delta."""
+    manifest = _live_manifest(store, collection)
+    if manifest is not None and manifest.dimension is not None:
+        return manifest.dimension, f"snapshot {manifest.version}"
+    for info in reversed(list_pending(store, collection)):
+        try:
+            content = read_delta(store, info.key)
+        except (CorruptObject, NotFound) as exc:
+            log.warning("skipping unreadable pending delta for dimension check", extra={"error": str(exc)})
+            continue
+        if content.dimension is not None:
+            return content.dimension, f"pending delta {info.key}"
+    return None, "empty collection"
+
+
+# -- chunking ------------------------------------------------------------------------
+def _upsert_bytes(r: UpsertRecord) -> int:
+    size = 2 + len(r.id.encode()) + 4 * len(r.embedding) + 16
+    if r.metadata is not None:
+        size += len(json.dumps(r.metadata, separators=(",", ":")).encode())
+    if r.document is not None:
+        size += len(r.document.encode()) + 2
+    return size
+
+
+def plan_deltas(
+    request: PutRequest,
+    *,
+    now: datetime | None = None,
+    max_vectors: int = MAX_VECTORS_PER_DELTA,
+    max_bytes: int = MAX_BYTES_PER_DELTA,
+    max_deletes: int = MAX_DELETES_PER_DELTA,
+) -> list[DeltaContent]:
+    """Cut a request into deltas of at most `max_vectors` upserts / ~`max_bytes`, in request order."""
+    created = now or datetime.now(UTC)
+    groups: list[tuple[list[UpsertRecord], list[str]]] = []
+    ups: list[UpsertRecord] = []
+    dels: list[str] = []
+    size = 0
+
+    def flush() -> None:
+        nonlocal ups, dels, size
+        if ups or dels:
+            groups.append((ups, dels))
+        ups, dels, size = [], [], 0
+
+    for r in request.upserts:
+        b = _upsert_bytes(r)
+        if ups and (len(ups) >= max_vectors or size + b > max_bytes):
+            flush()
+        ups.append(r)
+        size += b
+    for d in request.deletes:
+        b = 2 + len(d.encode())
+        if (ups or dels) and (len(dels) >= max_deletes or size + b > max_bytes):
+            flush()
+        dels.append(d)
+        size += b
+    flush()
+
+    out: list[DeltaContent] = []
+    base = 0
+    for ups, dels in groups:
+        emb = np.array([r.embedding for r in ups], dtype=np.float64) if ups else np.zeros((0, 0))
+        if ups:
+            too_big = np.abs(emb) > np.finfo(np.float32).max
+            if too_big.any():
+                row, col = (int(x) for x in np.argwhere(too_big)[0])
+                raise ValidationError(f"upserts[{base + row}].embedding[{col}]", "does not fit in float32")
+        out.append(
+            DeltaContent(
+                collection=request.collection,
+                delta_id=new_delta_id(),
+                created_at=created,
+                ids=[r.id for r in ups],
+                embeddings=emb.astype(np.float32),
+                metadatas=[r.metadata for r in ups],
+                documents=[r.document for r in ups],
+                deletes=list(dels),
+            )
+        )
+        base += len(ups)
+    return out
+
+
+# -- the put -----------------------------------------------------------------------------
+def _notify(queue: Queue, notes: list[DeltaNotification]) -> list[str]:
+    """Send one message per delta; returns the keys whose message was not accepted."""
+    msgs = [OutgoingMessage(n.model_dump_json(), group_id=n.collection, dedup_id=n.delta_id) for n in notes]
+    try:
+        queue.send_batch(msgs)
+    except QueueSendError as exc:
+        return [notes[i].delta_key for i in sorted(exc.failures)]
+    except Exception as exc:  # a local queue's OSError and the like: the deltas are still safe
+        log.error("delta notification failed", extra={"queue": queue.url, "error": str(exc)})
+        return [n.delta_key for n in notes]
+    return []
+
+
+def put_unchecked(
+    request: PutRequest,
+    *,
+    store: ObjectStore,
+    queue: Queue,
+    on_delta: Any = None,
+) -> PutResult:
+    """The put without idempotency: validate against the collection, encode all, write all, notify."""
+    dim = request.dimension
+    if dim is not None:
+        known, source = collection_dimension(store, request.collection)
+        if known is not None and known != dim:
+            raise ValidationError(
+                "upserts[0].embedding",
+                f"has dimension {dim} but collection {request.collection!r} has {known} ({source})",
+            )
+    contents = plan_deltas(request)
+    blobs = [encode_delta(c) for c in contents]  # validates every delta before anything is written
+    result = PutResult(
+        collection=request.collection, upserts=len(request.upserts), deletes=len(request.deletes)
+    )
+    for content, blob in zip(contents, blobs, strict=True):
+        result.deltas.append(write_delta(store, content, blob=blob))
+        if on_delta is not None:
+            on_delta(len(content.ids) + len(content.deletes))
+    failed = _notify(queue, result.deltas)
+    if failed:
+        result.notified = False
+        result.failed_notifications = failed
+        log.error(
+            "delta notification failed; the deltas stay pending for the compactor's sweep",
+            extra={"queue": queue.url, "failed": failed},
+        )
+    return result
+
+
+class _LocalContext:
+    """Remaining time for idempotency's in-progress expiry when not running in Lambda."""
+
+    def __init__(self, budget_ms: int = 15 * 60 * 1000) -> None:
+        self.budget_ms = budget_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.budget_ms
+
+
+def put(
+    request: PutRequest,
+    *,
+    store: ObjectStore,
+    queue: Queue,
+    persistence: Any = None,
+    lambda_context: Any = None,
+    on_delta: Any = None,
+) -> dict[str, Any]:
+    """The put, deduplicated on `request.request_id` when a persistence layer is given."""
+    if persistence is None or request.request_id is None:
+        return put_unchecked(request, store=store, queue=queue, on_delta=on_delta).to_dict()
+
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyValidationError,
+    )
+
+    cfg = IdempotencyConfig(
+        event_key_jmespath="request_id",
+        payload_validation_jmespath="[collection, upserts[*].id, deletes]",
+        expires_after_seconds=IDEMPOTENCY_EXPIRY_SECONDS,
+    )
+    cfg.register_lambda_context(cast(Any, lambda_context or _LocalContext()))
+
+    def run(request: PutRequest) -> dict[str, Any]:
+        return put_unchecked(request, store=store, queue=queue, on_delta=on_delta).to_dict()
+
+    idempotent_run = cast(
+        Callable[..., dict[str, Any]],
+        idempotent_function(
+            data_keyword_argument="request",
+            config=cfg,
+            persistence_store=persistence,
+            key_prefix="storekeeper.producer.put",
+        )(run),
+    )
+
+    try:
+        out = idempotent_run(request=request)
+    except IdempotencyAlreadyInProgressError:
+        raise RequestInProgress(
+            f"request_id {request.request_id!r} is being processed right now; retry later"
+        ) from None
+    except IdempotencyValidationError:
+        raise RequestIdReused(
+            "request_id",
+            "was already used for a different payload (collection, ids or deletes differ)",
+            request.request_id,
+        ) from None
+    return out
+
+
+# -- S3 events -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IncomingObject:
+    bucket: str
+    key: str
+    size: int | None
+    etag: str | None
+
+
+def s3_objects(event: dict[str, Any]) -> list[IncomingObject]:
+    """S3 notification (Records) or EventBridge 'Object Created' -> the objects it names."""
+    from aws_lambda_powertools.utilities.parser import parse
+    from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel, S3Model
+
+    try:
+        if "Records" in event:
+            s3 = parse(event=event, model=S3Model)
+            out = []
+            for i, r in enumerate(s3.Records):
+                if not r.eventName.startswith("ObjectCreated"):
+                    raise ValidationError(f"Records[{i}].eventName", "only ObjectCreated events are accepted")
+                o = r.s3.object
+                if o is None:
+                    raise ValidationError(f"Records[{i}].s3.object", "missing")
+                out.append(IncomingObject(r.s3.bucket.name, unquote_plus(o.key), _int(o.size), o.eTag))
+            return out
+        eb = parse(event=event, model=S3EventNotificationEventBridgeModel)
+        if eb.detail_type != "Object Created":
+            raise ValidationError("detail-type", "only 'Object Created' events are accepted", eb.detail_type)
+        o2 = eb.detail.object
+        return [IncomingObject(eb.detail.bucket.name, o2.key, _int(o2.size), o2.etag)]
+    except pydantic.ValidationError as exc:
+        raise validation_error(exc, "event") from None
+    except Exception as exc:
+        if isinstance(exc, StorekeeperError):
+            raise
+        # Powertools wraps pydantic's error in its own ValidationError type
+        cause = exc.__cause__ if isinstance(exc.__cause__, pydantic.ValidationError) else None
+        if cause is not None:
+            raise validation_error(cause, "event") from None
+        raise ValidationError("event", f"not an S3 ObjectCreated event: {exc}") from None
+
+
+def _int(v: float | None) -> int | None:
+    return None if v is None else int(v)
+
+
+def _lines(body: bytes) -> Iterator[bytes]:
+    yield from body.split(b"\n")
+
+
+def put_incoming(
+    obj: IncomingObject,
+    *,
+    store: ObjectStore,
+    queue: Queue,
+    persistence: Any = None,
+    lambda_context: Any = None,
+) -> dict[str, Any]:
+    """One bulk JSONL object -> a put, deduplicated on bucket/key/etag."""
+    collection = parse_incoming_key(obj.key)
+    if store.scheme != "file" and obj.bucket != store.bucket:
+        raise ValidationError(
+            "bucket", f"event names bucket {obj.bucket!r} but this producer serves {store.url}"
+        )
+    if obj.size is not None and obj.size > MAX_INCOMING_BYTES:
+        raise ValidationError(
+            "size", f"{obj.size} bytes is more than the {MAX_INCOMING_BYTES}-byte limit", obj.key
+        )
+    got = store.get(obj.key)
+    if len(got.body) > MAX_INCOMING_BYTES:
+        raise ValidationError(
+            "size", f"{len(got.body)} bytes is more than the {MAX_INCOMING_BYTES}-byte limit"
+        )
+    tag = obj.etag or got.etag
+    request_id = "s3-" + hashlib.sha256(f"{obj.bucket}/{obj.key}/{tag}".encode()).hexdigest()[:48]
+    request = parse_jsonl(collection, _lines(got.body), request_id=request_id)
+    return put(request, store=store, queue=queue, persistence=persistence, lambda_context=lambda_context)
+
+
+def handle_s3_event(
+    event: dict[str, Any],
+    *,
+    store: ObjectStore,
+    queue: Queue,
+    persistence: Any = None,
+    lambda_context: Any = None,
+) -> dict[str, Any]:
+    """Each record on its own; raises S3RecordsFailed at the end if any failed (see module doc)."""
+    results: dict[str, Any] = {}
+    failures: dict[str, str] = {}
+    for obj in s3_objects(event):
+        name = f"{obj.bucket}/{obj.key}"
+        try:
+            results[name] = put_incoming(
+                obj, store=store, queue=queue, persistence=persistence, lambda_context=lambda_context
+            )
+        except Exception as exc:  # one bad or unreadable file must not block the others
+            log.error("bulk file failed", extra={"object": name, "error": str(exc)})
+            failures[name] = f"{type(exc).__name__}: {exc}"
+    if failures:
+        raise S3RecordsFailed(failures, results)
+    return {"records": results}
