@@ -1,0 +1,205 @@
+"""Snapshots: pointer semantics, manifest checks, safe extraction, the verified cache, readers."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from storekeeper import chroma
+from storekeeper.errors import CorruptObject, NotFound, PointerTargetMissing, PreconditionFailed
+from storekeeper.snapshots import (
+    SnapshotCache,
+    load_manifest,
+    new_version,
+    open_snapshot,
+    pack_archive,
+    pointer_key,
+    publish,
+    read_pointer,
+    safe_extract,
+    write_snapshot,
+)
+from storekeeper.stores.local import LocalStore
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "bucket")
+
+
+def _make_snapshot(
+    store: LocalStore, tmp_path: Path, c: str, parent: str | None, recs: dict[str, list[float]]
+):
+    tree = tmp_path / f"tree-{len(list(tmp_path.iterdir()))}"
+    with chroma.persistent_client(tree) as client:
+        col = chroma.get_or_create(client, c, "l2")
+        col.upsert(ids=list(recs), embeddings=list(recs.values()))
+        n = col.count()
+    archive = tmp_path / f"{tree.name}.tar.gz"
+    pack_archive(tree, archive)
+    version = new_version(parent)
+    return write_snapshot(
+        store, collection=c, version=version, parent=parent, archive=archive, dimension=2,
+        distance="l2", record_count=n, deltas=[], applied=[],
+    )  # fmt: skip
+
+
+def test_new_version_sorts_in_publish_order_and_is_unique() -> None:
+    a = new_version(None)
+    assert a.startswith("000000000001-")
+    b, b2 = new_version(a), new_version(a)
+    assert b.startswith("000000000002-")
+    assert b != b2
+    assert sorted([b, a]) == [a, b]
+    assert new_version("000000000009-abcdefgh") < new_version("000000000010-abcdefgh")
+
+
+def test_missing_pointer_means_empty(store: LocalStore) -> None:
+    assert read_pointer(store, "docs") == (None, None)
+
+
+def test_publish_is_create_only_then_if_match(store: LocalStore) -> None:
+    v1, v2 = new_version(None), "000000000002-aaaaaaaa"
+    etag = publish(store, "docs", v1, None)
+    assert store.get(pointer_key("docs")).body == f"snapshot/docs/{v1}/".encode()
+    with pytest.raises(PreconditionFailed):
+        publish(store, "docs", "000000000001-zzzzzzzz", None)  # a second "first" publish loses
+    with pytest.raises(PreconditionFailed):
+        publish(store, "docs", v2, '"stale-etag"')
+    publish(store, "docs", v2, etag)
+    assert read_pointer(store, "docs")[0] == v2
+    with pytest.raises(PreconditionFailed):
+        publish(store, "docs", "000000000003-bbbbbbbb", etag)  # etag read before v2 is stale now
+
+
+def test_garbage_pointer_is_corrupt_not_empty(store: LocalStore) -> None:
+    store.put(pointer_key("docs"), b"snapshot/other/000000000001-aaaaaaaa/")
+    with pytest.raises(CorruptObject, match="pointer must be snapshot/docs/<version>/"):
+        read_pointer(store, "docs")
+
+
+def test_manifest_missing_and_corrupt(store: LocalStore) -> None:
+    with pytest.raises(PointerTargetMissing, match="000000000001-aaaaaaaa"):
+        load_manifest(store, "docs", "000000000001-aaaaaaaa")
+    store.put("snapshot/docs/000000000001-aaaaaaaa/manifest.json", b'{"format": "nope"}')
+    with pytest.raises(CorruptObject, match="invalid manifest"):
+        load_manifest(store, "docs", "000000000001-aaaaaaaa")
+
+
+def _tar_with(member: tarfile.TarInfo, data: bytes = b"") -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        tf.addfile(member, io.BytesIO(data) if data else None)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "reason"),
+    [
+        ("../evil.txt", tarfile.REGTYPE, "escapes"),
+        ("/abs/evil.txt", tarfile.REGTYPE, "escapes"),
+        ("a/../../evil.txt", tarfile.REGTYPE, "escapes"),
+        ("link", tarfile.SYMTYPE, "not a plain file"),
+        ("hard", tarfile.LNKTYPE, "not a plain file"),
+        ("fifo", tarfile.FIFOTYPE, "not a plain file"),
+    ],
+)
+def test_safe_extract_rejects_path_tricks(tmp_path: Path, name: str, kind: bytes, reason: str) -> None:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = "/etc/passwd" if kind in (tarfile.SYMTYPE, tarfile.LNKTYPE) else ""
+    data = b"x" if kind == tarfile.REGTYPE else b""
+    info.size = len(data)
+    archive = tmp_path / "bad.tar"
+    archive.write_bytes(_tar_with(info, data))
+    dest = tmp_path / "out"
+    dest.mkdir()
+    with pytest.raises(CorruptObject, match=reason):
+        safe_extract(archive, dest)
+    assert list(dest.iterdir()) == []
+    assert not (tmp_path / "evil.txt").exists()
+
+
+def test_safe_extract_bounds_total_size(tmp_path: Path) -> None:
+    info = tarfile.TarInfo("big.bin")
+    info.size = 4096
+    archive = tmp_path / "big.tar"
+    archive.write_bytes(_tar_with(info, b"\0" * 4096))
+    with pytest.raises(CorruptObject, match="exceeds the 1000-byte limit"):
+        safe_extract(archive, tmp_path / "out", max_bytes=1000)
+    (tmp_path / "junk.tar").write_bytes(b"not a tar at all")
+    with pytest.raises(CorruptObject, match="not a readable tar"):
+        safe_extract(tmp_path / "junk.tar", tmp_path / "out2")
+
+
+def test_reader_sees_published_version_and_pinned_versions(store: LocalStore, tmp_path: Path) -> None:
+    cache = SnapshotCache(tmp_path / "cache")
+    m1 = _make_snapshot(store, tmp_path, "docs", None, {"a": [0.0, 1.0]})
+    etag = publish(store, "docs", m1.version, None)
+    m2 = _make_snapshot(store, tmp_path, "docs", m1.version, {"a": [0.0, 1.0], "b": [1.0, 0.0]})
+    publish(store, "docs", m2.version, etag)
+
+    latest = open_snapshot(store, "docs", cache=cache)
+    assert sorted(latest.get()["ids"]) == ["a", "b"]
+    pinned = open_snapshot(store, "docs", m1.version, cache=cache)
+    assert pinned.get()["ids"] == ["a"]
+    with pytest.raises(NotFound, match="no such snapshot version"):
+        open_snapshot(store, "docs", "000000000099-zzzzzzzz", cache=cache)
+    assert open_snapshot(store, "nothing-yet", cache=cache).count() == 0
+
+
+def test_cache_serves_second_open_without_download_and_rejects_tampering(
+    store: LocalStore, tmp_path: Path
+) -> None:
+    cache = SnapshotCache(tmp_path / "cache")
+    m = _make_snapshot(store, tmp_path, "docs", None, {"a": [0.0, 1.0]})
+    publish(store, "docs", m.version, None)
+    open_snapshot(store, "docs", cache=cache)
+    open_snapshot(store, "docs", cache=cache)
+    assert cache.downloads == 1
+    # a tampered cache entry is not used: it is fetched again and verified
+    tree = cache.entry(m) / "tree"
+    victim = next(p for p in tree.rglob("*") if p.is_file())
+    victim.write_bytes(victim.read_bytes() + b"tampered")
+    assert sorted(open_snapshot(store, "docs", cache=cache).get()["ids"]) == ["a"]
+    assert cache.downloads == 2
+
+
+def test_corrupt_or_missing_archive_is_an_error_for_readers(store: LocalStore, tmp_path: Path) -> None:
+    cache = SnapshotCache(tmp_path / "cache")
+    m = _make_snapshot(store, tmp_path, "docs", None, {"a": [0.0, 1.0]})
+    publish(store, "docs", m.version, None)
+    body = store.get(m.archive_key).body
+    store.put(m.archive_key, body[:-10] + b"0123456789")
+    with pytest.raises(CorruptObject, match="does not match the manifest"):
+        open_snapshot(store, "docs", cache=cache)
+    store.delete(m.archive_key)
+    with pytest.raises(PointerTargetMissing, match="archive of version"):
+        open_snapshot(store, "docs", cache=cache)
+
+
+def test_cache_is_lru_limited(store: LocalStore, tmp_path: Path) -> None:
+    cache = SnapshotCache(tmp_path / "cache", max_entries=2)
+    parent = None
+    versions = []
+    for i in range(3):
+        m = _make_snapshot(store, tmp_path, "docs", parent, {f"r{i}": [float(i), 1.0]})
+        versions.append(m)
+        cache.fetch(store, m)
+        parent = m.version
+    left = sorted(p.name for p in (tmp_path / "cache" / "entries" / "docs").iterdir())
+    assert left == sorted([versions[1].version, versions[2].version])
+
+
+def test_importing_storekeeper_does_not_import_chromadb() -> None:
+    code = (
+        "import sys, storekeeper, storekeeper.snapshots, storekeeper.compaction, storekeeper.deltas\n"
+        "assert 'chromadb' not in sys.modules, 'chromadb imported eagerly'\n"
+        "assert callable(storekeeper.open_snapshot)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
