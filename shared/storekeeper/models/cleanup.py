@@ -28,6 +28,10 @@ class TaskGuard(Strict):
     last_modified_before: UtcDatetime | None = None  # every target must still be older than this
     live_version: str | None = None  # pointer target seen at planning (snapshot deletions)
     max_objects: Annotated[int, Field(ge=0)] | None = None  # refuse to empty a bucket that grew past this
+    # create_overflow_bucket: the executor re-reads the group's usage and creates nothing when a
+    # member is still under the hard watermark (a ratio 0-1, never a percentage)
+    capacity_bytes: Annotated[int, Field(gt=0)] | None = None
+    hard_watermark: Annotated[float, Field(gt=0, le=1)] | None = None
 
 
 class CleanupTask(Strict):
