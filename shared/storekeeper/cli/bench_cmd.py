@@ -1,9 +1,60 @@
-"""Placeholder: commands of this concern are registered here by the issue that builds them."""
+"""`storekeeper bench`: measure speed, cost and scale against the targets; JSON report + table."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from storekeeper.cli.common import JsonOpt, StoreOpt, console, emit_json, friendly_errors
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
+    """Add `bench` to the app."""
+
+    @app.command("bench")
+    def bench(
+        out: Annotated[Path | None, typer.Option("--out", help="Write the JSON report here.")] = None,
+        quick: Annotated[bool, typer.Option("--quick", help="Tiny sizes: seconds, for smoke tests.")] = False,
+        cases: Annotated[
+            str | None,
+            typer.Option("--cases", help="Comma-separated: compaction,scaling,producer,reaper,coldstart."),
+        ] = None,
+        backends: Annotated[
+            str, typer.Option("--backends", help="Comma-separated backends to measure: local,seaweedfs.")
+        ] = "local,seaweedfs",
+        store: StoreOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Run the benchmark cases side by side and report figures, ratios and target verdicts.
+
+        The bench makes its own throw-away stores (a local directory and a SeaweedFS it
+        starts), so `--store` is accepted for uniformity but never written to.
+        """
+        from storekeeper.bench import runner, table
+
+        del store  # the bench never touches a user's store
+        names = [c.strip() for c in cases.split(",") if c.strip()] if cases else None
+        wanted = [b.strip() for b in backends.split(",") if b.strip()]
+        with friendly_errors(as_json):
+            try:
+                runner.select_cases(names)
+                if not wanted or any(b not in runner.BACKENDS for b in wanted):
+                    raise ValueError(f"backends: use some of {list(runner.BACKENDS)}, got {backends!r}")
+            except ValueError as exc:
+                if as_json:
+                    emit_json({"error": "ValidationError", "message": str(exc)})
+                else:
+                    console.print(f"[bold red]error:[/] {exc}")
+                raise typer.Exit(2) from exc
+            log = (lambda msg: None) if as_json else (lambda msg: console.print(f"[dim]{msg}[/]"))
+            report = runner.run(quick=quick, cases=names, backends=wanted, out=out, log=log)
+        if as_json:
+            emit_json(report.model_dump(mode="json"))
+        else:
+            table.render(report, console)
+            if out is not None:
+                console.print(f"report written to {out}")
+        if report.summary.get("cases_failed", 0) and any(c.status == "error" for c in report.cases):
+            raise typer.Exit(1)

@@ -1,0 +1,200 @@
+"""Case 5: cold-start proxy — handler import time in a fresh interpreter, and artifact sizes.
+
+A Lambda cold start pays the handler module's imports; timing `import app` in a
+new `python` process (median of a few) is the closest local proxy. The producer,
+reaper and cleanup must not pull in chromadb, so the probe also reports whether
+it did.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from storekeeper.bench.context import BenchContext, CaseSkipped
+from storekeeper.bench.report import CaseResult, TargetResult
+from storekeeper.bench.timing import median
+
+NAME = "coldstart"
+TITLE = "Cold start: handler import time and artifact size"
+HANDLERS = ("producer", "compactor", "reaper", "cleanup")
+NO_CHROMA = ("producer", "reaper", "cleanup")
+IMPORT_TARGET_S = 0.300
+COMPACTOR_ARTIFACT_TARGET_MB = 250.0
+
+_PROBE = (
+    "import json, sys, time\n"
+    "t = time.perf_counter()\n"
+    "import app\n"
+    "dt = time.perf_counter() - t\n"
+    "print(json.dumps({'seconds': dt, 'chromadb': 'chromadb' in sys.modules, 'modules': len(sys.modules)}))\n"
+)
+
+
+def repo_root() -> Path:
+    """The checkout the bench runs from: shared/storekeeper/bench/ is three levels below it."""
+    return Path(__file__).resolve().parents[3]
+
+
+def _env(root: Path, fn_dir: Path, scratch: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(fn_dir), str(root / "shared")]),
+        PYTHONDONTWRITEBYTECODE="0",
+        CHROMA_TELEMETRY_IMPL="none",
+        ANONYMIZED_TELEMETRY="False",
+        POWERTOOLS_TRACE_DISABLED="true",
+        POWERTOOLS_METRICS_NAMESPACE="storekeeper",
+        AWS_DEFAULT_REGION=env.get("AWS_DEFAULT_REGION", "us-east-1"),
+        STOREKEEPER_HOME=str(scratch),
+    )
+    return env
+
+
+def _probe(fn_dir: Path, env: dict[str, str]) -> dict[str, float | bool]:
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE], cwd=fn_dir, env=env, capture_output=True, text=True, timeout=120
+    )
+    if out.returncode != 0:
+        tail = out.stderr.strip().splitlines()[-1:] or ["(no output)"]
+        raise RuntimeError(f"importing {fn_dir / 'app.py'} failed: {tail[0]}")
+    data: dict[str, float | bool] = json.loads(out.stdout.strip().splitlines()[-1])
+    return data
+
+
+def top_imports(fn_dir: Path, env: dict[str, str], n: int = 4) -> list[tuple[str, float]]:
+    """The `n` packages with the largest cumulative import time under `app` (`python -X importtime`).
+
+    A package is counted where it is entered from a different package, so
+    `boto3` imported by `storekeeper` shows up under both (times are cumulative).
+    """
+    out = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import app"],
+        cwd=fn_dir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    rows = parse_importtime(out.stderr)
+    totals: dict[str, float] = {}
+    for i, (depth, module, cumulative) in enumerate(rows):
+        # -X importtime prints children before their parent: the parent is the next shallower line
+        parent = next((m for d, m, _ in rows[i + 1 :] if d < depth), None)
+        top = module.split(".")[0]
+        if top != "app" and (parent is None or parent.split(".")[0] != top):
+            totals[top] = totals.get(top, 0.0) + cumulative
+    return sorted(totals.items(), key=lambda kv: -kv[1])[:n]
+
+
+def parse_importtime(stderr: str) -> list[tuple[int, str, float]]:
+    """(depth, module, cumulative seconds) per `import time:` line."""
+    rows = []
+    for line in stderr.splitlines():
+        if not line.startswith("import time:") or line.count("|") != 2:
+            continue
+        _, cum, name = line.split("|")
+        if not cum.strip().isdigit():
+            continue  # the header line
+        body = name[1:] if name.startswith(" ") else name
+        depth = (len(body) - len(body.lstrip(" "))) // 2
+        rows.append((depth, body.strip(), int(cum) / 1e6))
+    return rows
+
+
+def _artifact_sizes(root: Path) -> dict[str, float] | str:
+    """Unzipped MB per function from scripts/artifact_sizes.py, or why there are none."""
+    build = root / ".aws-sam" / "build"
+    script = root / "scripts" / "artifact_sizes.py"
+    if not build.is_dir():
+        return "not built: run `make build` (sam build), then the bench again"
+    if not script.is_file():
+        return "scripts/artifact_sizes.py is missing"
+    out = subprocess.run(
+        [sys.executable, str(script), "--json"], cwd=root, capture_output=True, text=True, timeout=300
+    )
+    if out.returncode != 0:
+        return f"scripts/artifact_sizes.py --json failed: {out.stderr.strip()[-200:]}"
+    return parse_artifact_sizes(json.loads(out.stdout))
+
+
+def parse_artifact_sizes(data: object) -> dict[str, float]:
+    """Accept `{name: bytes}` or `{name: {"unzipped_bytes": ...}}` (also under a "functions" key)."""
+    if isinstance(data, dict) and isinstance(data.get("functions"), dict | list):
+        data = data["functions"]
+    items: list[tuple[str, object]] = []
+    if isinstance(data, dict):
+        items = list(data.items())
+    elif isinstance(data, list):
+        items = [(str(d.get("name") or d.get("function")), d) for d in data if isinstance(d, dict)]
+    sizes: dict[str, float] = {}
+    for name, v in items:
+        raw: object = v
+        if isinstance(v, dict):
+            raw = next((v[k] for k in ("unzipped_bytes", "unzipped", "bytes", "size") if k in v), None)
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            sizes[name.lower()] = raw / 1e6
+    return sizes
+
+
+def run(ctx: BenchContext, result: CaseResult) -> None:
+    root = repo_root()
+    scratch = ctx.scratch("coldstart")
+    result.parameters.update(repeats=ctx.sizes.import_repeats, python=sys.executable)
+    found = [h for h in HANDLERS if (root / "functions" / h / "app.py").is_file()]
+    if not found:
+        raise CaseSkipped(f"no functions/*/app.py under {root}")
+    for h in HANDLERS:
+        fn_dir = root / "functions" / h
+        if h not in found:
+            result.notes.append(f"{h}: functions/{h}/app.py not found")
+            continue
+        env = _env(root, fn_dir, scratch)
+        try:
+            runs = [_probe(fn_dir, env) for _ in range(ctx.sizes.import_repeats)]
+        except RuntimeError as exc:
+            result.notes.append(str(exc))
+            value = None
+        else:
+            value = median([float(r["seconds"]) for r in runs])
+            chroma = bool(runs[0]["chromadb"])
+            result.add("import_seconds", value, "s", "none", handler=h, imports_chromadb=chroma)
+            tops = ", ".join(f"{name} {sec * 1000:.0f} ms" for name, sec in top_imports(fn_dir, env))
+            result.notes.append(f"{h}: heaviest imports: {tops}")
+            if h in NO_CHROMA and chroma:
+                result.notes.append(f"{h}: imports chromadb, which DESIGN §1 forbids for this function")
+        if h in NO_CHROMA:
+            result.targets.append(
+                TargetResult.check(
+                    f"import_{h}",
+                    f"{h} handler import <= 300 ms (no chromadb)",
+                    backend="none",
+                    op="<=",
+                    threshold=IMPORT_TARGET_S,
+                    value=value,
+                    unit="s",
+                )
+            )
+    sizes = _artifact_sizes(root)
+    if isinstance(sizes, str):
+        result.notes.append(f"artifact sizes: {sizes}")
+        compactor_mb = None
+    else:
+        for name, mb in sorted(sizes.items()):
+            result.add("artifact_unzipped_mb", mb, "MB", "none", function=name)
+        compactor_mb = next((mb for name, mb in sizes.items() if "compactor" in name), None)
+    result.targets.append(
+        TargetResult.check(
+            "compactor_artifact",
+            "compactor artifact <= 250 MB unzipped",
+            backend="none",
+            op="<=",
+            threshold=COMPACTOR_ARTIFACT_TARGET_MB,
+            value=compactor_mb,
+            unit="MB",
+            note=None if compactor_mb is not None else "run `make build` to measure",
+        )
+    )

@@ -1,0 +1,283 @@
+"""Shared machinery of the compaction cases: base snapshots, the raw chromadb baseline, timed compactions.
+
+The raw baseline and the compaction start from the same persist directory and
+apply the same records, so their ratio is the overhead storekeeper adds
+(load, archive, upload, publish) over the chromadb work it cannot avoid.
+Measurements are memoised in the run's context, so the scaling case reuses the
+points the compaction case already measured.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from storekeeper.bench import data
+from storekeeper.bench.context import BenchContext
+from storekeeper.bench.timing import timed
+from storekeeper.stores.base import ObjectStore
+
+DISTANCE = "l2"
+BASE_SEED = 1
+DELTA_SEED = 2
+
+
+def collection_for(n: int) -> str:
+    return f"base{n}"
+
+
+@dataclass(frozen=True)
+class BaseSnapshot:
+    n: int
+    collection: str
+    path: Path  # pristine persist dir: copied, never opened in place
+    build_seconds: float
+
+
+@dataclass
+class Published:
+    """A base snapshot published in one store, and the version to roll the pointer back to."""
+
+    store: ObjectStore
+    collection: str
+    version: str | None
+    n: int
+
+
+@dataclass
+class CompactionRun:
+    seconds: float
+    phases: dict[str, float] = field(default_factory=dict)
+    record_count: int = 0
+    deltas: int = 0
+    requests: dict[str, int] = field(default_factory=dict)
+
+
+def _settings() -> Any:
+    from chromadb.config import Settings
+
+    return Settings(anonymized_telemetry=False)
+
+
+def _delta_records(ctx: BenchContext, count: int, seed: int) -> tuple[list[str], Any, list[Any]]:
+    """The records a measurement upserts: new ids (so every upsert grows the collection)."""
+    return (
+        data.ids(f"d{seed}", count),
+        data.vectors(count, ctx.sizes.dim, seed),
+        data.metadatas(count),
+    )
+
+
+def base_snapshot(ctx: BenchContext, n: int) -> BaseSnapshot:
+    """A persist dir with `n` vectors, built once per run with the plain chromadb client."""
+
+    def build() -> BaseSnapshot:
+        from storekeeper import chroma
+
+        c = collection_for(n)
+        path = ctx.scratch(f"base-{n}") / "tree"
+        ctx.log(f"building a {n}-vector base snapshot (once per run)")
+        with timed() as t, chroma.persistent_client(path) as client:
+            col = chroma.get_or_create(client, c, DISTANCE)
+            step = 10_000 if n >= 10_000 else max(1, n)
+            for start in range(0, n, step):
+                k = min(step, n - start)
+                vecs = data.vectors(k, ctx.sizes.dim, BASE_SEED * 1_000_003 + start)
+                ids, metas = data.ids("base", k, start), data.metadatas(k, start)
+                for i in range(0, k, ctx.sizes.chroma_batch):
+                    j = i + ctx.sizes.chroma_batch
+                    col.add(ids=ids[i:j], embeddings=vecs[i:j], metadatas=metas[i:j])
+            if int(col.count()) != n:
+                raise RuntimeError(f"base snapshot {c}: built {col.count()} vectors, expected {n}")
+        return BaseSnapshot(n, c, path, t.seconds)
+
+    snap: BaseSnapshot = ctx.once(("base", n), build)
+    return snap
+
+
+def raw_upsert(ctx: BenchContext, n: int, count: int) -> float:
+    """Seconds for a bare PersistentClient to upsert `count` vectors into a copy of the `n` base."""
+
+    def measure() -> float:
+        import chromadb
+
+        base = base_snapshot(ctx, n)
+        work = ctx.scratch(f"raw-{n}-{count}") / "tree"
+        shutil.copytree(base.path, work)
+        ids, vecs, metas = _delta_records(ctx, count, DELTA_SEED)
+        from storekeeper.chroma import chroma_name
+
+        client: Any = chromadb.PersistentClient(path=str(work), settings=_settings())
+        try:
+            col = client.get_collection(chroma_name(base.collection), embedding_function=None)
+            batch = int(client.get_max_batch_size())
+            with timed() as t:
+                for i in range(0, count, batch):
+                    col.upsert(
+                        ids=ids[i : i + batch], embeddings=vecs[i : i + batch], metadatas=metas[i : i + batch]
+                    )
+                got = int(col.count())
+        finally:
+            client.close()
+        shutil.rmtree(work.parent, ignore_errors=True)
+        if got != n + count:
+            raise RuntimeError(f"raw chromadb upsert: collection has {got} vectors, expected {n + count}")
+        return t.seconds
+
+    seconds: float = ctx.once(("raw", n, count), measure)
+    return seconds
+
+
+def published_base(ctx: BenchContext, backend: str, n: int) -> Published:
+    """The `n` base snapshot packed and published in a store of `backend` (once per run)."""
+
+    def publish_it() -> Published:
+        from storekeeper import snapshots
+
+        store = ctx.backends.store(backend, f"compaction-{n}")
+        c = collection_for(n)
+        if n == 0:
+            return Published(store, c, None, 0)
+        base = base_snapshot(ctx, n)
+        version = snapshots.new_version(None)
+        archive = ctx.scratch(f"archive-{backend}-{n}") / snapshots.ARCHIVE_NAME
+        snapshots.pack_archive(base.path, archive)
+        snapshots.write_snapshot(
+            store,
+            collection=c,
+            version=version,
+            parent=None,
+            archive=archive,
+            dimension=ctx.sizes.dim,
+            distance=DISTANCE,
+            record_count=n,
+            deltas=[],
+            applied=[],
+        )
+        snapshots.publish(store, c, version, None)
+        shutil.rmtree(archive.parent, ignore_errors=True)
+        return Published(store, c, version, n)
+
+    pub: Published = ctx.once(("published", backend, n), publish_it)
+    return pub
+
+
+def _reset(pub: Published) -> str:
+    """Point `latest` back at the base version (a conditional write, like any publish); returns c.
+
+    For the empty base there is no pointer to roll back to, so each run gets a
+    fresh collection name instead.
+    """
+    from storekeeper import snapshots
+
+    if pub.version is None:
+        return f"empty{time.time_ns() % 10**12}"
+    version, etag = snapshots.read_pointer(pub.store, pub.collection)
+    if version != pub.version:
+        snapshots.publish(pub.store, pub.collection, pub.version, etag)
+    return pub.collection
+
+
+def write_deltas(
+    ctx: BenchContext, store: ObjectStore, collection: str, count: int, seed: int, chunk: int
+) -> int:
+    """`count` upserts as deltas of `chunk` records, the way producers write them; returns how many."""
+    from datetime import UTC, datetime
+
+    from storekeeper import deltas
+
+    ids, vecs, metas = _delta_records(ctx, count, seed)
+    made = 0
+    for i in range(0, count, chunk):
+        content = deltas.DeltaContent(
+            collection=collection,
+            delta_id=deltas.new_delta_id(),
+            created_at=datetime.now(UTC),
+            ids=ids[i : i + chunk],
+            embeddings=vecs[i : i + chunk],
+            metadatas=list(metas[i : i + chunk]),
+            documents=[None] * len(ids[i : i + chunk]),
+        )
+        deltas.write_delta(store, content)
+        made += 1
+    return made
+
+
+def compaction(
+    ctx: BenchContext,
+    backend: str,
+    n: int,
+    count: int,
+    mode: str,
+    *,
+    seed: int = DELTA_SEED,
+    chunk: int | None = None,
+    memo: bool = True,
+) -> CompactionRun:
+    """One timed `compact()` of `count` vectors into the `n` base on `backend`.
+
+    `mode` "warm": the base is already in the compactor's cache (a warm Lambda);
+    "cold": an empty cache, so the archive is downloaded and extracted (a cold one).
+    """
+
+    def measure() -> CompactionRun:
+        from storekeeper.compaction import compact
+        from storekeeper.snapshots import SnapshotCache, load_manifest
+
+        pub = published_base(ctx, backend, n)
+        c = _reset(pub)
+        cache_dir = ctx.workdir / f"cache-{backend}" if mode == "warm" else ctx.scratch(f"cold-{backend}")
+        cache = SnapshotCache(cache_dir)
+        if mode == "warm" and pub.version is not None:
+            cache.fetch(pub.store, load_manifest(pub.store, c, pub.version))  # untimed: the warm start
+        made = write_deltas(ctx, pub.store, c, count, seed, chunk or ctx.sizes.delta_chunk)
+        marks: dict[str, float] = {}
+        start = time.perf_counter()
+
+        def hook(step: str) -> None:
+            marks.setdefault(step, time.perf_counter() - start)
+
+        pub.store.requests.reset()
+        with timed() as t:
+            result = compact(pub.store, c, cache=cache, hooks=hook, max_deltas=max(made, 1))
+        if result.status != "published" or result.record_count != n + count or len(result.applied) != made:
+            raise RuntimeError(
+                f"compaction of {count} into {n} on {backend}: status {result.status}, "
+                f"{result.record_count} records (expected {n + count}), {len(result.applied)}/{made} deltas"
+            )
+        if mode != "warm":
+            shutil.rmtree(cache_dir, ignore_errors=True)
+        return CompactionRun(
+            t.seconds,
+            _phases(marks, t.seconds),
+            int(result.record_count or 0),
+            made,
+            dict(pub.store.requests.counts),
+        )
+
+    if not memo:
+        return measure()
+    run: CompactionRun = ctx.once(("compaction", backend, n, count, mode, seed), measure)
+    return run
+
+
+def _phases(marks: dict[str, float], total: float) -> dict[str, float]:
+    """Split the total at the compactor's hooks: load, apply+archive, upload, publish, cleanup."""
+    load = marks.get("after_download", 0.0)
+    uploaded = marks.get("after_archive_upload", load)
+    manifest = marks.get("after_manifest", uploaded)
+    published = marks.get("after_pointer_write", manifest)
+    return {
+        "load": load,
+        "apply_and_archive_and_upload": uploaded - load,
+        "manifest_and_publish": published - uploaded,
+        "cleanup": total - published,
+    }
+
+
+def cpu_note() -> str:
+    return f"{os.cpu_count()} CPUs, load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}"

@@ -1,0 +1,80 @@
+"""What every case shares in one run: sizes, a scratch directory, backends, and memoised work.
+
+Expensive things (a 100,000-vector snapshot, a running SeaweedFS) are built once
+per run and reused by every case that needs them, so cases stay independent in
+code but not in cost.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class CaseSkipped(Exception):
+    """A case cannot run here (a module not built yet, a server missing); the reason goes in the report."""
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Every size a case uses; `QUICK` keeps the smoke test to seconds."""
+
+    dim: int = 384
+    delta: int = 10_000  # case 1: vectors per compaction
+    delta_chunk: int = 1_000  # vectors per delta blob (a producer put's worth)
+    snapshots: tuple[int, ...] = (0, 10_000, 100_000)  # case 1 (and case 2's snapshot axis)
+    delta_scale: tuple[int, ...] = (1_000, 3_000, 10_000)  # case 2: delta sizes ...
+    delta_scale_snapshot: int = 10_000  # ... into a snapshot of this size
+    history: tuple[int, ...] = (1, 5, 10)  # case 2: time the n-th small compaction
+    history_delta: int = 100
+    producer_put: int = 1_000  # case 3
+    producer_repeats: int = 5
+    reaper_objects: dict[str, int] = field(
+        default_factory=lambda: {"local": 100_000, "moto": 100_000, "seaweedfs": 10_000}
+    )
+    import_repeats: int = 5  # case 5
+    chroma_batch: int = 5_000
+
+
+FULL = Sizes()
+QUICK = Sizes(
+    dim=16,
+    delta=40,
+    delta_chunk=10,
+    snapshots=(0, 60, 200),
+    delta_scale=(10, 20, 40),
+    delta_scale_snapshot=60,
+    history=(1, 2, 3),
+    history_delta=5,
+    producer_put=50,
+    producer_repeats=2,
+    reaper_objects={"local": 300, "moto": 300, "seaweedfs": 120},
+    import_repeats=2,
+    chroma_batch=100,
+)
+
+
+@dataclass
+class BenchContext:
+    sizes: Sizes
+    quick: bool
+    workdir: Path
+    backends: Any  # storekeeper.bench.backends.Backends (kept loose: it imports boto3 lazily)
+    log: Callable[[str], None] = print
+    memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+
+    def scratch(self, name: str) -> Path:
+        """A fresh empty directory under the run's scratch space."""
+        d = self.workdir / name
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        return d
+
+    def once(self, key: tuple[Any, ...], build: Callable[[], Any]) -> Any:
+        """Build a value the first time a case asks for it; later cases reuse it."""
+        if key not in self.memo:
+            self.memo[key] = build()
+        return self.memo[key]
