@@ -108,7 +108,8 @@ def validation_error(exc: pydantic.ValidationError, prefix: str = "") -> Validat
     """The first pydantic error as our ValidationError, field path included (e.g. upserts[3].embedding)."""
     first = exc.errors()[0]
     where = _loc(tuple(first["loc"]))
-    fld = f"{prefix}{'.' if prefix and where else ''}{where}" or prefix or "request"
+    joiner = (" " if prefix.endswith(":") else ".") if prefix and where else ""
+    fld = f"{prefix}{joiner}{where}" or "request"
     reason = str(first["msg"]).removeprefix("Value error, ")
     return ValidationError(fld, reason)
 
