@@ -1,0 +1,83 @@
+"""The reaper report (reports/reaper/<timestamp>.json): what one run planned and why.
+
+A dry run and a real run write the same document for the same state; only
+`apply`, `sent` and the timestamps differ. `plan_digest` makes that checkable.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from storekeeper.models.cleanup import CleanupTask
+from storekeeper.models.common import Strict, UtcDatetime
+
+Verdict = Literal["planned", "protected", "skipped", "deferred"]
+
+
+class Decision(Strict):
+    """One resource one policy matched, and what the run decided about it."""
+
+    policy: str
+    store: str
+    resource: str  # resource kind
+    bucket: str
+    name: str  # key, bucket, index or version
+    verdict: Verdict
+    reason: str
+    size: Annotated[int, Field(ge=0)] | None = None
+    created: UtcDatetime | None = None
+    task_id: str | None = None
+
+
+class PolicySummary(Strict):
+    policy: str
+    resource: str
+    store: str
+    evaluated: int = 0  # resources listed and evaluated
+    matched: int = 0  # passed the item filters
+    planned: int = 0
+    protected: int = 0
+    skipped: int = 0
+    deferred: int = 0
+    bytes_planned: int = 0
+    notes: list[str] = Field(default_factory=list)
+    errors: list[str] = Field(default_factory=list)
+    omitted_decisions: int = 0  # skipped decisions not listed (the report stays small)
+
+
+class ReaperReport(Strict):
+    format: Literal["storekeeper.reaper-report/1"] = "storekeeper.reaper-report/1"
+    run_id: str
+    started_at: UtcDatetime
+    finished_at: UtcDatetime
+    apply: bool
+    policies_source: str
+    policies_sha256: str
+    summaries: list[PolicySummary]
+    decisions: list[Decision]
+    tasks: list[CleanupTask]
+    plan_digest: str
+    sent: int = 0
+    errors: list[str] = Field(default_factory=list)
+    report_key: str | None = None
+
+    def totals(self) -> dict[str, int]:
+        out = {"planned": 0, "protected": 0, "skipped": 0, "deferred": 0}
+        for d in self.decisions:
+            out[d.verdict] += 1
+        out["tasks"] = len(self.tasks)
+        out["errors"] = len(self.errors) + sum(len(s.errors) for s in self.summaries)
+        return out
+
+
+def plan_digest(decisions: list[Decision], tasks: list[CleanupTask]) -> str:
+    """A digest of the plan that ignores when it was made: equal state -> equal digest."""
+    body = {
+        "decisions": [d.model_dump(mode="json") for d in decisions],
+        "tasks": [t.model_dump(mode="json", exclude={"planned_at", "dry_run"}) for t in tasks],
+    }
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()

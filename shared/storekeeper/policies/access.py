@@ -1,0 +1,83 @@
+"""Read access for planning: listings cached per run, resumable after throttling, rate-limited lookups.
+
+Listing is the only per-object cost of planning. A throttled listing resumes
+from the last key seen (start_after) instead of starting over; HEADs and label
+lookups go through one token bucket so a big run cannot hammer the backend.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from storekeeper.errors import BackendError, StoreError
+from storekeeper.stores.base import ObjectInfo, ObjectStore
+
+T = TypeVar("T")
+RETRYABLE = (BackendError,)
+
+
+class RateLimiter:
+    """A token bucket: at most `rate` calls per second on average, bursts of `burst`."""
+
+    def __init__(self, rate: float, burst: int = 10) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.tokens = float(burst)
+        self.stamp = time.monotonic()
+        self.lock = threading.Lock()
+
+    def acquire(self) -> None:
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+            self.stamp = now
+            if self.tokens < 1:
+                time.sleep((1 - self.tokens) / self.rate)
+                self.tokens = 0.0
+                self.stamp = time.monotonic()
+            else:
+                self.tokens -= 1
+
+
+class Access:
+    def __init__(self, rate: float, retries: int) -> None:
+        self.limiter = RateLimiter(rate)
+        self.retries = retries
+
+    def call(self, fn: Callable[[], T]) -> T:
+        """One rate-limited lookup, retried with exponential backoff when the backend fails transiently."""
+
+        @retry(
+            retry=retry_if_exception_type(RETRYABLE),
+            stop=stop_after_attempt(self.retries + 1),
+            wait=wait_exponential(multiplier=0.2, max=10),
+            reraise=True,
+        )
+        def attempt() -> T:
+            self.limiter.acquire()
+            return fn()
+
+        return attempt()
+
+    def list(self, store: ObjectStore, prefix: str) -> Iterator[ObjectInfo]:
+        """Every object under `prefix` (all pages); a failure mid-way resumes after the last key."""
+        last: str | None = None
+        failures = 0
+        while True:
+            try:
+                for info in store.list(prefix, start_after=last):
+                    last = info.key
+                    yield info
+                return
+            except RETRYABLE as exc:
+                failures += 1
+                if failures > self.retries:
+                    raise StoreError(
+                        store.url, prefix, f"listing failed {failures} times, last: {exc}"
+                    ) from exc
+                time.sleep(min(10.0, 0.2 * 2**failures))

@@ -1,0 +1,307 @@
+"""The policies file: schema (pydantic) and a loader whose errors name line, policy and field.
+
+A policy is resource + filters + action (Cloud Custodian). Protection is
+global and always wins over inclusion (aws-nuke: exclude wins).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from importlib import resources as importlib_resources
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+from storekeeper import config
+from storekeeper.errors import ValidationError
+from storekeeper.policies.filters import Duration, Filter, Ratio, SetFilter, Size, build_filter
+from storekeeper.policies.resources import ResourceKind
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class Watermarks(_Model):
+    high: Ratio = 0.85
+    low: Ratio = 0.70
+    hard: Ratio = 0.95
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if not self.low < self.high <= self.hard:
+            raise ValueError(
+                f"watermarks must satisfy low < high <= hard, got {self.low}, {self.high}, {self.hard}"
+            )
+        return self
+
+
+class LabelsRegistry(_Model):
+    """Where labels of vector buckets live (they have none in Supabase): a JSON object in a store."""
+
+    store: str
+    key: str = "labels/vector-buckets.json"
+
+
+class StoreSpec(_Model):
+    #: object store URL; omitted = the store the reaper runs against (--store / STOREKEEPER_STORE)
+    url: str | None = None
+    kind: Literal["objects", "vectors"] = "objects"
+    capacity: Size | None = None
+    watermarks: Watermarks = Field(default_factory=Watermarks)
+    #: vector buckets allowed per project (Supabase: 10)
+    quota: int = Field(default=10, ge=1)
+    labels_registry: LabelsRegistry | None = None
+
+
+class Defaults(_Model):
+    #: nothing younger than this is touched by age-less rules (orphans, retention): > one compaction
+    grace: Duration = timedelta(hours=1)
+    #: deletions planned per run across all policies; the excess is reported as deferred
+    max_deletions: int = Field(default=10_000, ge=0)
+    #: HEAD/label lookups per second, and the retry budget when a backend throttles
+    rate_limit: float = Field(default=50.0, gt=0)
+    retries: int = Field(default=5, ge=0)
+
+
+class Protect(_Model):
+    #: label -> value that protects (null: any value protects)
+    labels: dict[str, str | None] = Field(
+        default_factory=lambda: {"storekeeper:protect": "true", "keep": None, "shared": "true"}
+    )
+    #: names (bucket names, keys, versions) or globs that are never touched
+    names: list[str] = Field(default_factory=list)
+    #: label holding an ISO time: protected until then
+    protect_until_label: str = "storekeeper:protect-until"
+    #: read object metadata (one HEAD per candidate, never per listed object) to honour labels on objects
+    object_labels: bool = True
+
+
+class Limits(_Model):
+    max_deletions: int | None = Field(default=None, ge=0)
+
+
+PolicyName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+
+
+class Policy(_Model):
+    name: PolicyName
+    resource: ResourceKind
+    store: str
+    description: str | None = None
+    #: object/delta listings start here (e.g. images/)
+    prefix: str = ""
+    filters: list[Filter] = Field(default_factory=list)
+    action: Literal["delete", "create-overflow"] = "delete"
+    limits: Limits = Field(default_factory=Limits)
+    enabled: bool = True
+
+    @field_validator("filters", mode="before")
+    @classmethod
+    def _build(cls, v: object) -> object:
+        if not isinstance(v, list):
+            raise ValueError("filters must be a list of mappings, each with a 'type'")
+        out: list[Filter] = []
+        for i, raw in enumerate(v):
+            try:
+                out.append(build_filter(raw))
+            except pydantic.ValidationError as exc:
+                first = exc.errors()[0]
+                ftype = raw.get("type") if isinstance(raw, dict) else "?"
+                msg = str(first["msg"]).removeprefix("Value error, ")
+                raise _SubLocError((i, *first["loc"]), f"({ftype}) {msg}") from None
+            except ValueError as exc:
+                raise _SubLocError((i,), str(exc)) from None
+        return out
+
+    @model_validator(mode="after")
+    def _coherent(self) -> Self:
+        for i, f in enumerate(self.filters):
+            if self.resource not in f.kinds:
+                kinds = ", ".join(sorted(k.value for k in f.kinds))
+                raise _SubLocError(
+                    ("filters", i, "type"),
+                    f"{f.type} does not apply to resource {self.resource.value} (only {kinds})",
+                )
+        if sum(isinstance(f, SetFilter) for f in self.filters) > 1:
+            raise ValueError("at most one set filter (watermark, count-above-quota, keep-newest) per policy")
+        if self.action == "create-overflow" and self.resource is not ResourceKind.bucket:
+            raise ValueError("action create-overflow needs resource: bucket")
+        if self.prefix and self.resource not in (ResourceKind.object, ResourceKind.delta):
+            raise ValueError(f"prefix only applies to object and delta resources, not {self.resource.value}")
+        return self
+
+    @property
+    def item_filters(self) -> list[Filter]:
+        return [f for f in self.filters if not isinstance(f, SetFilter)]
+
+    @property
+    def set_filter(self) -> SetFilter | None:
+        return next((f for f in self.filters if isinstance(f, SetFilter)), None)
+
+
+class PolicyFile(_Model):
+    stores: dict[str, StoreSpec] = Field(default_factory=lambda: {"main": StoreSpec()})
+    defaults: Defaults = Field(default_factory=Defaults)
+    protect: Protect = Field(default_factory=Protect)
+    policies: list[Policy] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _refs(self) -> Self:
+        seen: set[str] = set()
+        for i, p in enumerate(self.policies):
+            if p.name in seen:
+                raise _LocError(("policies", i, "name"), f"duplicate policy name {p.name!r}")
+            seen.add(p.name)
+            spec = self.stores.get(p.store)
+            if spec is None:
+                raise _LocError(
+                    ("policies", i, "store"), f"unknown store {p.store!r}: define it under stores"
+                )
+            vec = p.resource in (ResourceKind.vector_bucket, ResourceKind.vector_index)
+            if vec != (spec.kind == "vectors"):
+                need = "vectors" if vec else "objects"
+                raise _LocError(
+                    ("policies", i, "store"), f"resource {p.resource.value} needs a store of kind {need}"
+                )
+        for name, spec in self.stores.items():
+            reg = spec.labels_registry
+            if reg is not None and reg.store not in self.stores:
+                raise _LocError(("stores", name, "labels_registry", "store"), f"unknown store {reg.store!r}")
+        return self
+
+
+class _LocError(ValueError):
+    """A problem found by a cross-field check, with the absolute path of the field it is about."""
+
+    def __init__(self, loc: tuple[str | int, ...], msg: str) -> None:
+        self.loc = loc
+        super().__init__(msg)
+
+
+class _SubLocError(_LocError):
+    """Like _LocError, with a path relative to the field being validated."""
+
+
+# -- loading with line numbers -------------------------
+
+
+class PolicyFileError(ValidationError):
+    """Every problem of a policies file, each as `file:line: policy 'x': field: reason`."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(source, "invalid policies file:\n  " + "\n  ".join(problems))
+
+
+@dataclass(frozen=True)
+class LoadedPolicies:
+    spec: PolicyFile
+    source: str
+    sha256: str
+
+
+def _line_map(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = k.value if isinstance(k, yaml.ScalarNode) else str(k)
+            out[(*path, key)] = k.start_mark.line + 1
+            _line_map(v, (*path, key), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_map(item, (*path, i), out)
+
+
+def _locate(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> tuple[int | None, tuple[Any, ...]]:
+    """The line of the deepest known path along a pydantic loc (union tags and the like are skipped)."""
+    path: tuple[Any, ...] = ()
+    for part in loc:
+        if (*path, part) in lines:
+            path = (*path, part)
+    return lines.get(path), path
+
+
+def parse_policies(text: str, source: str = "<policies>") -> LoadedPolicies:
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        raise PolicyFileError(source, [f"{source}{line}: not valid YAML: {exc}"]) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise PolicyFileError(
+            source, [f"{source}:1: the top level must be a mapping (stores, defaults, protect, policies)"]
+        )
+    lines: dict[tuple[Any, ...], int] = {}
+    if root is not None:
+        _line_map(root, (), lines)
+    try:
+        spec = PolicyFile.model_validate(data)
+    except pydantic.ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            loc = tuple(err["loc"])
+            inner = err.get("ctx", {}).get("error")
+            if isinstance(inner, _SubLocError):
+                loc = loc + inner.loc
+            elif isinstance(inner, _LocError):
+                loc = inner.loc
+            problems.append(
+                _describe(source, data, lines, loc, str(inner or err["msg"]).removeprefix("Value error, "))
+            )
+        raise PolicyFileError(source, problems) from None
+    except _LocError as exc:  # pragma: no cover - pydantic wraps it above
+        raise PolicyFileError(source, [_describe(source, data, lines, exc.loc, str(exc))]) from None
+    return LoadedPolicies(spec=spec, source=source, sha256=hashlib.sha256(text.encode()).hexdigest())
+
+
+def _describe(
+    source: str, data: dict[str, Any], lines: dict[tuple[Any, ...], int], loc: tuple[Any, ...], msg: str
+) -> str:
+    line, _ = _locate(loc, lines)
+    where = f"{source}:{line}" if line else source
+    who = ""
+    if len(loc) >= 2 and loc[0] == "policies" and isinstance(loc[1], int):
+        pols = data.get("policies")
+        name = pols[loc[1]].get("name") if isinstance(pols, list) and isinstance(pols[loc[1]], dict) else None
+        who = f" policy {name!r}:" if name else f" policy #{loc[1] + 1}:"
+        loc = loc[2:]
+    elif len(loc) >= 2 and loc[0] == "stores":
+        who = f" store {loc[1]!r}:"
+        loc = loc[2:]
+    field = ""
+    for p in loc:
+        if isinstance(p, int):
+            field += f"[{p}]"
+        elif not p.startswith("function-"):
+            field += f".{p}" if field else p
+    field = field or "(top)"
+    return f"{where}:{who} {field}: {msg}"
+
+
+def default_policies_text() -> str:
+    return (importlib_resources.files("storekeeper") / "data" / "default-policies.yaml").read_text()
+
+
+def load_policies(path: str | os.PathLike[str] | None = None) -> LoadedPolicies:
+    """From `path`, else $REAPER_POLICIES, else the bundled default-policies.yaml."""
+    chosen = path or os.environ.get(config.REAPER_POLICIES)
+    if not chosen:
+        return parse_policies(default_policies_text(), "default-policies.yaml")
+    p = Path(chosen)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ValidationError("policies", f"cannot read {p}: {exc.strerror or exc}") from None
+    return parse_policies(text, str(p))

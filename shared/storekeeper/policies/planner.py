@@ -1,0 +1,686 @@
+"""The planner: every policy over listing data -> one plan of decisions and cleanup tasks.
+
+The plan is a pure function of the stores' state, the policies and `now`: a
+dry run and a real run call exactly this, and only the reaper decides whether to
+send the tasks. Order per policy:
+
+1. list the population (all pages, cached across policies);
+2. item filters that need no labels (names, age, size, facts) -> matched;
+3. protection that needs no labels (live snapshot, unapplied deltas, protect
+   list, configured stores) -> `protected`;
+4. labels are fetched lazily, only for candidates the set filter reaches
+   (or every candidate when there is none): label filters, then label
+   protection (protect labels, protect-until);
+5. the set filter picks (oldest first until a target, keep newest N);
+6. a resource already planned by an earlier policy is `skipped`; past the
+   policy's or the run's deletion cap it is `deferred`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from storekeeper.errors import NotFound, StorekeeperError
+from storekeeper.models.cleanup import CleanupAction, CleanupTask, TaskGuard
+from storekeeper.models.reports import Decision, PolicySummary
+from storekeeper.overflow import group_members
+from storekeeper.policies.access import Access
+from storekeeper.policies.filters import Filter, Selection, UsageRatio
+from storekeeper.policies.model import Policy, PolicyFile, Protect, StoreSpec
+from storekeeper.policies.resources import Resource, ResourceKind
+from storekeeper.protection import (
+    DELTA_KEY_RE,
+    LiveState,
+    Protection,
+    ProtectionConfig,
+    label_reason,
+    listed_reason,
+)
+from storekeeper.stores.base import ObjectInfo, ObjectStore
+
+K = ResourceKind
+MAX_KEYS_PER_TASK = 1000
+MAX_LISTED_SKIPS = 1000
+_VERSION_KEY_RE = re.compile(r"^snapshot/(?P<c>[a-z0-9][a-z0-9_-]{0,62})/(?P<v>\d{12}-[a-z0-9]{8})/")
+_TEST_NAME_RE = re.compile(r"^test-(?P<id>[a-z0-9]+)-")
+
+
+# -- per-store views (cached reads) -------------------------------------------------------------------
+
+
+@dataclass
+class Chain:
+    live: LiveState
+    published: frozenset[str]  # versions reached from the pointer through manifest parents
+
+
+class StoreView:
+    """One object store as the planner sees it during a run: every read cached."""
+
+    def __init__(
+        self, name: str, spec: StoreSpec, store: ObjectStore, access: Access, protection: Protection
+    ):
+        self.name, self.spec, self.store, self.access, self.protection = name, spec, store, access, protection
+        self._listings: dict[str, list[ObjectInfo]] = {}
+        self._chains: dict[str, Chain] = {}
+        self._bucket_usage: dict[str, int] = {}
+
+    def listing(self, prefix: str) -> list[ObjectInfo]:
+        for have, items in self._listings.items():
+            if prefix.startswith(have):
+                return items if have == prefix else [i for i in items if i.key.startswith(prefix)]
+        items = list(self.access.list(self.store, prefix))
+        self._listings[prefix] = items
+        return items
+
+    def usage_bytes(self) -> int:
+        return sum(i.size for i in self.listing(""))
+
+    def bucket_usage(self, bucket: str) -> int:
+        if bucket == self.store.bucket:
+            return self.usage_bytes()
+        if bucket not in self._bucket_usage:
+            self._bucket_usage[bucket] = sum(
+                i.size for i in self.access.list(self.store.for_bucket(bucket), "")
+            )
+        return self._bucket_usage[bucket]
+
+    def chain(self, collection: str) -> Chain:
+        """The live state and every version its manifest-parent chain reaches (published history)."""
+        if collection in self._chains:
+            return self._chains[collection]
+        from storekeeper.snapshots import load_manifest
+
+        live = self.protection.live(collection)
+        published: set[str] = set()
+        version = live.version if not live.error else None
+        while version and version not in published:
+            published.add(version)
+            try:
+                manifest = self.access.call(partial(load_manifest, self.store, collection, version))
+                version = manifest.parent
+            except StorekeeperError:
+                break  # an older, already removed (or unreadable) version ends the chain
+        chain = Chain(live, frozenset(published))
+        self._chains[collection] = chain
+        return chain
+
+
+class VectorView:
+    """The vector buckets of one project; labels from the `test-<id>-` convention plus a registry object."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: StoreSpec,
+        backend: Any,
+        registry: tuple[ObjectStore, str] | None,
+        access: Access,
+    ):
+        self.name, self.spec, self.backend, self.registry, self.access = name, spec, backend, registry, access
+        self._buckets: list[Any] | None = None
+        self._registry: dict[str, dict[str, str]] | None = None
+
+    def buckets(self) -> list[Any]:
+        if self._buckets is None:
+            self._buckets = list(self.access.call(self.backend.list_buckets))
+        return self._buckets
+
+    def indexes(self, bucket: str) -> list[Any]:
+        return list(self.access.call(lambda: self.backend.list_indexes(bucket)))
+
+    def labels(self, name: str) -> dict[str, str]:
+        labels: dict[str, str] = {}
+        m = _TEST_NAME_RE.match(name)
+        if m:
+            labels["test-id"] = m["id"]
+        labels.update(self._registry_labels().get(name, {}))
+        return labels
+
+    def _registry_labels(self) -> dict[str, dict[str, str]]:
+        if self._registry is None:
+            self._registry = {}
+            if self.registry is not None:
+                store, key = self.registry
+                try:
+                    data = json.loads(self.access.call(lambda: store.get(key)).body)
+                except NotFound:
+                    data = {}
+                if not isinstance(data, dict):
+                    raise StorekeeperError(
+                        f"labels registry {store.url}/{key} must be a JSON object of name -> labels"
+                    )
+                self._registry = {
+                    str(k): {str(a): str(b) for a, b in v.items()}
+                    for k, v in data.items()
+                    if isinstance(v, dict)
+                }
+        return self._registry
+
+
+# -- the filter environment of one policy -------------------------
+
+
+class PolicyEnv:
+    def __init__(self, now: datetime, spec: StoreSpec, view: StoreView | None, population: list[Resource]):
+        self.now = now
+        self.quota = spec.quota
+        self.high, self.low, self.hard = spec.watermarks.high, spec.watermarks.low, spec.watermarks.hard
+        self.capacity = spec.capacity
+        self._view = view
+        self._population = population
+
+    def usage_bytes(self) -> int:
+        assert self._view is not None
+        return self._view.usage_bytes()
+
+    def bucket_usage(self, bucket: str) -> int:
+        assert self._view is not None
+        return self._view.bucket_usage(bucket)
+
+    def population(self) -> list[Resource]:
+        return self._population
+
+
+# -- the plan -------------------------
+
+
+@dataclass
+class Plan:
+    decisions: list[Decision] = field(default_factory=list)
+    tasks: list[CleanupTask] = field(default_factory=list)
+    summaries: list[PolicySummary] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def task_id(*parts: object) -> str:
+    """Deterministic: the same plan made twice has the same ids (and the executor dedups on them)."""
+    return "t-" + hashlib.sha256(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:32]
+
+
+class Planner:
+    def __init__(
+        self,
+        policies: PolicyFile,
+        stores: dict[str, ObjectStore],
+        *,
+        now: datetime,
+        vector_backends: dict[str, Any] | None = None,
+        max_deletions: int | None = None,
+        extra_protect: Iterable[str] = (),
+    ) -> None:
+        self.pf = policies
+        self.now = now
+        self.access = Access(policies.defaults.rate_limit, policies.defaults.retries)
+        self.cap = policies.defaults.max_deletions if max_deletions is None else max_deletions
+        prot: Protect = policies.protect
+        self.protect = prot
+        self.pconfig = ProtectionConfig.from_protect(prot, extra_protect)
+        self.views: dict[str, StoreView] = {}
+        self.vectors: dict[str, VectorView] = {}
+        for name, spec in policies.stores.items():
+            if spec.kind == "objects":
+                st = stores[name]
+                self.views[name] = StoreView(name, spec, st, self.access, Protection(st, self.pconfig, now))
+        for name, spec in policies.stores.items():
+            if spec.kind == "vectors" and vector_backends is not None and name in vector_backends:
+                reg = spec.labels_registry
+                registry = (stores[reg.store], reg.key) if reg is not None else None
+                self.vectors[name] = VectorView(name, spec, vector_backends[name], registry, self.access)
+        #: store buckets named in the file are never deleted by a bucket policy
+        self.configured_buckets = {v.store.bucket for v in self.views.values()}
+        self._planned: dict[str, str] = {}  # resource ident -> policy
+        self._deletions = 0
+        self._etags: dict[str, str] = {}  # key -> etag seen in the listing, for task guards
+
+    # -- public -------------------------
+    def plan(self) -> Plan:
+        plan = Plan()
+        for policy in self.pf.policies:
+            if not policy.enabled:
+                continue
+            tally = _Tally()
+            decisions: list[Decision] = []
+            tasks: list[CleanupTask] = []
+            try:
+                self._evaluate(policy, tally, decisions)
+                tasks = self._tasks(policy, decisions)
+            except StorekeeperError as exc:
+                tally.errors.append(f"{type(exc).__name__}: {exc}")
+                plan.errors.append(f"policy {policy.name}: {exc}")
+                tasks = []
+                decisions = [
+                    d.model_copy(update={"verdict": "skipped", "reason": f"policy failed: {exc}"[:1024]})
+                    if d.verdict == "planned"
+                    else d
+                    for d in decisions
+                ]
+            skipped = [d for d in decisions if d.verdict == "skipped"]
+            drop = {id(d) for d in skipped[MAX_LISTED_SKIPS:]}
+            counts = {
+                v: sum(d.verdict == v for d in decisions)
+                for v in ("planned", "protected", "skipped", "deferred")
+            }
+            summary = PolicySummary(
+                policy=policy.name,
+                resource=policy.resource.value,
+                store=policy.store,
+                evaluated=tally.evaluated,
+                matched=tally.matched,
+                notes=tally.notes,
+                errors=tally.errors,
+                omitted_decisions=len(drop),
+                bytes_planned=sum(d.size or 0 for d in decisions if d.verdict == "planned"),
+                **counts,
+            )
+            plan.decisions.extend(d for d in decisions if id(d) not in drop)
+            plan.tasks.extend(tasks)
+            plan.summaries.append(summary)
+        return plan
+
+    # -- evaluation -------------------------
+    def _evaluate(self, policy: Policy, tally: _Tally, out: list[Decision]) -> None:
+        spec = self.pf.stores[policy.store]
+        view = self.views.get(policy.store)
+        if spec.kind == "vectors" and policy.store not in self.vectors:
+            raise StorekeeperError(
+                f"store {policy.store!r}: no vector backend configured (SUPABASE_URL / --vectors)"
+            )
+        population = self._population(policy)
+        env = PolicyEnv(self.now, spec, view, population)
+        tally.evaluated = len(population)
+        cheap = [f for f in policy.item_filters if not f.needs_labels]
+        labelled = [f for f in policy.item_filters if f.needs_labels]
+        candidates: list[tuple[Resource, list[str]]] = []
+        for r in population:
+            reasons = _all_match(cheap, r, env)
+            if reasons is None:
+                continue
+            tally.matched += 1
+            why = self._structural(policy, r)
+            if why:
+                out.append(_decision(policy, r, "protected", why))
+                continue
+            candidates.append((r, reasons))
+        reasons_of = {id(r): rs for r, rs in candidates}
+
+        def eligible(r: Resource) -> bool:
+            """Label-needing filters and label protection, fetched only now, once per resource."""
+            if labelled or self._label_protection_applies(policy, r):
+                if r.labels is None:
+                    r.labels = self._labels(policy, r)
+                more = _all_match(labelled, r, env)
+                if more is None:
+                    return False
+                reasons_of[id(r)] = reasons_of[id(r)] + more
+                why = self._label_protection(r) if self._label_protection_applies(policy, r) else None
+                if why:
+                    out.append(_decision(policy, r, "protected", why))
+                    return False
+            return True
+
+        set_filter = policy.set_filter
+        if set_filter is None:
+            sel = Selection(chosen=[(r, "") for r, _ in candidates if eligible(r)])
+        else:
+            sel = set_filter.select([r for r, _ in candidates], env, eligible)
+        if policy.action == "create-overflow":
+            sel = self._overflow_selection(policy, population, sel)
+        tally.notes.extend(sel.notes)
+        for r, why in sel.chosen:
+            reason = "; ".join(x for x in [*reasons_of[id(r)], why] if x)
+            prior = self._planned.get(r.ident)
+            if prior is not None:
+                out.append(_decision(policy, r, "skipped", f"already planned by policy {prior}"))
+                continue
+            counts = policy.action == "delete"
+            if not counts:
+                out.append(_decision(policy, r, "planned", reason))
+                continue
+            planned_here = sum(d.verdict == "planned" for d in out)
+            limit = policy.limits.max_deletions
+            if counts and limit is not None and planned_here >= limit:
+                out.append(
+                    _decision(policy, r, "deferred", f"policy limit of {limit} deletions reached; {reason}")
+                )
+                continue
+            if counts and self._deletions >= self.cap:
+                out.append(
+                    _decision(policy, r, "deferred", f"run cap of {self.cap} deletions reached; {reason}")
+                )
+                continue
+            self._deletions += int(counts)
+            self._planned[r.ident] = policy.name
+            if r.etag:
+                self._etags[r.name] = r.etag
+            out.append(_decision(policy, r, "planned", reason))
+        for r, why in sel.passed:
+            out.append(_decision(policy, r, "skipped", why))
+
+    # -- populations -------------------------
+    def _population(self, policy: Policy) -> list[Resource]:
+        kind = policy.resource
+        if kind in (K.vector_bucket, K.vector_index):
+            return self._vector_population(policy)
+        view = self.views[policy.store]
+        bucket = view.store.bucket
+        if kind is K.object:
+            return [
+                Resource(K.object, view.name, bucket, i.key, i.size, i.last_modified, i.etag)
+                for i in view.listing(policy.prefix)
+            ]
+        if kind is K.delta:
+            out = []
+            for i in view.listing(policy.prefix if policy.prefix.startswith("delta/") else "delta/"):
+                m = DELTA_KEY_RE.fullmatch(i.key)
+                if not m:
+                    continue
+                chain = view.chain(m["c"])
+                facts: dict[str, object] = {
+                    "applied": m["id"] in chain.live.applied and not chain.live.error,
+                    "live_version": chain.live.version,
+                }
+                out.append(
+                    Resource(
+                        K.delta,
+                        view.name,
+                        bucket,
+                        i.key,
+                        i.size,
+                        i.last_modified,
+                        i.etag,
+                        collection=m["c"],
+                        facts=facts,
+                    )
+                )
+            return out
+        if kind is K.snapshot_version:
+            groups: dict[tuple[str, str], list[ObjectInfo]] = {}
+            for i in view.listing("snapshot/"):
+                m = _VERSION_KEY_RE.match(i.key)
+                if m:
+                    groups.setdefault((m["c"], m["v"]), []).append(i)
+            out = []
+            for (c, v), items in sorted(groups.items()):
+                chain = view.chain(c)
+                out.append(
+                    Resource(
+                        K.snapshot_version,
+                        view.name,
+                        bucket,
+                        f"snapshot/{c}/{v}/",
+                        sum(i.size for i in items),
+                        max(i.last_modified for i in items),
+                        None,
+                        collection=c,
+                        version=v,
+                        keys=tuple(i.key for i in items),
+                        facts={
+                            "published": v in chain.published,
+                            "live_version": chain.live.version,
+                            "live_error": chain.live.error,
+                        },
+                    )
+                )
+            return out
+        # buckets
+        infos = self.access.call(view.store.list_buckets)
+        if policy.action == "create-overflow":
+            names = group_members([b.name for b in infos], bucket)
+            infos = [b for b in infos if b.name in names]
+        return [Resource(K.bucket, view.name, b.name, b.name, 0, b.created_at) for b in infos]
+
+    def _vector_population(self, policy: Policy) -> list[Resource]:
+        vv = self.vectors[policy.store]
+        out = []
+        for b in vv.buckets():
+            name, created = _attr(b, "name"), _created(b)
+            if policy.resource is K.vector_bucket:
+                out.append(Resource(K.vector_bucket, vv.name, name, name, 0, created))
+            else:
+                for ix in vv.indexes(name):
+                    iname = _attr(ix, "name", "index_name", "indexName")
+                    out.append(
+                        Resource(
+                            K.vector_index,
+                            vv.name,
+                            name,
+                            f"{name}/{iname}",
+                            0,
+                            _created(ix),
+                            facts={"index": iname},
+                        )
+                    )
+        return out
+
+    # -- protection -------------------------
+    def _structural(self, policy: Policy, r: Resource) -> str | None:
+        """Protection decided without labels: live data, protect list, configured stores."""
+        if r.kind in (K.object, K.delta):
+            return self.views[r.store].protection.key_reason(r.name)
+        if r.kind is K.snapshot_version:
+            live_error = r.facts.get("live_error")
+            if live_error:
+                return f"collection {r.collection!r}: {live_error}"
+            live = r.facts.get("live_version")
+            if r.version == live:
+                return f"{r.name} is the live snapshot of {r.collection!r} (pointer target)"
+            # the executor refuses these too (they may be mid-publish): the dry run must say so
+            if not isinstance(live, str):
+                return f"collection {r.collection!r} has no published pointer: {r.version} may be mid-publish"
+            if (r.version or "") > live:
+                return f"{r.version} is newer than the live {live} (it may be mid-publish)"
+            return listed_reason(r.name, self.pconfig.protect)
+        if r.kind is K.bucket:
+            if policy.action == "delete" and r.name in self.configured_buckets:
+                return f"bucket {r.name} is a configured store"
+            if policy.action == "delete":
+                return listed_reason(r.name, self.pconfig.protect)
+            return None
+        name = r.name.split("/", 1)[0] if r.kind is K.vector_index else r.name
+        why = listed_reason(name, self.pconfig.protect) or listed_reason(r.name, self.pconfig.protect)
+        return f"{r.kind.value} {r.name} {why}" if why else None
+
+    def _overflow_selection(self, policy: Policy, population: list[Resource], sel: Selection) -> Selection:
+        """An overflow bucket is needed only when every member of the group is past the threshold."""
+        full = {r.name for r, _ in sel.chosen}
+        room = [r for r in population if r.name not in full]
+        group = ", ".join(f"{r.name}={float(str(r.facts.get('usage_ratio', 0))):.3f}" for r in population)
+        if not sel.chosen:
+            return Selection(notes=[*sel.notes, f"group {group}: no member past the threshold"])
+        if room:
+            names = ", ".join(r.name for r in room)
+            return Selection(
+                passed=[(r, f"group still has room in {names}") for r, _ in sel.chosen],
+                notes=[*sel.notes, f"group {group}: room left in {names}"],
+            )
+        return Selection(
+            chosen=sel.chosen, notes=[*sel.notes, f"group {group}: every member full, overflow needed"]
+        )
+
+    def _label_protection_applies(self, policy: Policy, r: Resource) -> bool:
+        if policy.action == "create-overflow":
+            return False
+        if r.kind in (K.object, K.delta):
+            return self.pconfig.check_object_labels
+        return r.kind is not K.snapshot_version
+
+    def _labels(self, policy: Policy, r: Resource) -> dict[str, str]:
+        if r.kind in (K.object, K.delta):
+            view = self.views[r.store]
+            try:
+                info = self.access.call(lambda: view.store.head(r.name))
+            except NotFound:
+                return {}
+            return dict(info.metadata or {})
+        if r.kind is K.bucket:
+            view = self.views[r.store]
+            return self.access.call(lambda: view.store.get_bucket_labels(r.name))
+        if r.kind in (K.vector_bucket, K.vector_index):
+            vv = self.vectors[r.store]
+            labels = vv.labels(r.bucket)
+            if r.kind is K.vector_index:
+                labels = {**labels, **vv.labels(r.name)}
+            return labels
+        return {}
+
+    def _label_protection(self, r: Resource) -> str | None:
+        return label_reason(r.labels or {}, self.pconfig, self.now)
+
+    # -- tasks -------------------------
+    def _tasks(self, policy: Policy, decisions: list[Decision]) -> list[CleanupTask]:
+        planned = [d for d in decisions if d.verdict == "planned"]
+        if not planned:
+            return []
+        spec = self.pf.stores[policy.store]
+        backend = "supabase" if spec.kind == "vectors" else self.views[policy.store].store.scheme
+        base: dict[str, Any] = {"backend": backend, "policy": policy.name, "planned_at": self.now}
+        tasks: list[CleanupTask] = []
+
+        def add(d_list: list[Decision], **kw: Any) -> None:
+            reason = d_list[0].reason if len(d_list) == 1 else f"{len(d_list)} targets: {d_list[0].reason}"
+            tid = task_id(
+                policy.name,
+                kw["action"],
+                kw["bucket"],
+                kw.get("collection"),
+                kw.get("version"),
+                kw.get("index"),
+                kw.get("keys"),
+            )
+            t = CleanupTask(task_id=tid, reason=reason[:1024], **base, **kw)
+            tasks.append(t)
+            for d in d_list:
+                index[id(d)] = tid
+
+        index: dict[int, str] = {}
+        kind = policy.resource
+        if kind in (K.object, K.delta):
+            view = self.views[policy.store]
+            etags = self._etags
+            groups: dict[str | None, list[Decision]] = {}
+            for d in planned:
+                m = DELTA_KEY_RE.fullmatch(d.name)
+                groups.setdefault(m["c"] if (m and kind is K.delta) else None, []).append(d)
+            for coll, ds in groups.items():
+                live = view.chain(coll).live.version if coll else None
+                for i in range(0, len(ds), MAX_KEYS_PER_TASK):
+                    chunk = ds[i : i + MAX_KEYS_PER_TASK]
+                    guard = TaskGuard(
+                        etags={d.name: etags[d.name] for d in chunk if etags.get(d.name)},
+                        last_modified_before=self.now,
+                        live_version=live,
+                    )
+                    add(
+                        chunk,
+                        action=CleanupAction.delete_objects,
+                        bucket=view.store.bucket,
+                        keys=[d.name for d in chunk],
+                        collection=coll,
+                        guard=guard,
+                    )
+        elif kind is K.snapshot_version:
+            view = self.views[policy.store]
+            for d in planned:
+                _, c, v, _ = d.name.split("/", 3)
+                guard = TaskGuard(live_version=view.chain(c).live.version, last_modified_before=self.now)
+                add(
+                    [d],
+                    action=CleanupAction.delete_snapshot_version,
+                    bucket=view.store.bucket,
+                    collection=c,
+                    version=v,
+                    guard=guard,
+                )
+        elif kind is K.bucket and policy.action == "create-overflow":
+            view = self.views[policy.store]
+            f = next((f for f in policy.item_filters if isinstance(f, UsageRatio)), None)
+            hard = f.threshold(PolicyEnv(self.now, spec, view, [])) if f else spec.watermarks.hard
+            guard = TaskGuard(capacity_bytes=spec.capacity, hard_watermark=hard)
+            add(planned, action=CleanupAction.create_overflow_bucket, bucket=view.store.bucket, guard=guard)
+        elif kind is K.bucket:
+            view = self.views[policy.store]
+            for d in planned:
+                objects = sum(1 for _ in self.access.list(view.store.for_bucket(d.name), ""))
+                add(
+                    [d],
+                    action=CleanupAction.delete_bucket,
+                    bucket=d.name,
+                    guard=TaskGuard(max_objects=objects),
+                )
+        elif kind is K.vector_bucket:
+            for d in planned:
+                add([d], action=CleanupAction.delete_vector_bucket, bucket=d.name)
+        elif kind is K.vector_index:
+            for d in planned:
+                b, ix = d.name.split("/", 1)
+                add([d], action=CleanupAction.delete_vector_index, bucket=b, index=ix)
+        decisions[:] = [
+            d.model_copy(update={"task_id": index[id(d)]}) if id(d) in index else d for d in decisions
+        ]
+        return tasks
+
+
+@dataclass
+class _Tally:
+    evaluated: int = 0
+    matched: int = 0
+    notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def _all_match(filters: list[Filter], r: Resource, env: PolicyEnv) -> list[str] | None:
+    reasons = []
+    for f in filters:
+        why = f.match(r, env)
+        if why is None:
+            return None
+        reasons.append(why)
+    return reasons
+
+
+def _decision(policy: Policy, r: Resource, verdict: str, reason: str) -> Decision:
+    return Decision.model_validate(
+        {
+            "policy": policy.name,
+            "store": r.store,
+            "resource": r.kind.value,
+            "bucket": r.bucket,
+            "name": r.name,
+            "verdict": verdict,
+            "reason": reason[:1024],
+            "size": r.size,
+            "created": r.created,
+        }
+    )
+
+
+def _attr(obj: Any, *names: str) -> str:
+    for n in names:
+        v = obj.get(n) if isinstance(obj, dict) else getattr(obj, n, None)
+        if v:
+            return str(v)
+    raise StorekeeperError(f"vector backend returned an entry without a name: {obj!r:.120}")
+
+
+def _created(obj: Any) -> datetime | None:
+    for n in ("created_at", "creation_time", "creationTime"):
+        v = obj.get(n) if isinstance(obj, dict) else getattr(obj, n, None)
+        if isinstance(v, datetime):
+            return v
+        if isinstance(v, str):
+            from storekeeper.policies.filters import parse_time
+
+            return parse_time(v)
+        if isinstance(v, int | float):
+            from datetime import UTC
+
+            return datetime.fromtimestamp(v, UTC)
+    return None

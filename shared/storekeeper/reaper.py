@@ -1,0 +1,124 @@
+"""One reaper run: load policies -> list -> evaluate -> plan -> report -> (apply) send tasks.
+
+Dry run is the default and goes through exactly the same code as a real run:
+the plan and the report are built first, identically; `apply` only decides
+whether the tasks are then sent to the CleanupQueue. The cleanup function
+re-checks every task's guard when it executes.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import secrets
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from storekeeper import config
+from storekeeper.errors import StorekeeperError
+from storekeeper.models.common import utc_iso
+from storekeeper.models.reports import ReaperReport, plan_digest
+from storekeeper.policies.model import LoadedPolicies, load_policies
+from storekeeper.policies.planner import Planner
+from storekeeper.queues import OutgoingMessage, Queue, QueueSendError, queue_from_env
+from storekeeper.stores import ObjectStore, open_store
+
+REPORT_PREFIX = "reports/reaper/"
+
+
+def open_stores(loaded: LoadedPolicies, store_url: str | None) -> dict[str, ObjectStore]:
+    """Object stores named in the file; a store without url is the run's store (--store / env / default)."""
+    out: dict[str, ObjectStore] = {}
+    for name, spec in loaded.spec.stores.items():
+        if spec.kind == "objects":
+            out[name] = open_store(spec.url or store_url)
+    return out
+
+
+def open_vector_backends(loaded: LoadedPolicies) -> dict[str, Any]:
+    """Vector stores need the Supabase adapter; it is imported only when a policy file asks for one."""
+    specs = {n: s for n, s in loaded.spec.stores.items() if s.kind == "vectors"}
+    if not specs:
+        return {}
+    vectors = importlib.import_module("storekeeper.stores.vectors")  # lands with the Supabase vector adapter
+    return {name: vectors.open_vector_backend(spec.url) for name, spec in specs.items()}
+
+
+def report_key(started: datetime) -> str:
+    return f"{REPORT_PREFIX}{started.strftime('%Y%m%dT%H%M%S%fZ')}.json"
+
+
+def run(
+    *,
+    policies: LoadedPolicies | None = None,
+    policies_path: str | None = None,
+    store_url: str | None = None,
+    apply: bool | None = None,
+    now: datetime | None = None,
+    queue: Queue | None = None,
+    stores: Mapping[str, ObjectStore] | None = None,
+    vector_backends: Mapping[str, Any] | None = None,
+    max_deletions: int | None = None,
+    write_report: bool = True,
+) -> ReaperReport:
+    """Plan (always), write the report (always), send the tasks (only when `apply`)."""
+    loaded = policies or load_policies(policies_path)
+    apply = config.env_flag(config.REAPER_APPLY) if apply is None else apply
+    if max_deletions is None and os.environ.get(config.REAPER_MAX_DELETIONS):
+        max_deletions = config.env_int(config.REAPER_MAX_DELETIONS, loaded.spec.defaults.max_deletions)
+    started = now or datetime.now(UTC)
+    opened = dict(stores) if stores is not None else open_stores(loaded, store_url)
+    vectors = dict(vector_backends) if vector_backends is not None else open_vector_backends(loaded)
+    # the report goes to the run's store: --store / env, else the file's `main`, else the default
+    home = open_store(store_url) if store_url or "main" not in opened else opened["main"]
+
+    planner = Planner(loaded.spec, opened, now=started, vector_backends=vectors, max_deletions=max_deletions)
+    plan = planner.plan()
+    errors = list(plan.errors)
+    sent = 0
+    if apply and plan.tasks:
+        q = queue or queue_from_env(config.CLEANUP_QUEUE_URL, "cleanup")
+        messages = [
+            OutgoingMessage(t.model_dump_json(), group_id=t.bucket, dedup_id=t.task_id) for t in plan.tasks
+        ]
+        try:
+            q.send_batch(messages)
+            sent = len(messages)
+        except QueueSendError as exc:
+            sent = len(messages) - len(exc.failures)
+            errors.append(f"cleanup queue {exc.queue}: {len(exc.failures)} task(s) not sent: {exc}")
+
+    key = report_key(started)
+    report = ReaperReport(
+        run_id=f"{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(4)}",
+        started_at=started,
+        finished_at=max(started, datetime.now(UTC)),
+        apply=apply,
+        policies_source=loaded.source,
+        policies_sha256=loaded.sha256,
+        summaries=plan.summaries,
+        decisions=plan.decisions,
+        tasks=plan.tasks,
+        plan_digest=plan_digest(plan.decisions, plan.tasks),
+        sent=sent,
+        errors=errors,
+        report_key=key if write_report else None,
+    )
+    if write_report:
+        try:
+            home.put(key, report.model_dump_json(indent=1).encode(), content_type="application/json")
+        except StorekeeperError as exc:
+            report = report.model_copy(
+                update={"report_key": None, "errors": [*report.errors, f"report not written: {exc}"]}
+            )
+    return report
+
+
+def describe_run(report: ReaperReport) -> str:
+    t = report.totals()
+    mode = "APPLY" if report.apply else "dry run"
+    return (
+        f"{mode} {utc_iso(report.started_at)}: {t['planned']} planned, {t['protected']} protected, "
+        f"{t['skipped']} skipped, {t['deferred']} deferred; {t['tasks']} task(s), {report.sent} sent"
+    )
