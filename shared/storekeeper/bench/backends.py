@@ -14,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from storekeeper.queues import LocalQueue, Queue
 from storekeeper.stores.base import ObjectStore, RequestCounter
 from storekeeper.stores.local import LocalStore
 
@@ -82,3 +83,15 @@ class Backends:
             store: ObjectStore = server.store(bucket, counter=counter)
             return store
         raise ValueError(f"backend: unknown {backend!r} (known: local, seaweedfs)")
+
+    def queue(self, backend: str, name: str) -> tuple[Queue, str]:
+        """A fresh queue to pair with `backend`'s stores, and what kind it is (for the report)."""
+        self._buckets += 1
+        qname = f"q{self._buckets:03d}-{name}"
+        if backend == "seaweedfs":
+            server = self._seaweedfs()
+            sqs = getattr(server, "sqs_queue", None)
+            if sqs is not None:
+                q: Queue = sqs(qname)
+                return q, "sqs (moto_server)"
+        return LocalQueue(self.root / "queues" / qname), "local directory queue"
