@@ -1,0 +1,126 @@
+"""Producer against AWS APIs (moto in-process): SQS FIFO notifications and DynamoDB idempotency."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import numpy as np
+import pytest
+from moto import mock_aws
+
+from storekeeper.deltas import list_pending
+from storekeeper.idempotency import StorePersistenceLayer, persistence_from_env
+from storekeeper.models.deltas import DeltaNotification
+from storekeeper.producer import RequestInProgress, parse_put_request, put
+from storekeeper.queues import LocalQueue, SqsQueue
+from storekeeper.stores.local import LocalStore
+
+
+def request(n: int, dim: int = 3, **extra: Any) -> dict[str, Any]:
+    rng = np.random.default_rng(n)
+    ups = [{"id": f"v{i}", "embedding": rng.standard_normal(dim).tolist()} for i in range(n)]
+    return {"collection": "docs", "upserts": ups, **extra}
+
+
+@pytest.fixture
+def aws() -> Iterator[None]:
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "bucket")
+
+
+def test_fifo_notifications_group_by_collection_and_dedup_by_delta_id(aws: None, store: LocalStore) -> None:
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = sqs.create_queue(QueueName="deltas.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+    out = put(parse_put_request(request(2100)), store=store, queue=SqsQueue(url))
+    assert out["notified"] is True
+    got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"])[
+        "Messages"
+    ]
+    assert len(got) == 3
+    keys = [d["delta_key"] for d in out["deltas"]]
+    for msg, key in zip(got, keys, strict=True):  # FIFO: in send order
+        note = DeltaNotification.model_validate_json(msg["Body"])
+        assert note.delta_key == key
+        assert msg["Attributes"]["MessageGroupId"] == "docs"
+        assert msg["Attributes"]["MessageDeduplicationId"] == note.delta_id
+
+
+def test_missing_queue_leaves_deltas_pending_and_reports_not_notified(aws: None, store: LocalStore) -> None:
+    queue = SqsQueue("https://sqs.us-east-1.amazonaws.com/123456789012/missing.fifo")
+    out = put(parse_put_request(request(5)), store=store, queue=queue)
+    assert out["notified"] is False
+    assert out["failed_notifications"] == [d["delta_key"] for d in out["deltas"]]
+    assert [p.key for p in list_pending(store, "docs")] == out["failed_notifications"]
+
+
+@pytest.fixture
+def table(aws: None, monkeypatch: pytest.MonkeyPatch) -> str:
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    ddb.create_table(
+        TableName="idem",
+        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", "idem")
+    return "idem"
+
+
+def test_persistence_from_env_picks_dynamodb_or_the_store(
+    table: str, store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+    layer = persistence_from_env(store, "producer")
+    assert isinstance(layer, DynamoDBPersistenceLayer)
+    assert layer.table_name == table
+    monkeypatch.delenv("IDEMPOTENCY_TABLE")
+    assert isinstance(persistence_from_env(store, "producer"), StorePersistenceLayer)
+
+
+def test_dynamodb_idempotency_retry_and_concurrency(table: str, store: LocalStore, tmp_path: Path) -> None:
+    queue = LocalQueue(tmp_path / "q")
+    layer = persistence_from_env(store, "producer")
+    first = put(parse_put_request(request(4, request_id="d-1")), store=store, queue=queue, persistence=layer)
+    again = put(parse_put_request(request(4, request_id="d-1")), store=store, queue=queue, persistence=layer)
+    assert again == first
+    assert len(list_pending(store, "docs")) == 1
+    items = boto3.client("dynamodb", region_name="us-east-1").scan(TableName=table)["Items"]
+    assert [i["status"]["S"] for i in items] == ["COMPLETED"]
+    assert list(store.list("idempotency/")) == []  # records went to DynamoDB, not the store
+
+    results: list[Any] = []
+    barrier = threading.Barrier(4)
+
+    def call() -> None:
+        barrier.wait()
+        try:
+            results.append(
+                put(
+                    parse_put_request(request(4, request_id="d-2")),
+                    store=store,
+                    queue=queue,
+                    persistence=layer,
+                )
+            )
+        except RequestInProgress as exc:
+            results.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 4
+    assert any(isinstance(r, dict) for r in results)
+    assert len(list_pending(store, "docs")) == 2
+    assert len(queue) == 2
