@@ -23,6 +23,7 @@ import shutil
 import string
 import tarfile
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,6 +44,7 @@ MAX_ARCHIVE_MEMBERS = 100_000
 MAX_EXTRACTED_BYTES = 16 * 1024**3
 DEFAULT_CACHE_DIR = "/tmp/storekeeper-cache"
 DEFAULT_CACHE_ENTRIES = 3
+STALE_TEMP_SECONDS = 3600.0  # longer than any Lambda run (15 min max)
 _VERSION_RE = re.compile(VERSION_PATTERN)
 _SUFFIX = string.ascii_lowercase + string.digits
 _CHUNK = 1024 * 1024
@@ -277,6 +279,19 @@ class SnapshotCache:
         self.max_entries = max(1, max_entries)
         self.root.mkdir(parents=True, exist_ok=True)
         self.downloads = 0  # archives fetched from the store (tests and logs read it)
+        self._prune_abandoned()
+
+    def _prune_abandoned(self, older_than_s: float = STALE_TEMP_SECONDS) -> None:
+        """Temp dirs left by a crashed run (no run lasts this long) would fill /tmp: remove them."""
+        now = time.time()
+        for kind in ("work", "staging"):
+            base = self.root / kind
+            if not base.is_dir():
+                continue
+            for d in base.iterdir():
+                with contextlib.suppress(OSError):
+                    if now - d.stat().st_mtime > older_than_s:
+                        shutil.rmtree(d, ignore_errors=True)
 
     def entry(self, manifest: Manifest) -> Path:
         return self.root / "entries" / manifest.collection / manifest.version

@@ -1,0 +1,151 @@
+"""The compactor handler end to end (Powertools batch, real chromadb): duplicates, bad input, sweep, alarms."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from storekeeper import config
+from storekeeper.compactor import failed_ids, sqs_event
+from storekeeper.deltas import list_pending
+from storekeeper.runtime import invoke
+from storekeeper.snapshots import read_pointer
+from storekeeper.stores.local import LocalStore
+from tests.compaction_support import (
+    assert_same_state,
+    delta,
+    model_state,
+    nan_delta_bytes,
+    produce,
+    snapshot_state,
+    vec,
+    version_chain,
+)
+
+DIM = 8
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> LocalStore:
+    return LocalStore(tmp_path / "bucket")
+
+
+def run(store: LocalStore, tmp_path: Path, event: dict, **env: str) -> dict:
+    env = {config.COMPACTOR_CACHE_DIR: str(tmp_path / "lambda-cache"), **env}
+    res = invoke("compactor", event, store=store.url, env=env)
+    assert res.ok, res.to_json()
+    return res.response
+
+
+def test_duplicate_messages_do_no_double_work(store: LocalStore, tmp_path: Path) -> None:
+    d1 = delta("docs", {"x": vec(1, DIM)})
+    d2 = delta("docs", deletes=["x"])  # applying d1 again after d2 would resurrect x
+    n1, n2 = produce(store, d1), produce(store, d2)
+    b1, b2 = n1.model_dump_json(), n2.model_dump_json()
+    # the same message twice in one batch
+    resp = run(store, tmp_path, sqs_event([("m1", b1), ("m1-dup", b1), ("m2", b2)]))
+    assert resp == {"batchItemFailures": []}
+    chain = version_chain(store, "docs")
+    assert len(chain) == 1
+    assert chain[0].deltas == [d1.delta_id, d2.delta_id]
+    # and again in a later batch: a no-op success, nothing new published
+    resp = run(store, tmp_path, sqs_event([("m1-later", b1), ("m2-later", b2)]))
+    assert resp == {"batchItemFailures": []}
+    assert len(version_chain(store, "docs")) == 1
+    assert snapshot_state(store, "docs", tmp_path / "rc") == {}
+
+
+def test_bad_records_fail_alone_and_the_rest_is_published(store: LocalStore, tmp_path: Path) -> None:
+    good = delta("docs", {"a": vec(1, DIM)})
+    good_other = delta("other", {"b": vec(2, DIM)})
+    wrong_dim = delta("docs", {"w": vec(3, DIM + 3)})
+    corrupt = delta("docs", {"c": vec(4, DIM)})
+    n_good, n_other = produce(store, good), produce(store, good_other)
+    n_wrong = produce(store, wrong_dim)
+    n_corrupt = produce(store, corrupt)
+    store.put(corrupt.key, b"SKDL" + os.urandom(80))  # the blob got damaged after the notification
+    nan_key, nan_blob = nan_delta_bytes("docs", DIM)
+    store.put(nan_key, nan_blob)
+    nan_note = n_good.model_copy(update={"delta_key": nan_key})  # sha256 is the good one's: also a mismatch
+    malformed = json.dumps({"collection": "docs", "delta_key": "delta/docs/../../etc.delta"})
+
+    event = sqs_event(
+        [
+            ("ok", n_good.model_dump_json()),
+            ("ok-other", n_other.model_dump_json()),
+            ("wrong-dim", n_wrong.model_dump_json()),
+            ("corrupt", n_corrupt.model_dump_json()),
+            ("nan", nan_note.model_dump_json()),
+            ("malformed", malformed),
+            ("not-json", "{nope"),
+        ]
+    )
+    resp = run(store, tmp_path, event)
+    assert failed_ids(resp) == {"wrong-dim", "corrupt", "nan", "malformed", "not-json"}
+    assert_same_state(snapshot_state(store, "docs", tmp_path / "r1"), model_state([good]))
+    assert_same_state(snapshot_state(store, "other", tmp_path / "r2"), model_state([good_other]))
+    assert list_pending(store, "docs") == []  # bad ones quarantined, good one removed
+    assert store.exists(f"delta-rejected/docs/{wrong_dim.delta_id}.delta")
+    # a redelivery of a rejected delta's message still fails, naming why
+    resp = run(store, tmp_path, sqs_event([("wrong-dim-again", n_wrong.model_dump_json())]))
+    assert failed_ids(resp) == {"wrong-dim-again"}
+
+
+def test_errors_name_the_field(tmp_path: Path) -> None:
+    from storekeeper.compactor import parse_notification
+    from storekeeper.errors import ValidationError
+
+    with pytest.raises(ValidationError, match=r"^body: not valid JSON"):
+        parse_notification("{nope")
+    with pytest.raises(ValidationError, match=r"^delta_key: Field required"):
+        parse_notification(json.dumps({"collection": "docs", "sha256": "0" * 64}))
+    with pytest.raises(ValidationError, match=r"^collection: "):
+        parse_notification(
+            json.dumps(
+                {
+                    "collection": "../x",
+                    "delta_key": "delta/x/1.delta",
+                    "sha256": "0" * 64,
+                    "upserts": 1,
+                    "deletes": 0,
+                    "created_at": "2024-01-01T00:00:00Z",
+                }
+            )
+        )
+
+
+def test_sweep_compacts_collections_with_old_pending_deltas(store: LocalStore, tmp_path: Path) -> None:
+    d = delta("swept", {"a": vec(1, DIM)})
+    produce(store, d)  # its notification was lost
+    os.utime(store.path / d.key, (0, 1_000_000))
+    resp = run(store, tmp_path, {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}})
+    assert resp["collections"]["swept"]["status"] == "published"
+    assert resp["failed"] == []
+    assert_same_state(snapshot_state(store, "swept", tmp_path / "rc"), model_state([d]))
+
+
+def test_missing_pointer_target_fails_records_and_emits_the_metric(
+    store: LocalStore, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    produce(store, delta("docs", {"a": vec(1, DIM)}))
+    run(store, tmp_path, {"sweep": True}, COMPACTOR_SWEEP_AGE_SECONDS="0")
+    assert read_pointer(store, "docs")[0] is not None
+    version, _ = read_pointer(store, "docs")
+    store.delete(f"snapshot/docs/{version}/manifest.json")
+    pointer = store.get("snapshot/docs/latest/pointer.txt").body
+    n = produce(store, delta("docs", {"b": vec(2, DIM)}))
+    capsys.readouterr()
+    resp = run(store, tmp_path, sqs_event([("m", n.model_dump_json())]))
+    assert failed_ids(resp) == {"m"}
+    assert (
+        store.get("snapshot/docs/latest/pointer.txt").body == pointer
+    )  # never "repaired" by an empty publish
+    assert len(list_pending(store, "docs")) == 1
+    out = capsys.readouterr().out
+    emf = [json.loads(line) for line in out.splitlines() if line.startswith("{") and '"_aws"' in line]
+    assert any(e.get("PointerTargetMissing") == [1.0] or e.get("PointerTargetMissing") == 1.0 for e in emf), (
+        out
+    )
