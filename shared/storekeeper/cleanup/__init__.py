@@ -1,0 +1,32 @@
+"""The cleanup executor: registered actions that re-check guards and protection when they run.
+
+Importing the package registers every action (one module per concern).
+"""
+
+from storekeeper.cleanup import objects, overflow_bucket, snapshot_versions, vectors  # noqa: F401  (registers)
+from storekeeper.cleanup.base import (
+    ACTIONS,
+    Action,
+    Context,
+    TaskFailed,
+    TaskOutcome,
+    VectorBackend,
+    register,
+)
+from storekeeper.cleanup.executor import execute_task, store_resolver
+from storekeeper.cleanup.runner import CleanupRunner, parse_task, record_metrics
+
+__all__ = [
+    "ACTIONS",
+    "Action",
+    "CleanupRunner",
+    "Context",
+    "TaskFailed",
+    "TaskOutcome",
+    "VectorBackend",
+    "execute_task",
+    "parse_task",
+    "record_metrics",
+    "register",
+    "store_resolver",
+]

@@ -1,0 +1,239 @@
+"""Executor building blocks: the outcome model, the per-task context and the action registry.
+
+Cloud Custodian style: one small class per action, registered by name, all
+sharing the same re-check-then-delete helpers. A dry run walks the identical
+path and stops right before the destructive call.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar, Literal, Protocol
+
+from pydantic import BaseModel, Field
+
+from storekeeper.errors import NotFound, StorekeeperError
+from storekeeper.models.cleanup import CleanupAction, CleanupTask
+from storekeeper.protection import Protection, ProtectionConfig
+from storekeeper.stores.base import ObjectInfo, ObjectStore
+
+log = logging.getLogger("storekeeper.cleanup")
+
+Status = Literal["executed", "skipped", "noop", "dry_run", "failed"]
+#: how many keys an outcome keeps when it is stored (idempotency record) or printed
+OUTCOME_LIST_LIMIT = 200
+HEAD_WORKERS = 8
+
+StoreResolver = Callable[[str, str], ObjectStore]
+
+
+class TaskFailed(StorekeeperError):
+    """The task could not be carried out; the SQS record fails and is retried, then lands in the DLQ."""
+
+    def __init__(self, outcome: TaskOutcome) -> None:
+        self.outcome = outcome
+        super().__init__(
+            f"task {outcome.task_id} ({outcome.action}) on {outcome.bucket} failed: {outcome.message}"
+        )
+
+
+class TaskOutcome(BaseModel):
+    """What one task did (or, in a dry run, would do), and why anything was left alone."""
+
+    task_id: str
+    action: str
+    bucket: str
+    status: Status = "noop"
+    dry_run: bool = False
+    duplicate: bool = False  # answered from the idempotency record: this delivery did nothing
+    deleted: list[str] = Field(default_factory=list)
+    deleted_count: int = 0
+    would_delete: list[str] = Field(default_factory=list)
+    would_delete_count: int = 0
+    created: list[str] = Field(default_factory=list)
+    would_create: list[str] = Field(default_factory=list)
+    missing: list[str] = Field(default_factory=list)  # already gone: nothing to do (idempotent)
+    skipped: dict[str, str] = Field(default_factory=dict)  # target -> reason kept
+    errors: dict[str, str] = Field(default_factory=dict)  # target -> cause
+    requests: dict[str, int] = Field(default_factory=dict)  # backend requests by operation
+    message: str = ""
+
+    def finish(self) -> TaskOutcome:
+        self.deleted_count = max(self.deleted_count, len(self.deleted))
+        self.would_delete_count = max(self.would_delete_count, len(self.would_delete))
+        if self.errors:
+            self.status = "failed"
+        elif self.dry_run:
+            self.status = "dry_run"
+        elif self.deleted or self.created:
+            self.status = "executed"
+        elif self.skipped:
+            self.status = "skipped"
+        else:
+            self.status = "noop"
+        if not self.message:
+            self.message = self.summary()
+        return self
+
+    def summary(self) -> str:
+        parts = []
+        if self.deleted_count:
+            parts.append(f"deleted {self.deleted_count}")
+        if self.would_delete_count:
+            parts.append(f"would delete {self.would_delete_count}")
+        if self.created:
+            parts.append(f"created {', '.join(self.created)}")
+        if self.would_create:
+            parts.append(f"would create {', '.join(self.would_create)}")
+        if self.missing:
+            parts.append(f"{len(self.missing)} already gone")
+        if self.skipped:
+            first = next(iter(self.skipped.values()))
+            parts.append(f"kept {len(self.skipped)} ({first})")
+        if self.errors:
+            k, v = next(iter(self.errors.items()))
+            parts.append(f"{len(self.errors)} error(s): {k}: {v}")
+        return "; ".join(parts) or "nothing to do"
+
+    def compact(self, limit: int = OUTCOME_LIST_LIMIT) -> TaskOutcome:
+        """A bounded copy (idempotency records and logs must stay small for 100k-key tasks)."""
+        return self.model_copy(
+            update={
+                "deleted": self.deleted[:limit],
+                "would_delete": self.would_delete[:limit],
+                "missing": self.missing[:limit],
+                "skipped": dict(list(self.skipped.items())[:limit]),
+                "errors": dict(list(self.errors.items())[:limit]),
+            }
+        )
+
+
+class VectorBackend(Protocol):
+    """What the executor needs of `storekeeper.stores.vectors` (Supabase vector buckets)."""
+
+    def list_indexes(self, bucket: str) -> list[Any]: ...
+
+    def delete_index(self, bucket: str, index: str) -> None: ...
+
+    def delete_bucket(self, bucket: str) -> None: ...
+
+
+@dataclass
+class Context:
+    task: CleanupTask
+    config: ProtectionConfig
+    now: datetime
+    dry_run: bool
+    outcome: TaskOutcome
+    object_store: ObjectStore | None = None  # the task's bucket (None for vector actions)
+    vectors: VectorBackend | None = None
+    head_workers: int = HEAD_WORKERS
+    _protection: Protection | None = None
+
+    @property
+    def store(self) -> ObjectStore:
+        if self.object_store is None:
+            raise StorekeeperError(f"task {self.task.task_id}: {self.task.action.value} has no object store")
+        return self.object_store
+
+    @property
+    def protection(self) -> Protection:
+        if self._protection is None:
+            self._protection = Protection(self.store, self.config, self.now)
+        return self._protection
+
+    def skip(self, target: str, reason: str) -> None:
+        log.info("cleanup %s: keeping %s: %s", self.task.task_id, target, reason)
+        self.outcome.skipped[target] = reason
+
+    # -- shared re-checks -------------------------------------------------------------------
+    def guard_reason(self, info: ObjectInfo) -> str | None:
+        """The planner's guard, re-checked against what the object looks like now."""
+        g = self.task.guard
+        planned = g.etags.get(info.key)
+        if planned is not None and planned.strip('"') != info.etag.strip('"'):
+            return f"{info.key} changed after planning (etag {info.etag} != planned {planned})"
+        if g.last_modified_before is not None and info.last_modified >= g.last_modified_before:
+            return (
+                f"{info.key} was modified at {info.last_modified.isoformat()}, "
+                f"not before the planned cutoff {g.last_modified_before.isoformat()}"
+            )
+        return None
+
+    def heads(self, keys: Iterable[str]) -> dict[str, ObjectInfo | None]:
+        """HEAD each key (a few in parallel); None where the object is gone."""
+
+        def one(key: str) -> tuple[str, ObjectInfo | None]:
+            try:
+                return key, self.store.head(key)
+            except NotFound:
+                return key, None
+
+        keys = list(keys)
+        if len(keys) <= 1 or self.head_workers <= 1:
+            return dict(one(k) for k in keys)
+        with ThreadPoolExecutor(max_workers=self.head_workers) as pool:
+            return dict(pool.map(one, keys))
+
+    def check_objects(self, infos: Iterable[ObjectInfo], *, headed: bool) -> list[ObjectInfo]:
+        """Keep what may be deleted; record the rest with reasons. Listing infos get a HEAD for labels."""
+        infos = list(infos)
+        if not headed and self.protection.needs_head() and infos:
+            fresh = self.heads(i.key for i in infos)
+            current: list[ObjectInfo] = []
+            for i in infos:
+                h = fresh[i.key]
+                if h is None:
+                    self.outcome.missing.append(i.key)
+                else:
+                    current.append(h)
+            infos = current
+        allowed = []
+        for info in infos:
+            reason = self.protection.key_reason(info.key, info) or self.guard_reason(info)
+            if reason:
+                self.skip(info.key, reason)
+            else:
+                allowed.append(info)
+        return allowed
+
+    def delete_keys(self, keys: list[str]) -> bool:
+        """Batched delete (or, in a dry run, a record of it); True when every key went."""
+        if not keys:
+            return True
+        if self.dry_run:
+            self.outcome.would_delete.extend(keys)
+            return True
+        res = self.store.delete_many(keys)
+        self.outcome.deleted.extend(res.deleted)
+        for k, cause in res.errors.items():
+            self.outcome.errors[k] = cause
+        return not res.errors
+
+
+class Action(ABC):
+    """One cleanup action; `run` re-checks everything it relies on at execution time."""
+
+    name: ClassVar[CleanupAction]
+    #: a missing bucket means "already done" for the actions that delete buckets
+    missing_bucket_is_noop: ClassVar[bool] = False
+    #: vector actions work on the vector backend, not on an object store
+    needs_store: ClassVar[bool] = True
+
+    @abstractmethod
+    def run(self, ctx: Context) -> None: ...
+
+
+ACTIONS: dict[CleanupAction, type[Action]] = {}
+
+
+def register(cls: type[Action]) -> type[Action]:
+    if cls.name in ACTIONS:
+        raise ValueError(f"cleanup action {cls.name.value} registered twice")
+    ACTIONS[cls.name] = cls
+    return cls

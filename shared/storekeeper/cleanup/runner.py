@@ -1,0 +1,137 @@
+"""Parse, execute once, report: the path shared by the Lambda handler and `storekeeper cleanup`.
+
+Exactly-once per task_id via Powertools idempotency (DynamoDB deployed, records
+in the store locally). A failed task raises so its record is *not* saved and
+SQS retries it (then the DLQ); a dry run bypasses the record (it changes nothing
+and a person wants fresh output each time).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+import pydantic
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+
+from storekeeper.cleanup.base import StoreResolver, TaskFailed, TaskOutcome, VectorBackend
+from storekeeper.cleanup.executor import execute_task
+from storekeeper.errors import ValidationError
+from storekeeper.models.cleanup import CleanupTask
+from storekeeper.protection import ProtectionConfig
+
+#: as long as SQS + DLQ keep a message (14 days): a replay from the DLQ still sees the record
+IDEMPOTENCY_TTL_SECONDS = 14 * 24 * 3600
+KEY_PREFIX = "storekeeper-cleanup"
+#: a task_id reused for a different target is an error, not a silent "already done"
+PAYLOAD_FIELDS = "[action, backend, bucket, keys, prefix, index, version, collection]"
+
+
+def parse_task(body: str | bytes | dict[str, Any]) -> CleanupTask:
+    """A message body -> CleanupTask, or ValidationError naming the first bad field."""
+    try:
+        data = json.loads(body) if isinstance(body, str | bytes) else body
+    except ValueError as exc:
+        raise ValidationError("body", f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValidationError("body", "must be a JSON object (a cleanup task)", type(data).__name__)
+    try:
+        return CleanupTask.model_validate(data)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "task"
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        raise ValidationError(
+            where, msg, first.get("input") if first["type"] != "missing" else None
+        ) from None
+
+
+class MetricsSink(Protocol):
+    def add_metric(self, name: str, unit: Any, value: float) -> None: ...
+
+
+def record_metrics(metrics: MetricsSink, outcome: TaskOutcome) -> None:
+    from aws_lambda_powertools.metrics import MetricUnit
+
+    if outcome.status == "failed":
+        metrics.add_metric(name="TaskFailures", unit=MetricUnit.Count, value=1)
+    elif outcome.status in ("skipped", "noop") or outcome.duplicate:
+        metrics.add_metric(name="TasksSkipped", unit=MetricUnit.Count, value=1)
+    else:
+        metrics.add_metric(name="TasksExecuted", unit=MetricUnit.Count, value=1)
+    if outcome.deleted_count and not outcome.duplicate:
+        metrics.add_metric(name="ObjectsDeleted", unit=MetricUnit.Count, value=outcome.deleted_count)
+
+
+class CleanupRunner:
+    """Executes tasks once each; keeps nothing between tasks except its configuration."""
+
+    def __init__(
+        self,
+        *,
+        resolve_store: StoreResolver | None = None,
+        persistence: BasePersistenceLayer | None = None,
+        vector_backend: VectorBackend | None = None,
+        protection: ProtectionConfig | None = None,
+        now: Callable[[], datetime] | None = None,
+        lambda_context: Any = None,
+    ) -> None:
+        self.resolve_store = resolve_store
+        self.vector_backend = vector_backend
+        self.protection = protection
+        self.now = now
+        self._fresh = False
+        self._once: Callable[..., dict[str, Any]] | None = None
+        if persistence is not None:
+            config = IdempotencyConfig(
+                event_key_jmespath="task_id",
+                payload_validation_jmespath=PAYLOAD_FIELDS,
+                raise_on_no_idempotency_key=True,
+                expires_after_seconds=IDEMPOTENCY_TTL_SECONDS,
+            )
+            if lambda_context is not None:
+                config.register_lambda_context(lambda_context)
+            self._once = idempotent_function(
+                data_keyword_argument="task",
+                persistence_store=persistence,
+                config=config,
+                key_prefix=KEY_PREFIX,
+            )(self._execute_dict)
+
+    def _execute(self, task: CleanupTask, dry_run: bool | None) -> TaskOutcome:
+        return execute_task(
+            task,
+            resolve_store=self.resolve_store,
+            vector_backend=self.vector_backend,
+            now=self.now() if self.now else None,
+            dry_run=dry_run,
+            protection=self.protection,
+        )
+
+    def _execute_dict(self, task: dict[str, Any]) -> dict[str, Any]:
+        self._fresh = True
+        outcome = self._execute(CleanupTask.model_validate(task), False)
+        if outcome.status == "failed":
+            raise TaskFailed(outcome)  # not saved: the retry runs it again
+        return outcome.compact().model_dump(mode="json")
+
+    def run(self, task: CleanupTask, *, dry_run: bool | None = None) -> TaskOutcome:
+        """Execute (or dry-run) one task; raises TaskFailed for a failed one."""
+        dry = task.dry_run if dry_run is None else dry_run
+        if dry or self._once is None:
+            outcome = self._execute(task, dry)
+            if outcome.status == "failed":
+                raise TaskFailed(outcome)
+            return outcome
+        self._fresh = False
+        saved = self._once(task=task.model_dump(mode="json"))
+        outcome = TaskOutcome.model_validate(saved)
+        if not self._fresh:  # answered from the idempotency record: nothing was done this time
+            outcome = outcome.model_copy(update={"duplicate": True, "requests": {}})
+        return outcome
+
+    def run_body(self, body: str | bytes | dict[str, Any], *, dry_run: bool | None = None) -> TaskOutcome:
+        return self.run(parse_task(body), dry_run=dry_run)

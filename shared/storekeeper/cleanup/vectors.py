@@ -1,0 +1,103 @@
+"""Vector actions (Supabase vector buckets): delete_vector_index, delete_vector_bucket (indexes first).
+
+A vector bucket with indexes cannot be deleted (S3VectorBucketNotEmpty), so the
+bucket action deletes every index it lists (all pages, the adapter's job) first.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from storekeeper.cleanup.base import Action, Context, VectorBackend, register
+from storekeeper.errors import BucketNotFound, NotFound, StorekeeperError
+from storekeeper.models.cleanup import CleanupAction
+from storekeeper.protection import listed_reason
+
+
+def _name(item: Any) -> str:
+    if isinstance(item, str):
+        return item
+    if isinstance(item, dict):
+        return str(item.get("indexName") or item.get("name") or item.get("index_name"))
+    return str(getattr(item, "name", None) or getattr(item, "index_name", None) or item)
+
+
+def _backend(ctx: Context) -> VectorBackend:
+    if ctx.vectors is None:
+        raise StorekeeperError(f"task {ctx.task.task_id}: {ctx.task.action.value} needs a vector backend")
+    return ctx.vectors
+
+
+def _protected(ctx: Context, target: str) -> bool:
+    reason = listed_reason(target, ctx.config.protect)
+    if reason:
+        ctx.skip(target, f"{target} {reason}")
+        return True
+    return False
+
+
+@register
+class DeleteVectorIndex(Action):
+    name = CleanupAction.delete_vector_index
+    needs_store = False
+
+    def run(self, ctx: Context) -> None:
+        vb, bucket, index = _backend(ctx), ctx.task.bucket, ctx.task.index
+        assert index is not None  # the model validator guarantees it
+        target = f"index:{bucket}/{index}"
+        if _protected(ctx, bucket) or _protected(ctx, f"{bucket}/{index}"):
+            return
+        names = {_name(i) for i in vb.list_indexes(bucket)}  # BucketNotFound: failed, names the bucket
+        if index not in names:
+            ctx.outcome.missing.append(target)
+            return
+        if ctx.dry_run:
+            ctx.outcome.would_delete.append(target)
+            return
+        try:
+            vb.delete_index(bucket, index)
+        except NotFound:
+            ctx.outcome.missing.append(target)
+            return
+        ctx.outcome.deleted.append(target)
+
+
+@register
+class DeleteVectorBucket(Action):
+    name = CleanupAction.delete_vector_bucket
+    missing_bucket_is_noop = True
+    needs_store = False
+
+    def run(self, ctx: Context) -> None:
+        vb, bucket = _backend(ctx), ctx.task.bucket
+        if _protected(ctx, bucket):
+            return
+        try:
+            indexes = [_name(i) for i in vb.list_indexes(bucket)]
+        except BucketNotFound:
+            ctx.outcome.missing.append(f"vector-bucket:{bucket}")
+            return
+        kept = [i for i in indexes if _protected(ctx, f"{bucket}/{i}")]
+        if kept:
+            ctx.skip(f"vector-bucket:{bucket}", f"vector bucket {bucket} keeps protected index(es) {kept}")
+            return
+        for index in indexes:  # indexes first: a bucket with indexes cannot be deleted
+            target = f"index:{bucket}/{index}"
+            if ctx.dry_run:
+                ctx.outcome.would_delete.append(target)
+                continue
+            try:
+                vb.delete_index(bucket, index)
+            except NotFound:
+                ctx.outcome.missing.append(target)
+                continue
+            ctx.outcome.deleted.append(target)
+        if ctx.dry_run:
+            ctx.outcome.would_delete.append(f"vector-bucket:{bucket}")
+            return
+        try:
+            vb.delete_bucket(bucket)
+        except BucketNotFound:
+            ctx.outcome.missing.append(f"vector-bucket:{bucket}")
+            return
+        ctx.outcome.deleted.append(f"vector-bucket:{bucket}")
