@@ -217,11 +217,14 @@ def compaction(
     seed: int = DELTA_SEED,
     chunk: int | None = None,
     memo: bool = True,
+    reset: bool = True,
+    expect_records: int | None = None,
 ) -> CompactionRun:
     """One timed `compact()` of `count` vectors into the `n` base on `backend`.
 
     `mode` "warm": the base is already in the compactor's cache (a warm Lambda);
     "cold": an empty cache, so the archive is downloaded and extracted (a cold one).
+    `reset=False` compacts on top of whatever is published now (a history of compactions).
     """
 
     def measure() -> CompactionRun:
@@ -229,10 +232,10 @@ def compaction(
         from storekeeper.snapshots import SnapshotCache, load_manifest
 
         pub = published_base(ctx, backend, n)
-        c = _reset(pub)
+        c = _reset(pub) if reset else pub.collection
         cache_dir = ctx.workdir / f"cache-{backend}" if mode == "warm" else ctx.scratch(f"cold-{backend}")
         cache = SnapshotCache(cache_dir)
-        if mode == "warm" and pub.version is not None:
+        if mode == "warm" and pub.version is not None and reset:
             cache.fetch(pub.store, load_manifest(pub.store, c, pub.version))  # untimed: the warm start
         made = write_deltas(ctx, pub.store, c, count, seed, chunk or ctx.sizes.delta_chunk)
         marks: dict[str, float] = {}
@@ -244,10 +247,11 @@ def compaction(
         pub.store.requests.reset()
         with timed() as t:
             result = compact(pub.store, c, cache=cache, hooks=hook, max_deltas=max(made, 1))
-        if result.status != "published" or result.record_count != n + count or len(result.applied) != made:
+        expected = n + count if expect_records is None else expect_records
+        if result.status != "published" or result.record_count != expected or len(result.applied) != made:
             raise RuntimeError(
                 f"compaction of {count} into {n} on {backend}: status {result.status}, "
-                f"{result.record_count} records (expected {n + count}), {len(result.applied)}/{made} deltas"
+                f"{result.record_count} records (expected {expected}), {len(result.applied)}/{made} deltas"
             )
         if mode != "warm":
             shutil.rmtree(cache_dir, ignore_errors=True)
