@@ -41,9 +41,9 @@ from storekeeper.deltas import DeltaContent, encode_delta, list_pending, new_del
 from storekeeper.errors import CorruptObject, NotFound, StorekeeperError, ValidationError
 from storekeeper.models.common import RecordId, Token
 from storekeeper.models.deltas import DeltaNotification, PutRequest, UpsertRecord
-from storekeeper.models.snapshots import Manifest
 from storekeeper.names import check_collection, check_key
 from storekeeper.queues import OutgoingMessage, Queue, QueueSendError
+from storekeeper.snapshots import resolve
 from storekeeper.stores.base import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -199,33 +199,11 @@ def parse_incoming_key(key: str) -> str:
 
 
 # -- collection dimension ----------------------------------------------------------------
-def _live_manifest(store: ObjectStore, collection: str) -> Manifest | None:
-    """The published manifest, read directly (pointer -> manifest); None when nothing is published."""
-    pointer_key = f"snapshot/{collection}/latest/pointer.txt"
-    try:
-        prefix = store.get(pointer_key).body.decode().strip()
-    except NotFound:
-        return None
-    if not (prefix.startswith(f"snapshot/{collection}/") and prefix.endswith("/")):
-        raise CorruptObject(
-            store.url, pointer_key, f"pointer {prefix!r:.100} is not snapshot/{collection}/<v>/"
-        )
-    key = check_key(prefix + "manifest.json", "pointer")
-    try:
-        body = store.get(key).body
-    except NotFound:
-        raise CorruptObject(store.url, key, "the pointer's manifest is missing") from None
-    try:
-        return Manifest.model_validate_json(body)
-    except pydantic.ValidationError as exc:
-        raise CorruptObject(store.url, key, f"invalid manifest: {exc.errors()[0]['msg']}") from None
-
-
 def collection_dimension(store: ObjectStore, collection: str) -> tuple[int | None, str]:
     """(dimension, where it came from): the live snapshot, else the newest readable pending delta."""
-    manifest = _live_manifest(store, collection)
-    if manifest is not None and manifest.dimension is not None:
-        return manifest.dimension, f"snapshot {manifest.version}"
+    published = resolve(store, collection)  # a pointer to a missing/corrupt target raises, never guesses
+    if published is not None and published.manifest.dimension is not None:
+        return published.manifest.dimension, f"snapshot {published.version}"
     for info in reversed(list_pending(store, collection)):
         try:
             content = read_delta(store, info.key)

@@ -440,3 +440,12 @@ def test_producer_does_not_import_chromadb() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "False"
+
+
+def test_pointer_to_a_missing_snapshot_stops_the_put(store: LocalStore, queue: LocalQueue) -> None:
+    from storekeeper.errors import PointerTargetMissing
+
+    store.put("snapshot/docs/latest/pointer.txt", b"snapshot/docs/000000000003-abcdefgh/")
+    with pytest.raises(PointerTargetMissing):
+        put(parse_put_request(request()), store=store, queue=queue)
+    assert keys(store) == ["snapshot/docs/latest/pointer.txt"]
