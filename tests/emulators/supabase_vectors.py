@@ -28,7 +28,7 @@ MAX_GET_VECTOR_KEYS = 100
 MAX_DELETE_VECTOR_KEYS = 500
 MAX_DIMENSION = 4096
 
-NAME_RE = re.compile(r"^[a-z0-9](?:[a-z0-9.-]{1,61})?[a-z0-9]$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")  # 3-63 chars
 
 
 class ApiError(Exception):
