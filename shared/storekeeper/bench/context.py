@@ -52,7 +52,7 @@ QUICK = Sizes(
     producer_put=50,
     producer_repeats=2,
     reaper_objects={"local": 300, "moto": 300, "seaweedfs": 120},
-    import_repeats=2,
+    import_repeats=1,
     chroma_batch=100,
 )
 
