@@ -9,6 +9,7 @@ and a person wants fresh output each time).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol
@@ -84,6 +85,7 @@ class CleanupRunner:
         self.protection = protection
         self.now = now
         self._fresh = False
+        self._has_context = lambda_context is not None
         self._once: Callable[..., dict[str, Any]] | None = None
         if persistence is not None:
             config = IdempotencyConfig(
@@ -127,7 +129,10 @@ class CleanupRunner:
                 raise TaskFailed(outcome)
             return outcome
         self._fresh = False
-        saved = self._once(task=task.model_dump(mode="json"))
+        with warnings.catch_warnings():
+            if not self._has_context:  # outside Lambda there is no remaining time to record
+                warnings.filterwarnings("ignore", message="Couldn't determine the remaining time")
+            saved = self._once(task=task.model_dump(mode="json"))
         outcome = TaskOutcome.model_validate(saved)
         if not self._fresh:  # answered from the idempotency record: nothing was done this time
             outcome = outcome.model_copy(update={"duplicate": True, "requests": {}})
