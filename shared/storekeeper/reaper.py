@@ -78,7 +78,7 @@ def run(
     errors = list(plan.errors)
     sent = 0
     if apply and plan.tasks:
-        q = queue or queue_from_env(config.CLEANUP_QUEUE_URL, "cleanup")
+        q = queue if queue is not None else queue_from_env(config.CLEANUP_QUEUE_URL, "cleanup")
         messages = [
             OutgoingMessage(t.model_dump_json(), group_id=t.bucket, dedup_id=t.task_id) for t in plan.tasks
         ]

@@ -1,0 +1,186 @@
+"""Policy files: units, the bundled defaults, and errors that name line, policy and field."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from storekeeper.policies import PolicyFileError, load_policies, parse_policies
+from storekeeper.policies.filters import REGISTRY, KeepNewest, OlderThan
+from storekeeper.policies.resources import ResourceKind
+from storekeeper.policies.units import parse_duration, parse_ratio, parse_size
+
+
+def test_sizes_durations_ratios() -> None:
+    assert parse_size("1GB") == 10**9
+    assert parse_size("2GiB") == 2 * 2**30
+    assert parse_size("500 MB") == 500 * 10**6
+    assert parse_size(123) == 123
+    assert parse_duration("30d") == timedelta(days=30)
+    assert parse_duration("1h30m") == timedelta(minutes=90)
+    assert parse_ratio(0.85) == 0.85
+    for bad in ("30 days", "5", "", "h", "1x"):
+        with pytest.raises(ValueError, match="duration"):
+            parse_duration(bad)
+    for bad in ("1 GBs", "lots", -1, True):
+        with pytest.raises(ValueError, match="size"):
+            parse_size(bad)
+    with pytest.raises(ValueError, match=r"write 0\.85"):
+        parse_ratio(85)
+    with pytest.raises(ValueError, match=r"write 0\.95"):
+        parse_ratio("95%")
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        parse_ratio(-0.1)
+
+
+def test_bundled_defaults_load_and_cover_the_shipped_kinds() -> None:
+    loaded = load_policies()
+    spec = loaded.spec
+    names = {p.name for p in spec.policies}
+    assert {"snapshot-retention", "orphan-snapshot-versions", "applied-deltas", "stale-temp-objects"} <= names
+    retention = next(p for p in spec.policies if p.name == "snapshot-retention")
+    assert retention.resource is ResourceKind.snapshot_version
+    assert isinstance(retention.filters[0], OlderThan)
+    assert retention.filters[0].age == timedelta(hours=1)
+    assert isinstance(retention.set_filter, KeepNewest)
+    assert retention.set_filter.count == 3
+    assert spec.protect.labels["keep"] is None
+    assert "*-shared" in spec.protect.names
+
+
+def test_commented_examples_in_defaults_are_valid() -> None:
+    """Enabling the '#>' examples must give a valid file: people copy them."""
+    from storekeeper.policies.model import default_policies_text
+
+    lines = [ln.replace("#> ", "", 1) for ln in default_policies_text().splitlines() if ln != "  main: {}"]
+    loaded = parse_policies("\n".join(lines), "examples.yaml")
+    kinds = {p.resource for p in loaded.spec.policies}
+    assert kinds == set(ResourceKind) - {ResourceKind.vector_index}
+    assert {"images-watermark", "images-overflow", "vector-bucket-quota", "expired-test-buckets"} <= {
+        p.name for p in loaded.spec.policies
+    }
+    assert loaded.spec.stores["main"].capacity == 10**9
+    assert loaded.spec.stores["vectors"].quota == 10
+
+
+BAD = """\
+stores:
+  main:
+    capacity: 1GB
+  images:
+    capacity: 2GB
+    watermarks: {high: 85, low: 0.7}
+policies:
+  - name: images-age
+    resource: object
+    store: main
+    prefix: images/
+    filters:
+      - {type: older-than, age: 30 days}
+  - name: wrong-kind
+    resource: bucket
+    store: main
+    filters:
+      - type: name-prefix
+        value: test-
+      - type: watermark
+  - name: typo
+    resource: object
+    store: main
+    filters:
+      - type: older-then
+        age: 1d
+"""
+
+
+def test_errors_name_line_policy_and_field() -> None:
+    with pytest.raises(PolicyFileError) as ei:
+        parse_policies(BAD, "p.yaml")
+    problems = ei.value.problems
+    text = "\n".join(problems)
+    assert "p.yaml:6: store 'images': watermarks.high: ratio 85 is above 1" in text
+    assert "write 0.85" in text
+    assert "p.yaml:13: policy 'images-age': filters[0].age: (older-than) duration" in text
+    assert "got '30 days'" in text
+    assert (
+        "p.yaml:20: policy 'wrong-kind': filters[1].type: watermark does not apply to resource bucket" in text
+    )
+    assert "p.yaml:25: policy 'typo': filters[0]: unknown filter type 'older-then'" in text
+    assert len(problems) == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "policies:\n  - name: a\n    resource: object\n    store: nope\n",
+            "p.yaml:4: policy 'a': store: unknown store 'nope'",
+        ),
+        (
+            "policies:\n  - {name: a, resource: object, store: main}\n"
+            "  - {name: a, resource: delta, store: main}\n",
+            "p.yaml:3: policy 'a': name: duplicate policy name 'a'",
+        ),
+        (
+            "policies:\n  - name: a\n    resource: blob\n    store: main\n",
+            "p.yaml:3: policy 'a': resource: Input should be",
+        ),
+        (
+            "stores:\n  main:\n    watermarks: {high: 0.7, low: 0.8}\n",
+            "p.yaml:3: store 'main': watermarks: watermarks must satisfy",
+        ),
+        ("stores:\n  main:\n    capacity: 1 gigabyte\n", "p.yaml:3: store 'main': capacity: size must be"),
+        (
+            "policies:\n  - name: a\n    resource: vector_bucket\n    store: main\n",
+            "needs a store of kind vectors",
+        ),
+        ("policies: [\n", "p.yaml:2: not valid YAML"),
+        (
+            "policies:\n  - name: a\n    resource: object\n    store: main\n"
+            "    filters:\n      - {type: size}\n",
+            "p.yaml:6: policy 'a': filters[0]: (size) size needs gt and/or lt",
+        ),
+        ("defaults:\n  grace: 10\n", "p.yaml:2: defaults.grace: duration must be"),
+        ("protect:\n  labelz: {}\n", "p.yaml:2: protect.labelz: Extra inputs are not permitted"),
+    ],
+)
+def test_each_error_is_located(text: str, expected: str) -> None:
+    with pytest.raises(PolicyFileError) as ei:
+        parse_policies(text, "p.yaml")
+    assert expected in str(ei.value)
+
+
+def test_policies_path_from_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    f = tmp_path / "mine.yaml"
+    f.write_text(
+        "policies:\n  - {name: only, resource: object, store: main, prefix: cache/,"
+        " filters: [{type: older-than, age: 48h}]}\n"
+    )
+    monkeypatch.setenv("REAPER_POLICIES", str(f))
+    loaded = load_policies()
+    assert [p.name for p in loaded.spec.policies] == ["only"]
+    assert loaded.source == str(f)
+    with pytest.raises(Exception, match="cannot read"):
+        load_policies(tmp_path / "missing.yaml")
+
+
+def test_every_filter_is_registered_with_its_name() -> None:
+    assert set(REGISTRY) == {
+        "name-prefix",
+        "name-glob",
+        "name-regex",
+        "older-than",
+        "ttl",
+        "label",
+        "size",
+        "usage-ratio",
+        "watermark",
+        "count-above-quota",
+        "keep-newest",
+        "unpublished",
+        "applied",
+    }
+    for name, cls in REGISTRY.items():
+        assert cls.model_fields["type"].annotation.__args__ == (name,)  # type: ignore[union-attr]
