@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,37 +16,16 @@ from storekeeper.producer import RequestInProgress, parse_put_request, put
 from storekeeper.queues import SqsQueue
 from storekeeper.runtime import invoke
 from storekeeper.stores.local import LocalStore
-from tests.servers.common import VENV_BIN, free_port, start_process, stop_process, wait_until
+from tests.servers.s3_servers import S3Server
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(scope="module")
-def moto_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A private moto_server (the shared `moto_http` fixture can replace this once it exists)."""
-    import urllib.request
-
-    port = free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"
-    proc = start_process([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], log=log)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_until(
-            lambda: urllib.request.urlopen(f"{url}/moto-api/").status == 200,
-            timeout=60,
-            what="moto_server",
-            proc=proc,
-            log=log,
-        )
-        yield url
-    finally:
-        stop_process(proc)
-
-
 @pytest.fixture
-def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+def aws(moto_http: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> dict[str, str]:
+    for k, v in moto_http.env().items():
+        monkeypatch.setenv(k, v)
     name = tmp_path.name.replace("_", "-")[-40:]
     ddb = boto3.client("dynamodb", region_name="us-east-1")
     table = f"idem-{name}"
@@ -59,7 +37,7 @@ def aws(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     )
     sqs = boto3.client("sqs", region_name="us-east-1")
     queue = sqs.create_queue(QueueName=f"d-{name}.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
-    return {"AWS_ENDPOINT_URL": moto_endpoint, "IDEMPOTENCY_TABLE": table, "DELTA_QUEUE_URL": queue}
+    return {**moto_http.env(), "IDEMPOTENCY_TABLE": table, "DELTA_QUEUE_URL": queue}
 
 
 def _event(request_id: str | None = None) -> dict[str, Any]:
@@ -133,3 +111,52 @@ def test_missing_queue_keeps_deltas_and_answers_not_notified(aws: dict[str, str]
     assert res.response["statusCode"] == 200
     assert res.response["notified"] is False
     assert [p.key for p in list_pending(store, "docs")] == res.response["failed_notifications"]
+
+
+def test_s3_event_on_seaweedfs_store(
+    aws: dict[str, str], seaweed_s3: S3Server, fresh_bucket: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bulk file in a real S3 bucket (SeaweedFS) -> deltas written there with a conditional put."""
+    from storekeeper.stores import open_store
+
+    bucket = fresh_bucket(seaweed_s3)
+    env = {**aws, **seaweed_s3.env(s3_only=True)}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    store = open_store(f"s3://{bucket}")
+    lines = "".join(f'{{"id": "f{i}", "embedding": [{i}, 0.5]}}\n' for i in range(3)) + '{"delete": "old"}\n'
+    etag = store.put("incoming/docs/batch 1.jsonl", lines.encode())
+    event = {
+        "version": "0",
+        "id": "ev-1",
+        "detail-type": "Object Created",
+        "source": "aws.s3",
+        "account": "123456789012",
+        "time": "2024-01-01T00:00:00Z",
+        "region": "us-east-1",
+        "resources": [f"arn:aws:s3:::{bucket}"],
+        "detail": {
+            "version": "0",
+            "bucket": {"name": bucket},
+            "object": {
+                "key": "incoming/docs/batch 1.jsonl",
+                "size": len(lines),
+                "etag": etag.strip('"'),
+                "sequencer": "01",
+            },
+            "request-id": "r",
+            "requester": "x",
+            "source-ip-address": "127.0.0.1",
+            "reason": "PutObject",
+        },
+    }
+    first = invoke("producer", event, root=REPO, store=store.url, env=env)
+    again = invoke("producer", event, root=REPO, store=store.url, env=env)
+    assert first.ok, first.to_json()
+    assert again.response == first.response
+    [pending] = list_pending(store, "docs")
+    from storekeeper.deltas import read_delta
+
+    content = read_delta(store, pending.key)
+    assert content.ids == ["f0", "f1", "f2"]
+    assert content.deletes == ["old"]
