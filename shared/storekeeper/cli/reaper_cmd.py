@@ -1,9 +1,97 @@
-"""Placeholder: commands of this concern are registered here by the issue that builds them."""
+"""`storekeeper reap`: plan every policy, show the decisions, and (with --apply) send the tasks.
+
+The dry run (default) and --apply run the same planner and print the same
+table; --apply only adds the sending. Locally the tasks land in the local
+cleanup queue, which `storekeeper cleanup` drains.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.table import Table
+
+from storekeeper.cli.common import JsonOpt, StoreOpt, console, emit_json, friendly_errors
+from storekeeper.models.reports import ReaperReport
+from storekeeper.policies.units import format_size
+
+MAX_ROWS = 60
+STYLE = {"planned": "bold red", "protected": "green", "skipped": "dim", "deferred": "yellow"}
+
+
+def _print(report: ReaperReport) -> None:
+    from storekeeper.reaper import describe_run
+
+    shown = [d for d in report.decisions if d.verdict != "skipped"][:MAX_ROWS]
+    table = Table(title="reaper plan" + (" (APPLY)" if report.apply else " (dry run: nothing is sent)"))
+    for col in ("policy", "verdict", "resource", "name", "size", "reason"):
+        table.add_column(col, overflow="fold")
+    for d in shown:
+        v = f"[{STYLE[d.verdict]}]{d.verdict}[/]"
+        table.add_row(d.policy, v, d.resource, d.name, format_size(d.size or 0), d.reason)
+    console.print(table)
+    hidden = len(report.decisions) - len(shown)
+    if hidden:
+        console.print(f"[dim]{hidden} more decision(s) (skipped or beyond {MAX_ROWS} rows): see --json[/]")
+    summary = Table(title="per policy")
+    for col in (
+        "policy",
+        "evaluated",
+        "matched",
+        "planned",
+        "protected",
+        "skipped",
+        "deferred",
+        "bytes",
+        "notes",
+    ):
+        summary.add_column(col, overflow="fold")
+    for s in report.summaries:
+        notes = "; ".join([*s.notes, *(f"[red]{e}[/]" for e in s.errors)])
+        summary.add_row(
+            s.policy, str(s.evaluated), str(s.matched), str(s.planned), str(s.protected), str(s.skipped),
+            str(s.deferred), format_size(s.bytes_planned), notes,
+        )  # fmt: skip
+    console.print(summary)
+    for err in report.errors:
+        console.print(f"[bold red]error:[/] {err}")
+    console.print(describe_run(report) + (f"; report {report.report_key}" if report.report_key else ""))
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the app."""
+    @app.command("reap")
+    def reap(
+        policies: Annotated[
+            Path | None,
+            typer.Option("--policies", help="Policies YAML (env REAPER_POLICIES; default: bundled)."),
+        ] = None,
+        apply: Annotated[
+            bool,
+            typer.Option(
+                "--apply", help="Send the planned cleanup tasks (default: dry run, or REAPER_APPLY)."
+            ),
+        ] = False,
+        max_deletions: Annotated[
+            int | None, typer.Option("--max-deletions", help="Cap on deletions planned in this run.")
+        ] = None,
+        store: StoreOpt = None,
+        as_json: JsonOpt = False,
+    ) -> None:
+        """Evaluate the reaper policies and show (or, with --apply, send) the cleanup plan."""
+        from storekeeper import reaper
+
+        with friendly_errors(as_json):
+            report = reaper.run(
+                policies_path=str(policies) if policies else None,
+                store_url=store,
+                apply=True if apply else None,
+                max_deletions=max_deletions,
+            )
+        if as_json:
+            emit_json(report.model_dump(mode="json"))
+        else:
+            _print(report)
+        if report.errors:
+            raise typer.Exit(2)

@@ -478,11 +478,12 @@ class Planner:
             live_error = r.facts.get("live_error")
             if live_error:
                 return f"collection {r.collection!r}: {live_error}"
-            live = r.facts.get("live_version")
+            live_v = r.facts.get("live_version")
+            live = live_v if isinstance(live_v, str) else None
             if r.version == live:
                 return f"{r.name} is the live snapshot of {r.collection!r} (pointer target)"
             # the executor refuses these too (they may be mid-publish): the dry run must say so
-            if not isinstance(live, str):
+            if live is None:
                 return f"collection {r.collection!r} has no published pointer: {r.version} may be mid-publish"
             if (r.version or "") > live:
                 return f"{r.version} is newer than the live {live} (it may be mid-publish)"

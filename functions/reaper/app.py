@@ -1,0 +1,63 @@
+"""Reaper Lambda: on an EventBridge schedule, plan every policy, write the report, send cleanup tasks.
+
+Thin on purpose: parse the event, call storekeeper.reaper.run, emit metrics. A
+dry run unless REAPER_APPLY=true; a scheduled rule may force a dry run with
+`detail: {"dry_run": true}`, never force a real one. Must not import chromadb.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import event_parser
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from storekeeper import config, reaper
+
+logger = Logger()
+metrics = Metrics()
+tracer = Tracer()
+
+
+@tracer.capture_method
+def _run(dry_run_forced: bool) -> dict[str, Any]:
+    apply = config.env_flag(config.REAPER_APPLY) and not dry_run_forced
+    report = reaper.run(apply=apply)
+    totals = report.totals()
+    matched = sum(s.matched for s in report.summaries)
+    metrics.add_metric(name="Matched", unit=MetricUnit.Count, value=matched)
+    metrics.add_metric(name="Planned", unit=MetricUnit.Count, value=totals["planned"])
+    metrics.add_metric(name="Protected", unit=MetricUnit.Count, value=totals["protected"])
+    metrics.add_metric(name="Deferred", unit=MetricUnit.Count, value=totals["deferred"])
+    metrics.add_metric(name="TasksSent", unit=MetricUnit.Count, value=report.sent)
+    metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=totals["errors"])
+    for s in report.summaries:
+        logger.info(
+            "policy evaluated", extra=s.model_dump(mode="json", exclude={"notes"}) | {"notes": s.notes[:5]}
+        )
+    for err in report.errors:
+        logger.error("reaper error", extra={"error": err})
+    logger.info(
+        reaper.describe_run(report), extra={"report_key": report.report_key, "digest": report.plan_digest}
+    )
+    return {
+        "run_id": report.run_id,
+        "apply": report.apply,
+        "report_key": report.report_key,
+        "plan_digest": report.plan_digest,
+        "totals": totals,
+        "sent": report.sent,
+        "errors": report.errors,
+    }
+
+
+@metrics.log_metrics(capture_cold_start_metric=True)
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler
+@event_parser(model=EventBridgeModel)
+def handler(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
+    detail = event.detail if isinstance(event.detail, dict) else {}
+    return _run(bool(detail.get("dry_run", False)))
