@@ -8,7 +8,6 @@ re-checks every task's guard when it executes.
 
 from __future__ import annotations
 
-import importlib
 import os
 import secrets
 from collections.abc import Mapping
@@ -41,8 +40,10 @@ def open_vector_backends(loaded: LoadedPolicies) -> dict[str, Any]:
     specs = {n: s for n, s in loaded.spec.stores.items() if s.kind == "vectors"}
     if not specs:
         return {}
-    vectors = importlib.import_module("storekeeper.stores.vectors")  # lands with the Supabase vector adapter
-    return {name: vectors.open_vector_backend(spec.url) for name, spec in specs.items()}
+    from storekeeper.stores.vectors import open_vector_backend
+
+    # one Supabase project per deployment (SUPABASE_URL / SUPABASE_SERVICE_KEY); url is informational
+    return {name: open_vector_backend() for name in specs}
 
 
 def report_key(started: datetime) -> str:

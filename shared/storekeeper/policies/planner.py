@@ -133,6 +133,20 @@ class VectorView:
             self._buckets = list(self.access.call(self.backend.list_buckets))
         return self._buckets
 
+    def created(self, bucket: Any) -> datetime | None:
+        """Creation time; Supabase's bucket listing has none, so ask GetVectorBucket (one call per bucket)."""
+        found = _created(bucket)
+        if found is not None:
+            return found
+        name = _attr(bucket, "name")
+        getter = getattr(self.backend, "get_bucket", None) or getattr(
+            getattr(self.backend, "vectors", None), "get_bucket", None
+        )
+        if getter is None:
+            return None
+        resp = self.access.call(partial(getter, name))
+        return _created(getattr(resp, "vectorBucket", resp)) if resp is not None else None
+
     def indexes(self, bucket: str) -> list[Any]:
         return list(self.access.call(lambda: self.backend.list_indexes(bucket)))
 
@@ -441,7 +455,7 @@ class Planner:
         vv = self.vectors[policy.store]
         out = []
         for b in vv.buckets():
-            name, created = _attr(b, "name"), _created(b)
+            name, created = _attr(b, "name"), vv.created(b)
             if policy.resource is K.vector_bucket:
                 out.append(Resource(K.vector_bucket, vv.name, name, name, 0, created))
             else:
@@ -681,7 +695,7 @@ def _attr(obj: Any, *names: str) -> str:
 
 
 def _created(obj: Any) -> datetime | None:
-    for n in ("created_at", "creation_time", "creationTime"):
+    for n in ("created_at", "creationTime", "creation_time"):
         v = obj.get(n) if isinstance(obj, dict) else getattr(obj, n, None)
         if isinstance(v, datetime):
             return v
