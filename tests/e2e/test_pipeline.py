@@ -1,0 +1,61 @@
+"""End to end on the embedded default: the demo script, and put -> compact -> query through the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+CLI = [sys.executable, "-c", "from storekeeper.cli import main; main()"]
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("STOREKEEPER_STORE", "DELTA_QUEUE_URL")}
+    env.update(STOREKEEPER_HOME=str(home), COMPACTOR_CACHE_DIR=str(home / "cache"), COLUMNS="200")
+    return env
+
+
+def test_demo_runs_every_step_and_checks_it(tmp_path: Path) -> None:
+    home = tmp_path / "demo-home"
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "demo.py"), "--home", str(home), "--records", "400",
+         "--dim", "16"],
+        cwd=REPO, env=_env(home), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "is its own nearest neighbour" in proc.stderr
+    assert (home / "stores" / "default" / "snapshot" / "demo" / "latest" / "pointer.txt").is_file()
+
+
+def test_cli_put_compact_query(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    records = tmp_path / "records.jsonl"
+    lines = [json.dumps({"id": f"r{i}", "embedding": [float(i), float(i % 3), 1.0]}) for i in range(30)]
+    records.write_text("\n".join(lines) + "\n")
+    deletes = tmp_path / "deletes.jsonl"
+    deletes.write_text(json.dumps({"delete": "r5"}) + "\n")
+
+    def cli(*args: str) -> dict:
+        proc = subprocess.run(
+            [*CLI, *args, "--json"], cwd=REPO, env=_env(home), capture_output=True, text=True, timeout=120
+        )
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        return json.loads(proc.stdout)
+
+    cli("put", "docs", "--file", str(records))
+    cli("put", "docs", "--file", str(deletes))
+    out = cli("compact", "docs")
+    assert out["status"] == "published"
+    assert out["record_count"] == 29
+    hits = cli("query", "docs", "--id", "r7", "-k", "3")
+    assert hits["version"] == out["version"]
+    assert hits["hits"][0]["id"] == "r7"
+    near = cli("query", "docs", "--vector", "[5.0, 2.0, 1.0]", "-k", "1")
+    assert near["hits"][0]["id"] != "r5"  # deleted by the second delta, in the same compaction
+    proc = subprocess.run([*CLI, "query", "docs", "--id", "r5", "--json"], cwd=REPO, env=_env(home),
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 1
+    assert "r5" in json.loads(proc.stdout)["message"]
