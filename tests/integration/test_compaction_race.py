@@ -20,6 +20,7 @@ import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -89,9 +90,17 @@ COMPACTOR = textwrap.dedent(
 )
 
 
-@pytest.fixture(params=["local"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return f"file://{tmp_path / 'bucket'}"
+@pytest.fixture(params=["local", "seaweed"])
+def store_url(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fresh_bucket: Any
+) -> str:
+    """A local directory store, or a fresh bucket on the real SeaweedFS S3 server (env for subprocesses)."""
+    if request.param == "local":
+        return f"file://{tmp_path / 'bucket'}"
+    server = request.getfixturevalue("seaweed_s3")
+    for k, v in server.env(s3_only=True).items():
+        monkeypatch.setenv(k, v)
+    return f"s3://{fresh_bucket(server, 'race')}"
 
 
 def test_concurrent_compactors_and_producers(tmp_path: Path, store_url: str) -> None:
