@@ -50,10 +50,14 @@ $(SAM_VENV)/.installed:
 sam-venv: $(SAM_VENV)/.installed
 
 validate: sam-venv
-	$(SAM_VENV)/bin/sam validate --lint
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint
 
-build: sam-venv
-	PATH="$(PY312)/bin:$$PATH" $(SAM_VENV)/bin/sam build
+# sam build needs python3.12 (the Lambda runtime) on PATH; then prove the trimmed compactor works from
+# the built artifacts alone and print their sizes against the 250 MB limit
+build: sam-venv setup
+	@test -x "$(PY312)/bin/python3.12" || { echo "python 3.12 not found (pyenv install 3.12, or make build PY312=/prefix)"; exit 1; }
+	PATH="$(PY312)/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build
+	$(BIN)/python scripts/check_trimmed_compactor.py --python "$(PY312)/bin/python3.12"
 	$(BIN)/python scripts/artifact_sizes.py
 
 clean:
