@@ -1,0 +1,374 @@
+"""The SAM template's contract: what DESIGN.md and LESSONS.md require of the deployed bundle."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cfnlint.decode import cfn_yaml
+
+from storekeeper import config
+from storekeeper.runtime import FUNCTION_DEFAULTS
+
+REPO = Path(__file__).resolve().parents[2]
+FUNCTIONS = {
+    "ProducerFunction": "producer",
+    "CompactorFunction": "compactor",
+    "ReaperFunction": "reaper",
+    "CleanupFunction": "cleanup",
+}
+# variables that belong to Powertools / chromadb, not to storekeeper.config
+FOREIGN_ENV = {
+    "POWERTOOLS_SERVICE_NAME",
+    "POWERTOOLS_METRICS_NAMESPACE",
+    "LOG_LEVEL",
+    "CHROMA_TELEMETRY_IMPL",
+    "ANONYMIZED_TELEMETRY",
+}
+
+
+@pytest.fixture(scope="module")
+def tpl() -> dict[str, Any]:
+    return dict(cfn_yaml.load(str(REPO / "template.yaml")))
+
+
+def resources(tpl: dict[str, Any], rtype: str) -> dict[str, dict[str, Any]]:
+    return {k: v for k, v in tpl["Resources"].items() if v["Type"] == rtype}
+
+
+def props(tpl: dict[str, Any], name: str) -> dict[str, Any]:
+    return dict(tpl["Resources"][name].get("Properties", {}))
+
+
+def statements(fn_props: dict[str, Any]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for policy in fn_props.get("Policies", []):
+        assert isinstance(policy, dict), f"SAM policy templates/managed policies are too broad: {policy}"
+        out.extend(policy["Statement"])
+    return out
+
+
+def as_list(v: Any) -> list[Any]:
+    return list(v) if isinstance(v, list) else [v]
+
+
+def requirement_lines(path: Path) -> list[str]:
+    return [
+        ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")
+    ]
+
+
+def requirement_names(path: Path) -> list[str]:
+    return [ln.split("==")[0].split("[")[0].strip().lower() for ln in requirement_lines(path)]
+
+
+def walk(node: Any) -> Any:
+    yield node
+    if isinstance(node, dict):
+        for v in node.values():
+            yield from walk(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from walk(v)
+
+
+def sub_text(v: Any) -> str:
+    """The string of a !Sub (either form) or a plain string."""
+    if isinstance(v, dict) and "Fn::Sub" in v:
+        s = v["Fn::Sub"]
+        return str(s[0] if isinstance(s, list) else s)
+    return str(v)
+
+
+def test_four_functions_on_python312_with_the_layer(tpl: dict[str, Any]) -> None:
+    fns = resources(tpl, "AWS::Serverless::Function")
+    assert set(fns) == set(FUNCTIONS)
+    glob = tpl["Globals"]["Function"]
+    assert glob["Runtime"] == "python3.12"
+    assert glob["Tracing"] == "Active"
+    assert glob["Layers"] == [{"Ref": "StorekeeperLayer"}]
+    for name, folder in FUNCTIONS.items():
+        p = props(tpl, name)
+        assert p["CodeUri"] == f"functions/{folder}"
+        assert p["Handler"] == "app.handler"
+        assert "Layers" not in p  # would replace the global layer list
+        assert (REPO / "functions" / folder / "requirements.txt").is_file()
+
+
+def test_layer_builds_shared_with_python312(tpl: dict[str, Any]) -> None:
+    layer = tpl["Resources"]["StorekeeperLayer"]
+    assert layer["Type"] == "AWS::Serverless::LayerVersion"
+    assert layer["Properties"]["ContentUri"] == "shared/"
+    assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
+    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    assert "chromadb" not in requirement_names(REPO / "shared/requirements.txt")  # keep 3 functions light
+
+
+def test_compactor_is_built_trimmed(tpl: dict[str, Any]) -> None:
+    assert tpl["Resources"]["CompactorFunction"]["Metadata"]["BuildMethod"] == "makefile"
+    assert "build-CompactorFunction:" in (REPO / "functions/compactor/Makefile").read_text()
+    path = REPO / "functions/compactor/requirements.txt"
+    pins = requirement_names(path)
+    assert "chromadb" in pins
+    assert all("==" in ln for ln in requirement_lines(path))  # --no-deps: every version pinned
+    for heavy in ("onnxruntime", "kubernetes", "tokenizers", "uvicorn", "sympy", "fastapi"):
+        assert heavy not in pins
+
+
+def test_timeouts_and_memory_match_local_invoke_defaults(tpl: dict[str, Any]) -> None:
+    for name, folder in FUNCTIONS.items():
+        p = props(tpl, name)
+        assert (p["Timeout"], p["MemorySize"]) == FUNCTION_DEFAULTS[folder], name
+    assert props(tpl, "CompactorFunction")["EphemeralStorage"]["Size"] >= 2048
+
+
+def test_every_sqs_event_reports_batch_item_failures(tpl: dict[str, Any]) -> None:
+    sqs_events = [
+        (name, ev)
+        for name in FUNCTIONS
+        for ev in props(tpl, name).get("Events", {}).values()
+        if ev["Type"] == "SQS"
+    ]
+    assert {n for n, _ in sqs_events} == {"CompactorFunction", "CleanupFunction"}
+    for name, ev in sqs_events:
+        assert ev["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"], name
+        assert 1 <= ev["Properties"]["BatchSize"] <= 10, name
+    queues = {ev["Properties"]["Queue"]["Fn::GetAtt"][0] for _, ev in sqs_events}
+    assert queues == {"DeltaQueue", "CleanupQueue"}
+
+
+def test_every_work_queue_has_a_dlq_with_redrive(tpl: dict[str, Any]) -> None:
+    queues = resources(tpl, "AWS::SQS::Queue")
+    for name in ("DeltaQueue", "CleanupQueue"):
+        q = queues[name]["Properties"]
+        redrive = q["RedrivePolicy"]
+        dlq_name = redrive["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        dlq = queues[dlq_name]["Properties"]
+        assert 3 <= redrive["maxReceiveCount"] <= 10
+        assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
+        assert bool(dlq.get("FifoQueue")) == bool(q.get("FifoQueue")), "a FIFO queue needs a FIFO DLQ"
+    for name, q in queues.items():
+        assert q["Properties"].get("SqsManagedSseEnabled") is True, name
+
+
+def test_delta_queue_is_fifo_and_outlives_the_compactor(tpl: dict[str, Any]) -> None:
+    q = props(tpl, "DeltaQueue")
+    assert q["FifoQueue"] is True
+    assert sub_text(q["QueueName"]).endswith(".fifo")
+    assert q["VisibilityTimeout"] >= 6 * props(tpl, "CompactorFunction")["Timeout"]
+    assert props(tpl, "CleanupQueue")["VisibilityTimeout"] >= 6 * props(tpl, "CleanupFunction")["Timeout"]
+
+
+def _rule_prefixes(rule: dict[str, Any]) -> list[str]:
+    prefixes = [rule.get("Prefix", "")]
+    flt = rule.get("Filter") or {}
+    if "Prefix" in flt:
+        prefixes = [flt["Prefix"]]
+    if "And" in flt:
+        prefixes = [flt["And"].get("Prefix", "")]
+    return prefixes
+
+
+def test_no_lifecycle_rule_expires_deltas(tpl: dict[str, Any]) -> None:
+    """LESSONS: a 7-day rule expired unmerged deltas while the DLQ still held their notifications."""
+    rules = props(tpl, "StoreBucket")["LifecycleConfiguration"]["Rules"]
+    expiring = [r for r in rules if {"ExpirationInDays", "ExpirationDate", "Transitions"} & set(r)]
+    for rule in expiring:
+        for prefix in _rule_prefixes(rule):
+            touches_deltas = "delta/".startswith(prefix) or prefix.startswith("delta/")
+            assert not touches_deltas, f"lifecycle rule {rule.get('Id')} would expire delta/ objects"
+    ids = {r["Id"]: r for r in rules}
+    assert (
+        ids["abort-incomplete-multipart-uploads"]["AbortIncompleteMultipartUpload"]["DaysAfterInitiation"] > 0
+    )
+    assert ids["expire-noncurrent-versions"]["NoncurrentVersionExpiration"]["NoncurrentDays"] >= 14
+
+
+def test_bucket_is_private_versioned_encrypted_and_tls_only(tpl: dict[str, Any]) -> None:
+    b = props(tpl, "StoreBucket")
+    assert set(b["PublicAccessBlockConfiguration"].values()) == {True}
+    assert len(b["PublicAccessBlockConfiguration"]) == 4
+    assert b["VersioningConfiguration"]["Status"] == "Enabled"
+    assert b["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    policy = props(tpl, "StoreBucketPolicy")
+    assert policy["Bucket"] == {"Ref": "StoreBucket"}
+    (deny,) = [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    assert deny["Principal"] == "*"
+    targets = {json.dumps(r, sort_keys=True) for r in deny["Resource"]}
+    assert json.dumps({"Fn::GetAtt": ["StoreBucket", "Arn"]}, sort_keys=True) in targets
+    assert any("/*" in sub_text(r) for r in deny["Resource"])
+
+
+def test_policies_are_least_privilege(tpl: dict[str, Any]) -> None:
+    for name in FUNCTIONS:
+        for st in statements(props(tpl, name)):
+            if st["Effect"] != "Allow":
+                continue
+            actions = as_list(st["Action"])
+            for action in actions:
+                assert action != "*", f"{name} {st.get('Sid')}"
+                assert not action.endswith(":*"), f"{name} {st.get('Sid')}: {action}"
+            if as_list(st["Resource"]) == ["*"]:
+                assert actions == ["s3:ListAllMyBuckets"], f"{name} {st.get('Sid')} on '*'"
+            for res in as_list(st["Resource"]):
+                text = sub_text(res)
+                assert text not in ("arn:${AWS::Partition}:s3:::*", "arn:aws:s3:::*"), f"{name}: {text}"
+
+
+def _allowed(tpl: dict[str, Any], fn: str, action: str) -> list[str]:
+    return [
+        sub_text(r)
+        for st in statements(props(tpl, fn))
+        if st["Effect"] == "Allow" and action in as_list(st["Action"])
+        for r in as_list(st["Resource"])
+    ]
+
+
+def test_s3_write_and_delete_are_scoped_to_prefixes(tpl: dict[str, Any]) -> None:
+    def keys(fn: str, action: str) -> list[str]:
+        return [r.rsplit("}", 1)[-1] for r in _allowed(tpl, fn, action)]  # the part after the bucket name
+
+    assert keys("ProducerFunction", "s3:PutObject") == ["/delta/*"]
+    assert keys("ProducerFunction", "s3:DeleteObject") == []
+    assert keys("CompactorFunction", "s3:DeleteObject") == ["/delta/*"]
+    assert keys("CompactorFunction", "s3:PutObject") == ["/snapshot/*"]
+    assert keys("ReaperFunction", "s3:PutObject") == ["/reports/reaper/*"]
+    assert keys("ReaperFunction", "s3:DeleteObject") == []
+    # the cleanup function may create/delete overflow buckets only, never the store bucket itself
+    for r in _allowed(tpl, "CleanupFunction", "s3:DeleteBucket"):
+        assert r.endswith("-*")
+    denies = [st for st in statements(props(tpl, "CleanupFunction")) if st["Effect"] == "Deny"]
+    assert any(sub_text(r).endswith("/latest/pointer.txt") for st in denies for r in as_list(st["Resource"]))
+
+
+def test_queue_and_table_access(tpl: dict[str, Any]) -> None:
+    def send_targets(fn: str) -> list[Any]:
+        return [
+            r
+            for st in statements(props(tpl, fn))
+            if "sqs:SendMessage" in as_list(st["Action"])
+            for r in as_list(st["Resource"])
+        ]
+
+    assert send_targets("ProducerFunction") == [{"Fn::GetAtt": ["DeltaQueue", "Arn"]}]
+    assert send_targets("ReaperFunction") == [{"Fn::GetAtt": ["CleanupQueue", "Arn"]}]
+    table = {"Fn::GetAtt": ["IdempotencyTable", "Arn"]}
+    for fn in ("ProducerFunction", "CleanupFunction"):
+        assert table in [r for st in statements(props(tpl, fn)) for r in as_list(st["Resource"])]
+        assert props(tpl, fn)["Environment"]["Variables"][config.IDEMPOTENCY_TABLE] == {
+            "Ref": "IdempotencyTable"
+        }
+
+
+def test_no_function_depends_on_the_notifying_bucket(tpl: dict[str, Any]) -> None:
+    """The S3 notification makes StoreBucket depend on the producer: the reverse would be a cycle."""
+    for name in FUNCTIONS:
+        body = {k: v for k, v in props(tpl, name).items() if k != "Events"}  # the S3 event's Ref is fine
+        for node in walk(body):
+            if isinstance(node, dict):
+                assert node.get("Ref") != "StoreBucket", name
+                assert node.get("Fn::GetAtt", [None])[0] != "StoreBucket", name
+                assert "${StoreBucket" not in sub_text(node.get("Fn::Sub", "")), name
+    bucket_name = sub_text(props(tpl, "StoreBucket")["BucketName"])
+    store = sub_text(tpl["Globals"]["Function"]["Environment"]["Variables"][config.STORE])
+    assert store == f"s3://{bucket_name}"
+
+
+def test_producer_reacts_to_incoming_uploads(tpl: dict[str, Any]) -> None:
+    ev = props(tpl, "ProducerFunction")["Events"]["IncomingUpload"]
+    assert ev["Type"] == "S3"
+    assert ev["Properties"]["Bucket"] == {"Ref": "StoreBucket"}
+    rules = ev["Properties"]["Filter"]["S3Key"]["Rules"]
+    assert {"Name": "prefix", "Value": "incoming/"} in [dict(r) for r in rules]
+    assert (
+        props(tpl, "ProducerFunction")["EventInvokeConfig"]["DestinationConfig"]["OnFailure"]["Type"] == "SQS"
+    )
+
+
+def test_schedules(tpl: dict[str, Any]) -> None:
+    sweep = props(tpl, "CompactorFunction")["Events"]["Sweep"]
+    assert sweep["Type"] == "Schedule"
+    assert json.loads(sweep["Properties"]["Input"]) == json.loads(
+        (REPO / "events/compactor/sweep.json").read_text()
+    )
+    reaper = props(tpl, "ReaperFunction")
+    (ev,) = reaper["Events"].values()
+    assert ev["Type"] == "Schedule"
+    assert ev["Properties"]["Schedule"] == {"Ref": "ReaperSchedule"}
+    assert reaper["Environment"]["Variables"][config.REAPER_APPLY] == {"Ref": "ReaperApply"}
+    assert tpl["Parameters"]["ReaperApply"]["Default"] == "false"  # dry run unless asked
+
+
+def test_environment_names_match_config(tpl: dict[str, Any]) -> None:
+    known = {v for k, v in vars(config).items() if k.isupper() and isinstance(v, str)}
+    envs = [tpl["Globals"]["Function"]["Environment"]["Variables"]]
+    envs += [props(tpl, n).get("Environment", {}).get("Variables", {}) for n in FUNCTIONS]
+    used = {k for env in envs for k in env} - FOREIGN_ENV
+    assert used <= known, f"not in storekeeper/config.py: {sorted(used - known)}"
+    assert props(tpl, "ProducerFunction")["Environment"]["Variables"][config.DELTA_QUEUE_URL] == {
+        "Ref": "DeltaQueue"
+    }
+    reaper_env = props(tpl, "ReaperFunction")["Environment"]["Variables"]
+    assert reaper_env[config.CLEANUP_QUEUE_URL] == {"Ref": "CleanupQueue"}
+    assert config.REAPER_POLICIES in reaper_env
+
+
+def test_idempotency_table(tpl: dict[str, Any]) -> None:
+    t = props(tpl, "IdempotencyTable")
+    assert t["BillingMode"] == "PAY_PER_REQUEST"
+    assert [dict(k) for k in t["KeySchema"]] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert dict(t["TimeToLiveSpecification"]) == {"AttributeName": "expiration", "Enabled": True}
+
+
+def test_alarms_watch_dlqs_and_missing_pointer_targets(tpl: dict[str, Any]) -> None:
+    alarms = resources(tpl, "AWS::CloudWatch::Alarm").values()
+    watched = {
+        a["Properties"]["Dimensions"][0]["Value"]["Fn::GetAtt"][0]
+        for a in alarms
+        if a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
+    }
+    assert watched == {"DeltaDLQ", "CleanupDLQ", "IncomingDLQ"}
+    for a in alarms:
+        p = a["Properties"]
+        assert p["Threshold"] == 0
+        assert p["ComparisonOperator"] == "GreaterThanThreshold"
+        assert p["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    (missing,) = [a["Properties"] for a in alarms if a["Properties"]["MetricName"] == "PointerTargetMissing"]
+    glob_env = tpl["Globals"]["Function"]["Environment"]["Variables"]
+    assert missing["Namespace"] == glob_env["POWERTOOLS_METRICS_NAMESPACE"]
+    compactor_service = props(tpl, "CompactorFunction")["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
+    assert [dict(d) for d in missing["Dimensions"]] == [{"Name": "service", "Value": compactor_service}]
+
+
+def test_parameters_and_outputs(tpl: dict[str, Any]) -> None:
+    for p in (
+        "Stage",
+        "SupabaseUrl",
+        "SupabaseServiceKeySecretArn",
+        "ReaperSchedule",
+        "ReaperApply",
+        "AlarmEmail",
+    ):
+        assert p in tpl["Parameters"]
+        assert tpl["Parameters"][p].get("NoEcho") is not True  # secrets are referenced by ARN, never passed
+    outputs = tpl["Outputs"]
+    for o in ("StoreBucketName", "DeltaQueueUrl", "CleanupQueueUrl", "StorekeeperLayerArn"):
+        assert o in outputs
+    for fn in FUNCTIONS:
+        assert outputs[f"{fn}Arn"]["Value"] == {"Fn::GetAtt": [fn, "Arn"]}
+
+
+def test_samconfig_environments() -> None:
+    cfg = tomllib.loads((REPO / "samconfig.toml").read_text())
+    for env in ("default", "dev", "prod"):
+        deploy = cfg[env]["deploy"]["parameters"]
+        assert cfg[env]["global"]["parameters"]["stack_name"].startswith("storekeeper-")
+        assert "CAPABILITY_IAM" in deploy["capabilities"]
+        assert deploy["resolve_s3"] is True
+        assert 'ReaperApply="false"' in deploy["parameter_overrides"]
+    assert cfg["prod"]["deploy"]["parameters"]["confirm_changeset"] is True
+    assert 'Stage="prod"' in cfg["prod"]["deploy"]["parameters"]["parameter_overrides"]
