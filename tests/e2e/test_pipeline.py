@@ -8,8 +8,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
-CLI = [sys.executable, "-c", "from storekeeper.cli import main; main()"]
 
 
 def _env(home: Path) -> dict[str, str]:
@@ -30,20 +31,27 @@ def test_demo_runs_every_step_and_checks_it(tmp_path: Path) -> None:
     assert (home / "stores" / "default" / "snapshot" / "demo" / "latest" / "pointer.txt").is_file()
 
 
-def test_cli_put_compact_query(tmp_path: Path) -> None:
+def test_cli_put_compact_query(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from storekeeper.cli import app
+
     home = tmp_path / "home"
+    for k, v in _env(home).items():
+        monkeypatch.setenv(k, v)
+    for k in ("STOREKEEPER_STORE", "DELTA_QUEUE_URL"):
+        monkeypatch.delenv(k, raising=False)
     records = tmp_path / "records.jsonl"
     lines = [json.dumps({"id": f"r{i}", "embedding": [float(i), float(i % 3), 1.0]}) for i in range(30)]
     records.write_text("\n".join(lines) + "\n")
     deletes = tmp_path / "deletes.jsonl"
     deletes.write_text(json.dumps({"delete": "r5"}) + "\n")
+    runner = CliRunner()
 
-    def cli(*args: str) -> dict:
-        proc = subprocess.run(
-            [*CLI, *args, "--json"], cwd=REPO, env=_env(home), capture_output=True, text=True, timeout=120
-        )
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-        return json.loads(proc.stdout)
+    def cli(*args: str, code: int = 0) -> dict:
+        res = runner.invoke(app, [*args, "--json"])
+        assert res.exit_code == code, res.output
+        return json.loads(res.stdout)
 
     cli("put", "docs", "--file", str(records))
     cli("put", "docs", "--file", str(deletes))
@@ -55,7 +63,5 @@ def test_cli_put_compact_query(tmp_path: Path) -> None:
     assert hits["hits"][0]["id"] == "r7"
     near = cli("query", "docs", "--vector", "[5.0, 2.0, 1.0]", "-k", "1")
     assert near["hits"][0]["id"] != "r5"  # deleted by the second delta, in the same compaction
-    proc = subprocess.run([*CLI, "query", "docs", "--id", "r5", "--json"], cwd=REPO, env=_env(home),
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
-    assert proc.returncode == 1
-    assert "r5" in json.loads(proc.stdout)["message"]
+    assert "r5" in cli("query", "docs", "--id", "r5", code=1)["message"]
+    assert cli("compact", "docs")["status"] == "noop"
