@@ -61,13 +61,12 @@ def fill(store: ObjectStore, n: int) -> float:
     return t.seconds
 
 
-def measure(ctx: BenchContext, result: CaseResult, backend: str, n: int) -> None:
+def measure(ctx: BenchContext, result: CaseResult, backend: str, store: ObjectStore, n: int) -> None:
     from storekeeper import reaper
     from storekeeper.cleanup.executor import execute_task, store_resolver
     from storekeeper.policies.model import parse_policies
     from storekeeper.protection import ProtectionConfig
 
-    store = ctx.backends.store(backend, "reaper")
     ctx.log(f"reaper: creating {n} objects on {backend}")
     setup = fill(store, n)
     p = {"objects": n}
@@ -168,7 +167,9 @@ def run(ctx: BenchContext, result: CaseResult) -> None:
     import storekeeper.reaper  # noqa: F401  (skip cleanly if the reaper is missing)
 
     sizes = ctx.sizes.reaper_objects
-    backends = ctx.backends.available()
     result.parameters.update(objects_per_backend=str(sizes), page=PAGE, policy="older-than 1h under bench/")
-    for backend in backends:
-        measure(ctx, result, backend, sizes.get(backend, sizes["local"]))
+    for backend in ctx.backends.available():
+        measure(ctx, result, backend, ctx.backends.store(backend, "reaper"), sizes[backend])
+    if "moto" in ctx.backends.wanted:
+        with ctx.backends.moto_store("reaper") as store:
+            measure(ctx, result, "moto", store, sizes["moto"])

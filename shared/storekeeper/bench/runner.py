@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
-from storekeeper.bench.context import FULL, QUICK, BenchContext, CaseSkipped
+from storekeeper.bench.context import FULL, QUICK, BenchContext, CaseSkipped, Sizes
 from storekeeper.bench.report import BenchReport, CaseResult, MachineInfo
 from storekeeper.bench.timing import timed
 
@@ -30,7 +30,7 @@ CASES: dict[str, str] = {
     "reaper": "storekeeper.bench.case_reaper",
     "coldstart": "storekeeper.bench.case_coldstart",
 }
-BACKENDS = ("local", "seaweedfs")
+BACKENDS = ("local", "seaweedfs", "moto")
 
 
 def _version(dist: str) -> str | None:
@@ -98,6 +98,7 @@ def run(
     out: Path | None = None,
     log: Callable[[str], None] = print,
     workdir: Path | None = None,
+    sizes: Sizes | None = None,
 ) -> BenchReport:
     """Run `cases` (all by default) and write the JSON report to `out` if given."""
     from storekeeper.bench.backends import Backends
@@ -113,7 +114,7 @@ def run(
         timed() as total,
     ):
         ctx = BenchContext(
-            sizes=QUICK if quick else FULL, quick=quick, workdir=Path(tmp), backends=bk, log=log
+            sizes=sizes or (QUICK if quick else FULL), quick=quick, workdir=Path(tmp), backends=bk, log=log
         )
         results = [run_case(name, ctx) for name in selected]
         backend_info = dict(bk.info)

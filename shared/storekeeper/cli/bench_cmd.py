@@ -22,8 +22,12 @@ def register(app: typer.Typer) -> None:
             typer.Option("--cases", help="Comma-separated: compaction,scaling,producer,reaper,coldstart."),
         ] = None,
         backends: Annotated[
-            str, typer.Option("--backends", help="Comma-separated backends to measure: local,seaweedfs.")
-        ] = "local,seaweedfs",
+            str,
+            typer.Option(
+                "--backends",
+                help="Comma-separated backends: local,seaweedfs,moto (moto in-process: reaper case only).",
+            ),
+        ] = "local,seaweedfs,moto",
         store: StoreOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
