@@ -278,7 +278,8 @@ def invoke(
     result = InvocationResult(function, ctx.aws_request_id, 0.0)
     sys.path.insert(0, fn_dir)
     try:
-        with patched_environ(call_env):
+        # Lambda's logs (Powertools JSON lines, EMF metrics) go to stderr here: stdout is the response
+        with patched_environ(call_env), contextlib.redirect_stdout(sys.stderr):
             module = load_module(path, function)  # Lambda's init phase: not counted in the timeout
             handler: Callable[[Any, Any], Any] | None = getattr(module, "handler", None)
             if not callable(handler):

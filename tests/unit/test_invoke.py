@@ -235,3 +235,36 @@ def test_sample_reaper_and_cleanup_events() -> None:
     tasks = [CleanupTask.model_validate_json(b) for b in _sqs_bodies("cleanup/sqs-cleanup-task.json")]
     assert tasks
     assert all(t.action is CleanupAction.delete_objects and t.keys for t in tasks)
+
+
+# --- the real handlers, on the embedded local store and queues ------------------------------------
+
+
+def test_real_producer_then_compactor_through_invoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """put.json -> delta + local queue message -> that message as an SQS batch -> a published snapshot."""
+    from storekeeper.queues import open_queue
+    from storekeeper.snapshots import resolve
+    from storekeeper.stores import open_store
+
+    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path))
+    for var in ("STOREKEEPER_STORE", "DELTA_QUEUE_URL", "IDEMPOTENCY_TABLE"):
+        monkeypatch.delenv(var, raising=False)
+    code, out = run_cli(
+        "producer", "--event", str(REPO / "events/producer/put.json"), "--root", str(REPO), "--json"
+    )
+    assert code == 0, out
+    produced = json.loads(out)["response"]
+    assert produced["upserts"] == 3
+
+    (message,) = open_queue("delta").receive()
+    sqs_event = json.loads((REPO / "events/compactor/sqs-delta-notification.json").read_text())
+    record = {**sqs_event["Records"][0], "messageId": message.message_id, "body": message.body}
+    event_file = tmp_path / "sqs.json"
+    event_file.write_text(json.dumps({"Records": [record]}))
+    code, out = run_cli("compactor", "--event", str(event_file), "--root", str(REPO), "--json")
+    assert code == 0, out
+    assert json.loads(out)["response"]["batchItemFailures"] == []
+
+    published = resolve(open_store(None), "docs")
+    assert published is not None
+    assert published.manifest.record_count == 3
