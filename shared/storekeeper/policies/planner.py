@@ -29,7 +29,7 @@ from typing import Any
 
 from storekeeper.errors import NotFound, StorekeeperError
 from storekeeper.models.cleanup import CleanupAction, CleanupTask, TaskGuard
-from storekeeper.models.reports import Decision, PolicySummary
+from storekeeper.models.reports import Decision, PolicySummary, Verdict
 from storekeeper.overflow import group_members
 from storekeeper.policies.access import Access
 from storekeeper.policies.filters import Filter, Selection, UsageRatio
@@ -671,7 +671,7 @@ def _all_match(filters: list[Filter], r: Resource, env: PolicyEnv) -> list[str] 
     return reasons
 
 
-def _decision(policy: Policy, r: Resource, verdict: str, reason: str) -> Decision:
+def _decision(policy: Policy, r: Resource, verdict: Verdict, reason: str) -> Decision:
     # built from values the planner produced itself: skip re-validation (it dominates at 100k objects)
     return Decision.model_construct(
         policy=policy.name,
