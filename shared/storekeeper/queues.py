@@ -68,7 +68,7 @@ class SqsQueue(Queue):
 
         self.url = url
         self.fifo = url.endswith(".fifo")
-        self.client = client or boto3.client(
+        self.client: Any = client or boto3.client(
             "sqs", config=Config(retries={"mode": "standard", "max_attempts": 5})
         )
 
