@@ -51,7 +51,7 @@ QUICK = Sizes(
     history_delta=5,
     producer_put=50,
     producer_repeats=2,
-    reaper_objects={"local": 300, "moto": 300, "seaweedfs": 120},
+    reaper_objects={"local": 300, "moto": 1_100, "seaweedfs": 1_100},  # S3: two list pages, two bulk deletes
     import_repeats=1,
     chroma_batch=100,
 )
