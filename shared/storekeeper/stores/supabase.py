@@ -44,7 +44,7 @@ from typing import Any, NoReturn
 
 import httpx
 
-from storekeeper.config import SUPABASE_SERVICE_KEY, SUPABASE_URL
+from storekeeper.config import SUPABASE_SERVICE_KEY, SUPABASE_SERVICE_KEY_SECRET_ARN, SUPABASE_URL
 from storekeeper.errors import (
     BackendError,
     BucketAlreadyExists,
@@ -72,10 +72,31 @@ PLACEHOLDER = ".emptyFolderPlaceholder"  # what the dashboard writes for an empt
 MAX_DELETE_BATCH = 1000  # supabase/storage: "At most 1000 objects can be deleted per request."
 
 
+def service_key_from_env() -> str:
+    """SUPABASE_SERVICE_KEY, else the Secrets Manager secret SUPABASE_SERVICE_KEY_SECRET_ARN names.
+
+    Deployed functions get only the ARN (the key never sits in the template or the
+    console); Powertools' parameters utility caches the secret across warm invocations.
+    """
+    key = os.environ.get(SUPABASE_SERVICE_KEY, "").strip()
+    arn = os.environ.get(SUPABASE_SERVICE_KEY_SECRET_ARN, "").strip()
+    if key or not arn:
+        return key
+    from aws_lambda_powertools.utilities import parameters
+
+    try:
+        secret = parameters.get_secret(arn, max_age=300)
+    except parameters.exceptions.GetParameterError as exc:
+        raise BackendError(
+            "supabase://", None, f"cannot read {SUPABASE_SERVICE_KEY_SECRET_ARN} {arn}: {exc}"
+        ) from exc
+    return str(secret).strip()
+
+
 def supabase_client_from_env() -> Any:
     """A `supabase.Client` from SUPABASE_URL / SUPABASE_SERVICE_KEY; no network I/O happens here."""
     url = os.environ.get(SUPABASE_URL, "").strip()
-    key = os.environ.get(SUPABASE_SERVICE_KEY, "").strip()
+    key = service_key_from_env()
     missing = [name for name, value in ((SUPABASE_URL, url), (SUPABASE_SERVICE_KEY, key)) if not value]
     if missing:
         raise BackendError("supabase://", None, f"environment variable(s) {', '.join(missing)} not set")
