@@ -42,14 +42,18 @@ class LocalStore(ObjectStore):
     scheme = "file"
     max_delete_batch = 1000
 
-    def __init__(self, path: str | Path, *, counter: RequestCounter | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, counter: RequestCounter | None = None, create: bool = True
+    ) -> None:
+        """`create=False` opens a bucket that may not exist (then calls raise BucketNotFound, as on S3)."""
         path = Path(path)
         if not path.is_absolute():
             raise ValueError(f"file:// store needs an absolute path, got {path}")
         super().__init__(path.name, counter=counter)
         self.root = path.parent
         self.path = path
-        self.path.mkdir(parents=True, exist_ok=True)
+        if create:
+            self.path.mkdir(parents=True, exist_ok=True)
 
     @property
     def url(self) -> str:
@@ -57,7 +61,14 @@ class LocalStore(ObjectStore):
 
     def for_bucket(self, bucket: str) -> LocalStore:
         check_bucket(bucket)
-        return LocalStore(self.root / bucket, counter=self.requests)
+        # opening another bucket must not create it: create_bucket is the only way, as on S3
+        return LocalStore(self.root / bucket, counter=self.requests, create=False)
+
+    def _missing(self, key: str | None, cause: str) -> NotFound:
+        """NotFound, or BucketNotFound when the bucket directory itself is gone."""
+        if not self.path.is_dir():
+            return BucketNotFound(self.url, key, "no such bucket")
+        return NotFound(self.url, key, cause)
 
     # -- bookkeeping paths -----------------------------------------------------
     def _side(self, bucket: str, kind: str) -> Path:
@@ -85,8 +96,8 @@ class LocalStore(ObjectStore):
         f = self._file(key)
         try:
             st = f.stat()
-        except FileNotFoundError:
-            raise NotFound(self.url, key, "no such object") from None
+        except (FileNotFoundError, NotADirectoryError):
+            raise self._missing(key, "no such object") from None
         if not f.is_file():
             raise NotFound(self.url, key, "no such object (a prefix, not an object)")
         return st
@@ -100,7 +111,7 @@ class LocalStore(ObjectStore):
                 st = os.fstat(fh.fileno())
                 body = fh.read()
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            raise NotFound(self.url, key, "no such object") from None
+            raise self._missing(key, "no such object") from None
         return GetResult(body=body, etag=_etag(st), metadata=self._read_meta(key))
 
     def _read_meta(self, key: str) -> dict[str, str]:
@@ -113,6 +124,8 @@ class LocalStore(ObjectStore):
     def _put(self, key: str, data: bytes, if_none_match: bool, if_match: str | None,
              content_type: str, metadata: dict[str, str]) -> str:
         self.requests.add("put")
+        if not self.path.is_dir():
+            raise BucketNotFound(self.url, key, "no such bucket")
         target = self._file(key)
         tmp = self._side(self.bucket, "tmp") / uuid.uuid4().hex
         tmp.write_bytes(data)
@@ -190,6 +203,8 @@ class LocalStore(ObjectStore):
         # walk only the directory the prefix names, then filter on the partial last segment
         base_dir = self.path / prefix.rpartition("/")[0] if "/" in prefix else self.path
         if not base_dir.is_dir():
+            if not self.path.is_dir():
+                raise BucketNotFound(self.url, prefix or None, "no such bucket")
             return
         entries: list[tuple[str, os.stat_result]] = []
         stack = [base_dir]
