@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from storekeeper.bench import compactbench as cb
 from storekeeper.bench.context import BenchContext, CaseSkipped
-from storekeeper.bench.report import CaseResult, TargetResult
+from storekeeper.bench.report import CaseResult, ParamValue, TargetResult
 from storekeeper.bench.timing import rate
 
 NAME = "compaction"
@@ -31,6 +31,7 @@ def run(ctx: BenchContext, result: CaseResult) -> None:
         delta_vectors=sizes.delta,
         vectors_per_delta=sizes.delta_chunk,
         snapshots=list(sizes.snapshots),
+        cold_snapshots=list(sizes.cold),
         backends=backends,
         distance=cb.DISTANCE,
     )
@@ -51,10 +52,10 @@ def run(ctx: BenchContext, result: CaseResult) -> None:
         result.add("raw_upsert_seconds", raw, "s", "chromadb", snapshot=n, delta=count)
         result.add("raw_upsert_rate", rate(count, raw), "vectors/s", "chromadb", snapshot=n, delta=count)
         for backend in backends:
-            for mode in ("warm", "cold") if n else ("empty",):
+            for mode in ("empty",) if not n else ("warm", "cold") if n in sizes.cold else ("warm",):
                 ctx.log(f"compaction: {count} into {n} on {backend} ({mode})")
                 run_ = cb.compaction(ctx, backend, n, count, "warm" if mode == "empty" else mode)
-                p = {"snapshot": n, "delta": count, "mode": mode}
+                p: dict[str, ParamValue] = {"snapshot": n, "delta": count, "mode": mode}
                 result.add("compaction_seconds", run_.seconds, "s", backend, params=p)
                 result.add("compaction_rate", rate(count, run_.seconds), "vectors/s", backend, params=p)
                 result.add("compaction_vs_raw", run_.seconds / raw, "ratio", backend, params=p)

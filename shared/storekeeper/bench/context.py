@@ -26,6 +26,7 @@ class Sizes:
     delta: int = 10_000  # case 1: vectors per compaction
     delta_chunk: int = 1_000  # vectors per delta blob (a producer put's worth)
     snapshots: tuple[int, ...] = (0, 10_000, 100_000)  # case 1 (and case 2's snapshot axis)
+    cold: tuple[int, ...] = (100_000,)  # case 1: snapshot sizes also measured cold (downloaded)
     delta_scale: tuple[int, ...] = (1_000, 3_000, 10_000)  # case 2: delta sizes ...
     delta_scale_snapshot: int = 10_000  # ... into a snapshot of this size
     history: tuple[int, ...] = (1, 5, 10)  # case 2: time the n-th small compaction
@@ -45,6 +46,7 @@ QUICK = Sizes(
     delta=40,
     delta_chunk=10,
     snapshots=(0, 60, 200),
+    cold=(200,),
     delta_scale=(10, 20, 40),
     delta_scale_snapshot=60,
     history=(1, 2, 3),

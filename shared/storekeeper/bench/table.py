@@ -84,3 +84,36 @@ def render(report: BenchReport, console: Console) -> None:
         f"targets: {s.get('pass', 0)} pass, {s.get('miss', 0)} miss, "
         f"{s.get('not measured', 0)} not measured; cases failed or skipped: {s.get('cases_failed', 0)}"
     )
+
+
+def markdown(report: BenchReport) -> str:
+    """The report as Markdown tables (for docs/performance.md): targets, then each case's figures."""
+    m = report.machine
+    lines = [
+        f"Measured {m.date:%Y-%m-%d %H:%M} UTC{' (quick sizes)' if report.quick else ''}: "
+        f"{m.cpu_count} CPUs, "
+        f"Python {m.python}, chromadb {m.chromadb}, numpy {m.numpy}, load average at start "
+        f"{', '.join(str(x) for x in m.load_average or [])}; whole run {report.seconds:.0f} s.",
+        "",
+        *(f"- backend `{name}`: {what}" for name, what in report.backends.items()),
+        "",
+        "| case | target | backend | value | threshold | verdict | miss by |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for case in report.cases:
+        for tr in case.targets:
+            miss = f"{tr.margin:.0%}" if tr.margin is not None else ""
+            lines.append(
+                f"| {case.name} | {tr.description} | {tr.backend} | {fmt(tr.value, tr.unit)} | "
+                f"{tr.op} {fmt(tr.threshold, tr.unit)} | {tr.verdict} | {miss} |"
+            )
+    for case in report.cases:
+        lines += ["", f"#### {case.name}: {case.title} ({case.seconds:.0f} s)", ""]
+        if case.status != "ok":
+            lines += [f"*{case.status}*: {case.reason}", ""]
+        lines += ["| figure | backend | parameters | value |", "|---|---|---|---|"]
+        lines += [f"| {f.name} | {f.backend} | {_params(f)} | {fmt(f.value, f.unit)} |" for f in case.figures]
+        notes = [n for n in case.notes if "Traceback" not in n]
+        if notes:
+            lines += ["", *(f"- {n}" for n in notes)]
+    return "\n".join(lines) + "\n"

@@ -28,6 +28,9 @@ def register(app: typer.Typer) -> None:
                 help="Comma-separated backends: local,seaweedfs,moto (moto in-process: reaper case only).",
             ),
         ] = "local,seaweedfs,moto",
+        markdown: Annotated[
+            Path | None, typer.Option("--markdown", help="Also write the report as Markdown tables here.")
+        ] = None,
         store: StoreOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -54,6 +57,9 @@ def register(app: typer.Typer) -> None:
                 raise typer.Exit(2) from exc
             log = (lambda msg: None) if as_json else (lambda msg: console.print(f"[dim]{msg}[/]"))
             report = runner.run(quick=quick, cases=names, backends=wanted, out=out, log=log)
+        if markdown is not None:
+            markdown.parent.mkdir(parents=True, exist_ok=True)
+            markdown.write_text(table.markdown(report))
         if as_json:
             emit_json(report.model_dump(mode="json"))
         else:
