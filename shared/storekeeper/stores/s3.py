@@ -41,6 +41,12 @@ _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 
 
+def _transfer_config() -> Any:
+    from boto3.s3.transfer import TransferConfig
+
+    return TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD)
+
+
 def endpoint_from_env() -> str | None:
     """The S3 endpoint override, service-specific variable first (as boto3 itself orders them)."""
     return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
@@ -164,8 +170,6 @@ class S3Store(ObjectStore):
         metadata: dict[str, str] | None = None,
     ) -> str:
         """Large archives stream through the transfer manager (multipart past MULTIPART_THRESHOLD)."""
-        from boto3.s3.transfer import TransferConfig
-
         from storekeeper.names import check_key
 
         check_key(key)
@@ -179,7 +183,7 @@ class S3Store(ObjectStore):
                 self.bucket,
                 key,
                 ExtraArgs=extra,
-                Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD),
+                Config=_transfer_config(),
             )
         except Exception as exc:
             # S3UploadFailedError wraps the ClientError; keep its code in the message
@@ -189,8 +193,6 @@ class S3Store(ObjectStore):
 
     def get_file(self, key: str, path: Path) -> str:
         """Download through the transfer manager into a unique temp file, then rename into place."""
-        from boto3.s3.transfer import TransferConfig
-
         from storekeeper.names import check_key
 
         check_key(key)
@@ -199,9 +201,7 @@ class S3Store(ObjectStore):
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
         self.requests.add("get_file")
         try:
-            self.client.download_file(
-                self.bucket, key, str(tmp), Config=TransferConfig(multipart_threshold=MULTIPART_THRESHOLD)
-            )
+            self.client.download_file(self.bucket, key, str(tmp), Config=_transfer_config())
             tmp.replace(path)
         except Exception as exc:
             raise self._fail(exc, "get_file", key) from exc
@@ -297,6 +297,22 @@ class S3Store(ObjectStore):
         region = self.client.meta.region_name
         if region and region != "us-east-1":
             args["CreateBucketConfiguration"] = {"LocationConstraint": region}
+        else:
+            # us-east-1 answers 200 to re-creating a bucket you own (legacy behaviour), so look first;
+            # two creators racing inside this window both "succeed" on the same empty bucket.
+            self.requests.add("head_bucket")
+            try:
+                self.client.head_bucket(Bucket=name)
+            except Exception as exc:
+                code, status, _ = _error_parts(exc)
+                if status == 403:  # the name exists but belongs to another account
+                    raise BucketAlreadyExists(
+                        f"s3://{name}", None, f"create_bucket: head_bucket answered {code} (HTTP 403)"
+                    ) from exc
+                if code not in ("404", "NoSuchBucket", "NotFound") and status != 404:
+                    raise self._fail(exc, "head_bucket", bucket=name) from exc
+            else:
+                raise BucketAlreadyExists(f"s3://{name}", None, "create_bucket: bucket already exists")
         try:
             self.client.create_bucket(**args)
         except Exception as exc:
