@@ -7,7 +7,8 @@ when the target must be kept, or None when it may go.
 
 Protected:
 * every collection's live pointer `snapshot/<c>/latest/pointer.txt` and
-  everything under the version prefix it names;
+  everything under the version prefix it names, and every version newer than
+  it (or any version while there is no pointer): it may be mid-publish;
 * deltas that the live manifest has not applied (not in `deltas`/`applied`);
   with no pointer, every delta of the collection is unapplied;
 * objects whose metadata (or buckets whose labels/tags) say
@@ -206,6 +207,11 @@ class Protection:
                 return f"collection {m['c']!r}: {live.error}"
             if live.prefix is not None and key.startswith(live.prefix):
                 return f"{key} belongs to the live snapshot {live.prefix}"
+            # a version not older than the live one may be mid-publish (versions sort in publish order)
+            if live.version is None:
+                return f"{key}: collection {m['c']!r} has no published pointer (may be mid-publish)"
+            if m["v"] > live.version:
+                return f"{key}: version {m['v']} is newer than the live {live.version} (may be mid-publish)"
             return None
         m = DELTA_KEY_RE.fullmatch(key)
         if m:

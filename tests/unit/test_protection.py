@@ -159,3 +159,17 @@ def test_protect_list_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_label_reason_naive_timestamp_is_utc() -> None:
     assert label_reason({"protect-until": "2030-01-02T00:00:00"}, ProtectionConfig(), NOW) is not None
     assert label_reason({"protect-until": "2029-12-31T00:00:00Z"}, ProtectionConfig(), NOW) is None
+
+
+def test_versions_newer_than_live_or_without_pointer_are_protected(store: LocalStore, tmp_path: Path) -> None:
+    """A version being published (archive written, pointer not yet moved) is never deletable."""
+    v3 = "000000000003-cccccccc"
+    store.put(f"snapshot/docs/{v3}/db.tar", b"half-published")
+    p = Protection(store, now=NOW)
+    assert "newer than the live" in (p.key_reason(f"snapshot/docs/{v3}/db.tar") or "")
+    assert p.key_reason(f"snapshot/docs/{V1}/db.tar") is None
+
+    fresh = LocalStore(tmp_path / "bucket-b")
+    fresh.put(f"snapshot/new/{V1}/db.tar", b"first version, pointer not written yet")
+    why = Protection(fresh, now=NOW).key_reason(f"snapshot/new/{V1}/db.tar")
+    assert "no published pointer" in (why or "")

@@ -480,15 +480,7 @@ class Planner:
         """Protection decided without labels: live data, protect list, configured stores."""
         if r.kind in (K.object, K.delta):
             view = self.views[r.store]
-            why = view.protection.key_reason(r.name)
-            m = None if why else _VERSION_KEY_RE.match(r.name)
-            if m:  # a key of a version that may be mid-publish, as the snapshot rule says
-                live = view.chain(m["c"]).live.version
-                if live is None:
-                    return f"{r.name}: collection {m['c']!r} has no published pointer (may be mid-publish)"
-                if m["v"] > live:
-                    return f"{r.name}: version {m['v']} is newer than the live {live} (may be mid-publish)"
-            return why
+            return view.protection.key_reason(r.name)
         if r.kind is K.snapshot_version:
             live_error = r.facts.get("live_error")
             if live_error:
