@@ -79,6 +79,14 @@ class ProtectionConfig:
         )
 
     @classmethod
+    def from_policies(cls, path: str | None = None) -> ProtectionConfig:
+        """The `protect:` section of the reaper's policies file ($REAPER_POLICIES, else the bundled
+        default), so the executor protects exactly what the planner protected."""
+        from storekeeper.policies.model import load_policies
+
+        return cls.from_protect(load_policies(path).spec.protect)
+
+    @classmethod
     def from_env(cls, extra: Iterable[str] = (), *, check_object_labels: bool = True) -> ProtectionConfig:
         raw = os.environ.get(PROTECT_ENV, "")
         globs = [g.strip() for g in raw.split(",") if g.strip()]

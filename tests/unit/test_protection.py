@@ -173,3 +173,19 @@ def test_versions_newer_than_live_or_without_pointer_are_protected(store: LocalS
     fresh.put(f"snapshot/new/{V1}/db.tar", b"first version, pointer not written yet")
     why = Protection(fresh, now=NOW).key_reason(f"snapshot/new/{V1}/db.tar")
     assert "no published pointer" in (why or "")
+
+
+def test_executor_default_protection_is_the_policies_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A name the policies file protects is protected in the executor too, without being passed in."""
+    policies = tmp_path / "policies.yaml"
+    policies.write_text("protect:\n  names: ['reports/keep-me.json', 'golden-*']\npolicies: []\n")
+    monkeypatch.setenv("REAPER_POLICIES", str(policies))
+    monkeypatch.delenv("STOREKEEPER_PROTECT", raising=False)
+    cfg = ProtectionConfig.from_policies()
+    store = LocalStore(tmp_path / "bucket-c")
+    p = Protection(store, cfg, now=NOW)
+    assert p.key_reason("reports/keep-me.json") is not None
+    assert p.bucket_reason("golden-set", labels={}) is not None
+    assert p.key_reason("reports/other.json") is None

@@ -73,7 +73,7 @@ def execute_task(
             before = dict(store.requests.counts)
         ctx = Context(
             task=task,
-            config=protection or ProtectionConfig.from_env(),
+            config=protection or ProtectionConfig.from_policies(),
             now=now,
             dry_run=dry,
             outcome=outcome,
