@@ -20,7 +20,9 @@ def check_collection(name: object, field: str = "collection") -> str:
 
 def check_bucket(name: object, field: str = "bucket") -> str:
     if not isinstance(name, str) or not BUCKET_RE.fullmatch(name) or "--" in name:
-        raise InvalidName(field, "must be 3-63 chars of a-z, 0-9 and '-', starting and ending alphanumeric", name)
+        raise InvalidName(
+            field, "must be 3-63 chars of a-z, 0-9 and '-', starting and ending alphanumeric", name
+        )
     return name
 
 

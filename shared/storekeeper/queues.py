@@ -95,11 +95,15 @@ class SqsQueue(Queue):
 
     def receive(self, max_messages: int = 10) -> list[ReceivedMessage]:
         resp = self.client.receive_message(
-            QueueUrl=self.url, MaxNumberOfMessages=min(max_messages, 10),
-            AttributeNames=["MessageGroupId"], WaitTimeSeconds=0,
+            QueueUrl=self.url,
+            MaxNumberOfMessages=min(max_messages, 10),
+            AttributeNames=["MessageGroupId"],
+            WaitTimeSeconds=0,
         )
         return [
-            ReceivedMessage(m["MessageId"], m["Body"], m["ReceiptHandle"], m.get("Attributes", {}).get("MessageGroupId"))
+            ReceivedMessage(
+                m["MessageId"], m["Body"], m["ReceiptHandle"], m.get("Attributes", {}).get("MessageGroupId")
+            )
             for m in resp.get("Messages", [])
         ]
 
@@ -140,7 +144,7 @@ class LocalQueue(Queue):
 
 
 def open_queue(url_or_name: str) -> Queue:
-    """`https://sqs...`/`http://...` -> SQS; `file:///dir` -> local; a bare name -> local under the default home."""
+    """`http(s)://...` -> SQS; `file:///dir` -> local; a bare name -> local under the default home."""
     if url_or_name.startswith(("https://", "http://")):
         return SqsQueue(url_or_name)
     if url_or_name.startswith("file://"):

@@ -21,7 +21,9 @@ DELTA_KEY_RE = re.compile(r"^delta/(?P<c>[a-z0-9][a-z0-9_-]{0,62})/(?P<id>\d{13}
 class UpsertRecord(Strict):
     id: RecordId
     embedding: Annotated[list[float], Field(min_length=1, max_length=MAX_DIMENSION)]
-    metadata: dict[Annotated[str, StringConstraints(min_length=1, max_length=256)], MetadataValue] | None = None
+    metadata: dict[Annotated[str, StringConstraints(min_length=1, max_length=256)], MetadataValue] | None = (
+        None
+    )
     document: str | None = None
 
     @field_validator("embedding")
@@ -80,7 +82,8 @@ class PutRequest(Strict):
             for i, r in enumerate(self.upserts):
                 if len(r.embedding) != dim:
                     raise ValueError(
-                        f"upserts[{i}].embedding has dimension {len(r.embedding)}, expected {dim} like upserts[0]"
+                        f"upserts[{i}].embedding has dimension {len(r.embedding)}, "
+                        f"expected {dim} like upserts[0]"
                     )
         return self
 
@@ -103,7 +106,9 @@ class DeltaNotification(Strict):
     def _key_matches(self) -> Self:
         m = DELTA_KEY_RE.fullmatch(self.delta_key)
         if not m:
-            raise ValueError(f"delta_key {self.delta_key!r} is not delta/<collection>/<13-digit-ms>-<suffix>.delta")
+            raise ValueError(
+                f"delta_key {self.delta_key!r} is not delta/<collection>/<13-digit-ms>-<suffix>.delta"
+            )
         if m["c"] != self.collection:
             raise ValueError(f"delta_key {self.delta_key!r} is not under collection {self.collection!r}")
         return self

@@ -45,7 +45,9 @@ def open_store(url: str | None = None, *, counter: RequestCounter | None = None)
     url = url or default_store_url()
     scheme, sep, rest = url.partition("://")
     if not sep:
-        raise InvalidName("store", "must be a URL like s3://bucket, supabase://bucket or file:///abs/path", url)
+        raise InvalidName(
+            "store", "must be a URL like s3://bucket, supabase://bucket or file:///abs/path", url
+        )
     if scheme == "file":
         if not rest.startswith("/") or ".." in rest.split("/"):
             raise InvalidName("store", "file:// needs an absolute path without '..'", url)

@@ -117,8 +117,14 @@ class ObjectStore(ABC):
             raise ValueError("if_none_match and if_match are exclusive")
         return self._put(check_key(key), data, if_none_match, if_match, content_type, metadata or {})
 
-    def put_file(self, key: str, path: Path, *, content_type: str = "application/octet-stream",
-                 metadata: dict[str, str] | None = None) -> str:
+    def put_file(
+        self,
+        key: str,
+        path: Path,
+        *,
+        content_type: str = "application/octet-stream",
+        metadata: dict[str, str] | None = None,
+    ) -> str:
         """Upload a (large) local file; backends stream it where they can."""
         return self.put(key, Path(path).read_bytes(), content_type=content_type, metadata=metadata)
 
@@ -194,8 +200,15 @@ class ObjectStore(ABC):
     def _get(self, key: str) -> GetResult: ...
 
     @abstractmethod
-    def _put(self, key: str, data: bytes, if_none_match: bool, if_match: str | None,
-             content_type: str, metadata: dict[str, str]) -> str: ...
+    def _put(
+        self,
+        key: str,
+        data: bytes,
+        if_none_match: bool,
+        if_match: str | None,
+        content_type: str,
+        metadata: dict[str, str],
+    ) -> str: ...
 
     @abstractmethod
     def _head(self, key: str) -> ObjectInfo: ...

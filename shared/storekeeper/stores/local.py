@@ -28,7 +28,14 @@ from storekeeper.errors import (
     PreconditionFailed,
 )
 from storekeeper.names import check_bucket
-from storekeeper.stores.base import BucketInfo, DeleteResult, GetResult, ObjectInfo, ObjectStore, RequestCounter
+from storekeeper.stores.base import (
+    BucketInfo,
+    DeleteResult,
+    GetResult,
+    ObjectInfo,
+    ObjectStore,
+    RequestCounter,
+)
 
 META_DIR = ".storekeeper"
 
@@ -121,8 +128,15 @@ class LocalStore(ObjectStore):
             return {}
         return data
 
-    def _put(self, key: str, data: bytes, if_none_match: bool, if_match: str | None,
-             content_type: str, metadata: dict[str, str]) -> str:
+    def _put(
+        self,
+        key: str,
+        data: bytes,
+        if_none_match: bool,
+        if_match: str | None,
+        content_type: str,
+        metadata: dict[str, str],
+    ) -> str:
         self.requests.add("put")
         if not self.path.is_dir():
             raise BucketNotFound(self.url, key, "no such bucket")
@@ -160,8 +174,13 @@ class LocalStore(ObjectStore):
     def _head(self, key: str) -> ObjectInfo:
         self.requests.add("head")
         st = self._stat(key)
-        return ObjectInfo(key=key, size=st.st_size, etag=_etag(st),
-                          last_modified=datetime.fromtimestamp(st.st_mtime, UTC), metadata=self._read_meta(key))
+        return ObjectInfo(
+            key=key,
+            size=st.st_size,
+            etag=_etag(st),
+            last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
+            metadata=self._read_meta(key),
+        )
 
     def _delete(self, key: str, if_match: str | None) -> None:
         self.requests.add("delete")
@@ -172,7 +191,9 @@ class LocalStore(ObjectStore):
                 except NotFound:
                     return
                 if current != if_match:
-                    raise PreconditionFailed(self.url, key, f"If-Match {if_match} but current etag is {current}")
+                    raise PreconditionFailed(
+                        self.url, key, f"If-Match {if_match} but current etag is {current}"
+                    )
             self._unlink(key)
 
     def _unlink(self, key: str) -> None:
@@ -226,8 +247,12 @@ class LocalStore(ObjectStore):
                             entries.append((rel, e.stat(follow_symlinks=False)))
         entries.sort(key=lambda t: t[0])
         for rel, st in entries:
-            yield ObjectInfo(key=rel, size=st.st_size, etag=_etag(st),
-                             last_modified=datetime.fromtimestamp(st.st_mtime, UTC))
+            yield ObjectInfo(
+                key=rel,
+                size=st.st_size,
+                etag=_etag(st),
+                last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
+            )
 
     # -- buckets -----------------------------------------------------------------
     def list_buckets(self) -> list[BucketInfo]:
