@@ -183,14 +183,137 @@ def query(demo: Demo) -> tuple[bool, str]:
     return not failed, "; ".join(failed) if failed else "; ".join(checks)
 
 
-def reap_and_clean(demo: Demo) -> tuple[bool, str]:
-    """REAP/CLEAN STEP -- owned by the reaper and cleanup engineers.
+DEMO_POLICIES = """\
+# the demo's reaper policies: aggressive on purpose, to show that protection always wins
+defaults: {grace: 0s}
+policies:
+  - name: snapshot-retention          # keep the newest 2 published versions (and always the live one)
+    resource: snapshot_version
+    store: main
+    filters: [{type: keep-newest, count: 2}]
+  - name: every-delta                 # matches every delta: applied ones go, unapplied ones are protected
+    resource: delta
+    store: main
+    filters: [{type: older-than, age: 0s}]
+"""
 
-    Replace the body: run the reaper (dry run, then --apply) over the demo store
-    and drain the local cleanup queue, then check that the live snapshot and any
-    unapplied delta survived. Until then this step reports that it was skipped.
+
+def _more_history(demo: Demo) -> dict[str, Any]:
+    """A few more versions (so retention has work), a compactor that crashed after publishing
+    (its applied deltas are left behind) and one delta not compacted yet (it must survive)."""
+    from storekeeper.compaction import compact
+    from storekeeper.models.deltas import PutRequest, UpsertRecord
+    from storekeeper.producer import put_unchecked
+    from storekeeper.queues import open_queue
+    from storekeeper.snapshots import SnapshotCache
+    from storekeeper.stores import open_store
+
+    store, queue = open_store(None), open_queue("delta")
+    cache = SnapshotCache(demo.home / "cache")
+    rng = np.random.default_rng(demo.seed + 1)
+
+    def put(tag: str, n: int = 3) -> list[str]:
+        ups = [
+            UpsertRecord(id=f"{tag}-{i}", embedding=rng.standard_normal(demo.dim).astype(np.float32).tolist())
+            for i in range(n)
+        ]
+        res = put_unchecked(PutRequest(collection=COLLECTION, upserts=ups), store=store, queue=queue)
+        return [d.delta_key for d in res.deltas]
+
+    for n in range(3):  # three more published versions
+        put(f"extra{n}")
+        compact(store, COLLECTION, cache=cache)
+
+    def crash(step: str) -> None:
+        if step == "after_pointer_write":
+            raise RuntimeError("simulated crash after publishing, before removing applied deltas")
+
+    leftover = put("crashed")
+    try:
+        compact(store, COLLECTION, cache=cache, hooks=crash)
+    except RuntimeError:
+        pass  # published, applied deltas left behind: the reaper's job now
+    else:
+        raise RuntimeError("the simulated compactor crash did not happen")
+    pending = put("pending")  # never compacted: unapplied
+    for m in queue.receive(10_000):  # the demo drives compaction itself; drop the notifications
+        queue.ack(m)
+    return {"leftover": leftover, "pending": pending}
+
+
+def reap_and_clean(demo: Demo) -> tuple[bool, str]:
+    """Reaper dry run, then --apply (same plan digest), then the cleanup runner drains the local queue.
+
+    Checks: the live snapshot and the unapplied delta survived, exactly the planned
+    objects (old versions beyond retention, applied deltas left by a crash) are gone,
+    and a query still answers from the live snapshot.
     """
-    return True, "skipped: reaper/cleanup steps not wired into the demo yet"
+    from storekeeper import chroma, open_snapshot, reaper
+    from storekeeper.cleanup import CleanupRunner, store_resolver
+    from storekeeper.cli.cleanup_cmd import drain
+    from storekeeper.idempotency import persistence_from_env
+    from storekeeper.queues import open_queue
+    from storekeeper.snapshots import read_pointer, version_prefix
+    from storekeeper.stores import open_store
+
+    history = _more_history(demo)
+    store = open_store(None)
+    policies = demo.home / "policies.yaml"
+    policies.write_text(DEMO_POLICIES)
+    os.environ["REAPER_POLICIES"] = str(policies)  # the cleanup executor protects what the file protects
+    live, _ = read_pointer(store, COLLECTION)
+    assert live is not None
+    live_keys = {i.key for i in store.list(version_prefix(COLLECTION, live))}
+    versions = sorted({i.key.split("/")[2] for i in store.list(f"snapshot/{COLLECTION}/")} - {"latest"})
+
+    dry = reaper.run(policies_path=str(policies), apply=False)
+    real = reaper.run(policies_path=str(policies), apply=True)
+    planned: set[str] = set()
+    for t in real.tasks:
+        planned.update(t.keys)
+        if t.version:
+            planned.update(i.key for i in store.list(version_prefix(COLLECTION, t.version)))
+    before = {i.key for i in store.list("")}
+
+    queue = open_queue("cleanup")
+    runner = CleanupRunner(
+        resolve_store=store_resolver(store), persistence=persistence_from_env(store, "cleanup")
+    )
+    rows = drain(queue, runner)
+    after = {i.key for i in store.list("")}
+    removed = {k for k in before - after if not k.startswith("idempotency/")}
+
+    col = open_snapshot(store, COLLECTION)
+    probe = demo.state["ids"][demo.records // 2 + 1]
+    if probe in demo.state["deleted"]:
+        probe = demo.state["ids"][demo.records // 2 + 2]
+    hits = chroma.query(col, demo.state["vectors"][demo.state["ids"].index(probe)].tolist(), 3)
+    kept_versions = sorted(
+        {k.split("/")[2] for k in after if k.startswith(f"snapshot/{COLLECTION}/")} - {"latest"}
+    )
+    checks = {
+        f"dry run and --apply plan digest equal ({dry.plan_digest[:12]})": dry.plan_digest
+        == real.plan_digest,
+        f"{real.sent} task(s) sent, {len(rows)} drained, none failed": real.sent == len(rows) > 0
+        and all(r["status"] == "executed" for r in rows),
+        f"deleted exactly the plan ({len(planned)} objects)": removed == planned,
+        f"{len(versions)} versions -> {len(kept_versions)} kept": len(kept_versions) == 2
+        and live in kept_versions,
+        f"live snapshot {live} intact": live_keys <= after and read_pointer(store, COLLECTION)[0] == live,
+        f"{len(history['leftover'])} applied delta(s) left by the crash removed": not set(history["leftover"])
+        & after,
+        f"{len(history['pending'])} unapplied delta(s) kept": set(history["pending"]) <= after,
+        f"query still answers ({probe} -> {hits[0].id if hits else None})": bool(hits)
+        and hits[0].id == probe,
+    }
+    table = Table(title="reaper plan (applied)")
+    for c in ("policy", "planned", "protected", "skipped", "notes"):
+        table.add_column(c)
+    for s in real.summaries:
+        table.add_row(s.policy, str(s.planned), str(s.protected), str(s.skipped), "; ".join(s.notes))
+    console.print(table)
+    failed = [k for k, v in checks.items() if not v]
+    return not failed, "FAILED: " + "; ".join(failed) if failed else "; ".join(checks)
 
 
 STEPS: list[tuple[str, Callable[[Demo], tuple[bool, str]]]] = [

@@ -28,6 +28,13 @@ def test_demo_runs_every_step_and_checks_it(tmp_path: Path) -> None:
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "is its own nearest neighbour" in proc.stderr
+    out = " ".join(proc.stderr.split())  # rich wraps long lines
+    # the reap + clean step really ran (not a placeholder) and every one of its checks held
+    assert "ok reap + clean: dry run and --apply plan digest equal" in out, out[-3000:]
+    for check in ("deleted exactly the plan", "5 versions -> 2 kept", "1 unapplied delta(s) kept",
+                  "applied delta(s) left by the crash removed", "query still answers"):  # fmt: skip
+        assert check in out
+    assert "skipped: reaper/cleanup" not in out
     assert (home / "stores" / "default" / "snapshot" / "demo" / "latest" / "pointer.txt").is_file()
 
 

@@ -75,9 +75,14 @@ class ReaperReport(Strict):
 
 
 def plan_digest(decisions: list[Decision], tasks: list[CleanupTask]) -> str:
-    """A digest of the plan that ignores when it was made: equal state -> equal digest."""
+    """A digest of the plan that ignores when it was made: equal state -> equal digest.
+
+    `planned_at` and the guard's `last_modified_before` (both the planning clock) are left
+    out, so a dry run and a later --apply over unchanged state digest the same.
+    """
+    when = {"planned_at": True, "dry_run": True, "guard": {"last_modified_before"}}
     body = {
         "decisions": [d.model_dump(mode="json") for d in decisions],
-        "tasks": [t.model_dump(mode="json", exclude={"planned_at", "dry_run"}) for t in tasks],
+        "tasks": [t.model_dump(mode="json", exclude=when) for t in tasks],
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
