@@ -144,7 +144,8 @@ def test_missing_pointer_target_fails_records_and_emits_the_metric(
         store.get("snapshot/docs/latest/pointer.txt").body == pointer
     )  # never "repaired" by an empty publish
     assert len(list_pending(store, "docs")) == 1
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out + captured.err  # `invoke` sends the handler's stdout (EMF) to stderr
     emf = [json.loads(line) for line in out.splitlines() if line.startswith("{") and '"_aws"' in line]
     counts = [e.get("PointerTargetMissing") for e in emf]
     assert [1.0] in counts or 1.0 in counts, out
