@@ -116,15 +116,30 @@ def run(
         ctx = BenchContext(
             sizes=sizes or (QUICK if quick else FULL), quick=quick, workdir=Path(tmp), backends=bk, log=log
         )
-        results = [run_case(name, ctx) for name in selected]
+        results: list[CaseResult] = []
+        for name in selected:
+            results.append(run_case(name, ctx))
+            if out is not None and len(results) < len(selected):  # a partial report survives an abort
+                _write(out, _report(quick, machine, bk.info, results, total.elapsed()))
         backend_info = dict(bk.info)
+    report = _report(quick, machine, backend_info, results, total.seconds)
+    if out is not None:
+        _write(out, report)
+    return report
+
+
+def _report(
+    quick: bool, machine: MachineInfo, backends: dict[str, str], results: list[CaseResult], seconds: float
+) -> BenchReport:
     report = BenchReport(
-        quick=quick, machine=machine, backends=backend_info, cases=results, seconds=round(total.seconds, 3)
+        quick=quick, machine=machine, backends=dict(backends), cases=list(results), seconds=round(seconds, 3)
     )
     report.summarise()
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp_out = out.with_name(out.name + ".tmp")
-        tmp_out.write_text(report.model_dump_json(indent=2) + "\n")
-        tmp_out.replace(out)
     return report
+
+
+def _write(out: Path, report: BenchReport) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_name(out.name + ".tmp")
+    tmp_out.write_text(report.model_dump_json(indent=2) + "\n")
+    tmp_out.replace(out)

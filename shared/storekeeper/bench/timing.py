@@ -12,17 +12,21 @@ from dataclasses import dataclass
 @dataclass
 class Timer:
     seconds: float = 0.0
+    start: float = 0.0
+
+    def elapsed(self) -> float:
+        """Seconds so far inside the block (`seconds` is only set when it ends)."""
+        return time.perf_counter() - self.start
 
 
 @contextmanager
 def timed() -> Iterator[Timer]:
     """`with timed() as t: ...` then read `t.seconds` (set even if the block raises)."""
-    t = Timer()
-    start = time.perf_counter()
+    t = Timer(start=time.perf_counter())
     try:
         yield t
     finally:
-        t.seconds = time.perf_counter() - start
+        t.seconds = time.perf_counter() - t.start
 
 
 def rate(count: float, seconds: float) -> float:
