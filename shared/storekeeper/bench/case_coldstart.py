@@ -44,7 +44,6 @@ def _env(root: Path, fn_dir: Path, scratch: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env.update(
         PYTHONPATH=os.pathsep.join([str(fn_dir), str(root / "shared")]),
-        PYTHONDONTWRITEBYTECODE="0",
         CHROMA_TELEMETRY_IMPL="none",
         ANONYMIZED_TELEMETRY="False",
         POWERTOOLS_TRACE_DISABLED="true",
