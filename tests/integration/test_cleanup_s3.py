@@ -1,8 +1,8 @@
-"""Cleanup against real S3 semantics: moto in-process for the 100k request count, SeaweedFS for the rest."""
+"""Cleanup against real S3 semantics on SeaweedFS (the 100k path: tests/unit/test_reaper_scale.py;
+S3 request arithmetic of plan -> executor -> delete: tests/integration/test_reaper_seaweed.py)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from storekeeper.cleanup import execute_task
-from storekeeper.cleanup.base import Context, TaskOutcome
+from storekeeper.cleanup.base import TaskOutcome
 from storekeeper.models.cleanup import CleanupTask, TaskGuard
 from storekeeper.models.snapshots import Manifest
 from storekeeper.protection import ProtectionConfig, pointer_key
@@ -54,36 +54,6 @@ def run(store: S3Store, t: CleanupTask, **kw: Any) -> TaskOutcome:
 def put_many(store: S3Store, keys: list[str]) -> None:
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(lambda k: store.put(k, b"x"), keys))
-
-
-@pytest.mark.slow
-def test_100k_objects_take_ceil_n_over_1000_delete_requests_on_moto() -> None:
-    from moto import mock_aws
-
-    n = 100_000
-    with mock_aws():
-        import boto3
-        from moto.core import DEFAULT_ACCOUNT_ID
-        from moto.s3.models import s3_backends
-
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket="big-bucket")
-        backend = s3_backends[DEFAULT_ACCOUNT_ID]["aws"]
-        keys = [f"bulk/{i:06d}" for i in range(n)]
-        for k in keys:  # straight into moto's model: 100k PUTs over botocore would take minutes
-            backend.put_object("big-bucket", k, b"")
-        store = S3Store("big-bucket", client=client, counter=RequestCounter())
-        # the executor's batched delete stage (listing 100k keys through moto's in-process
-        # serializer takes minutes; the full list+re-check+delete path is run on SeaweedFS below)
-        t = task("delete_objects", "big-bucket", keys=keys[:1])
-        outcome = TaskOutcome(task_id=t.task_id, action=t.action.value, bucket=t.bucket)
-        ctx = Context(
-            task=t, config=ProtectionConfig(), now=NOW, dry_run=False, outcome=outcome, object_store=store
-        )
-        assert ctx.delete_keys(keys)
-        assert store.requests.counts["delete_batch"] == math.ceil(n / 1000) == 100
-        assert len(outcome.deleted) == n
-        assert len(backend.buckets["big-bucket"].keys) == 0
 
 
 def test_2500_objects_three_delete_requests_on_seaweed(sw_store: S3Store) -> None:

@@ -28,6 +28,9 @@ Status = Literal["executed", "skipped", "noop", "dry_run", "failed"]
 #: how many keys an outcome keeps when it is stored (idempotency record) or printed
 OUTCOME_LIST_LIMIT = 200
 HEAD_WORKERS = 8
+#: a key-set re-check scans at most SLACK x targets + BASE unrelated objects before HEADing the rest
+LIST_SCAN_SLACK = 2
+LIST_SCAN_BASE = 1000
 
 StoreResolver = Callable[[str, str], ObjectStore]
 
@@ -180,27 +183,76 @@ class Context:
         with ThreadPoolExecutor(max_workers=self.head_workers) as pool:
             return dict(pool.map(one, keys))
 
+    def listed(self, keys: Iterable[str]) -> dict[str, ObjectInfo | None]:
+        """Find `keys` by listing (None where gone): list pages, not one HEAD per key.
+
+        One key-ordered scan from just before the smallest key to the largest; keys
+        the scan passes without seeing are gone. A sparse key set that would make the
+        scan read more than LIST_SCAN_SLACK x len(keys) + LIST_SCAN_BASE other objects stops
+        scanning and HEADs the rest, so the cost stays bounded either way.
+        """
+        want = sorted(set(keys))
+        found: dict[str, ObjectInfo | None] = {}
+        if not want:
+            return found
+        first, last = want[0], want[-1]  # sorted: their common prefix is everyone's
+        n = next(
+            (i for i, (a, b) in enumerate(zip(first, last, strict=False)) if a != b),
+            min(len(first), len(last)),
+        )
+        folder = first[:n].rpartition("/")[0]
+        prefix = folder + "/" if folder else ""
+        budget = LIST_SCAN_SLACK * len(want) + LIST_SCAN_BASE
+        i = extra = 0
+        for info in self.store.list(prefix, start_after=_just_before(want[0])):
+            while i < len(want) and want[i] < info.key:
+                found[want[i]] = None  # the scan passed it: gone
+                i += 1
+            if i == len(want):
+                break
+            if info.key == want[i]:
+                found[info.key] = info
+                i += 1
+                if i == len(want):
+                    break  # the last wanted key: do not fetch another page
+            else:
+                extra += 1
+                if extra > budget:
+                    found.update(self.heads(want[i:]))
+                    return found
+        for key in want[i:]:
+            found[key] = None  # the listing ended before them: gone
+        return found
+
     def check_objects(self, infos: Iterable[ObjectInfo], *, headed: bool) -> list[ObjectInfo]:
-        """Keep what may be deleted; record the rest with reasons. Listing infos get a HEAD for labels."""
-        infos = list(infos)
-        if not headed and self.protection.needs_head() and infos:
-            fresh = self.heads(i.key for i in infos)
-            current: list[ObjectInfo] = []
-            for i in infos:
-                h = fresh[i.key]
-                if h is None:
-                    self.outcome.missing.append(i.key)
-                else:
-                    current.append(h)
-            infos = current
+        """Keep what may be deleted; record the rest with reasons.
+
+        Protection by name/structure and the guard are checked on what the listing says;
+        only the survivors get a HEAD, and only when object labels are checked (metadata is
+        not in listings); the guard is then re-checked on the fresher HEAD.
+        """
         allowed = []
         for info in infos:
-            reason = self.protection.key_reason(info.key, info) or self.guard_reason(info)
+            reason = self.protection.key_reason(info.key, info if headed else None) or self.guard_reason(info)
             if reason:
                 self.skip(info.key, reason)
             else:
                 allowed.append(info)
-        return allowed
+        if headed or not self.protection.needs_head() or not allowed:
+            return allowed
+        fresh = self.heads(i.key for i in allowed)
+        out = []
+        for info in allowed:
+            h = fresh[info.key]
+            if h is None:
+                self.outcome.missing.append(info.key)
+                continue
+            reason = self.protection.key_reason(h.key, h) or self.guard_reason(h)
+            if reason:
+                self.skip(h.key, reason)
+            else:
+                out.append(h)
+        return out
 
     def delete_keys(self, keys: list[str]) -> bool:
         """Batched delete (or, in a dry run, a record of it); True when every key went."""
@@ -214,6 +266,14 @@ class Context:
         for k, cause in res.errors.items():
             self.outcome.errors[k] = cause
         return not res.errors
+
+
+def _just_before(key: str) -> str | None:
+    """A string that sorts before `key` and after almost everything smaller (S3 StartAfter is exclusive)."""
+    last = ord(key[-1])
+    if last > 33 and not 0xDC00 <= last - 1 <= 0xDFFF:
+        return key[:-1] + chr(last - 1)
+    return key[:-1] or None
 
 
 class Action(ABC):

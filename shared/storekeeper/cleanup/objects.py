@@ -28,7 +28,7 @@ class DeleteObjects(Action):
         if _bucket_protected(ctx):
             return
         keys = list(dict.fromkeys(ctx.task.keys))
-        found = ctx.heads(keys)
+        found = ctx.listed(keys)  # list pages, not a HEAD per key; HEADs only for label checks
         present = []
         for key in keys:
             info = found[key]
@@ -36,7 +36,7 @@ class DeleteObjects(Action):
                 ctx.outcome.missing.append(key)
             else:
                 present.append(info)
-        allowed = ctx.check_objects(present, headed=True)
+        allowed = ctx.check_objects(present, headed=False)
         ctx.delete_keys([i.key for i in allowed])
 
 

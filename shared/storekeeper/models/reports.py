@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field
 
@@ -80,7 +80,7 @@ def plan_digest(decisions: list[Decision], tasks: list[CleanupTask]) -> str:
     `planned_at` and the guard's `last_modified_before` (both the planning clock) are left
     out, so a dry run and a later --apply over unchanged state digest the same.
     """
-    when = {"planned_at": True, "dry_run": True, "guard": {"last_modified_before"}}
+    when: dict[str, Any] = {"planned_at": True, "dry_run": True, "guard": {"last_modified_before"}}
     body = {
         "decisions": [d.model_dump(mode="json") for d in decisions],
         "tasks": [t.model_dump(mode="json", exclude=when) for t in tasks],
