@@ -3,7 +3,13 @@
 Importing the package registers every action (one module per concern).
 """
 
-from storekeeper.cleanup import objects, overflow_bucket, snapshot_versions, vectors  # noqa: F401  (registers)
+from storekeeper.cleanup import (  # noqa: F401  (registers)
+    objects,
+    overflow_bucket,
+    snapshot_versions,
+    uploads,
+    vectors,
+)
 from storekeeper.cleanup.base import (
     ACTIONS,
     Action,

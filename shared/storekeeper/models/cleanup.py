@@ -19,6 +19,7 @@ class CleanupAction(StrEnum):
     delete_vector_index = "delete_vector_index"
     delete_vector_bucket = "delete_vector_bucket"
     create_overflow_bucket = "create_overflow_bucket"
+    abort_uploads = "abort_uploads"  # incomplete multipart uploads: keys[i] with upload_ids[i]
 
 
 class TaskGuard(Strict):
@@ -40,6 +41,10 @@ class CleanupTask(Strict):
     backend: Literal["s3", "supabase", "file"]
     bucket: BucketName
     keys: list[ObjectKey] = Field(default_factory=list)
+    #: abort_uploads only: the upload id of each key, same order and length as `keys`
+    upload_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=1024)]] = Field(
+        default_factory=list
+    )
     prefix: Prefix | None = None
     index: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,62}$")] | None = None
     version: Version | None = None
@@ -62,4 +67,8 @@ class CleanupTask(Strict):
         field, ok = need.get(self.action, ("", True))
         if not ok:
             raise ValueError(f"action {self.action.value} needs {field}")
+        if self.action is a.abort_uploads and (not self.keys or len(self.keys) != len(self.upload_ids)):
+            raise ValueError("action abort_uploads needs keys and upload_ids of the same length")
+        if self.upload_ids and self.action is not a.abort_uploads:
+            raise ValueError(f"upload_ids only apply to abort_uploads, not {self.action.value}")
         return self

@@ -133,8 +133,14 @@ class Policy(_Model):
             raise ValueError("at most one set filter (watermark, count-above-quota, keep-newest) per policy")
         if self.action == "create-overflow" and self.resource is not ResourceKind.bucket:
             raise ValueError("action create-overflow needs resource: bucket")
-        if self.prefix and self.resource not in (ResourceKind.object, ResourceKind.delta):
-            raise ValueError(f"prefix only applies to object and delta resources, not {self.resource.value}")
+        if self.prefix and self.resource not in (
+            ResourceKind.object,
+            ResourceKind.delta,
+            ResourceKind.upload,
+        ):
+            raise ValueError(
+                f"prefix only applies to object, delta and upload resources, not {self.resource.value}"
+            )
         return self
 
     @property

@@ -445,6 +445,13 @@ class Planner:
                     )
                 )
             return out
+        if kind is K.upload:
+            uploads = self.access.call(lambda: view.store.list_incomplete_uploads(policy.prefix))
+            return [
+                Resource(K.upload, view.name, bucket, upload_name(u.key, u.upload_id), 0, u.initiated,
+                         facts={"key": u.key, "upload_id": u.upload_id})
+                for u in sorted(uploads)
+            ]  # fmt: skip
         # buckets
         infos = self.access.call(view.store.list_buckets)
         if policy.action == "create-overflow":
@@ -481,6 +488,8 @@ class Planner:
         if r.kind in (K.object, K.delta):
             view = self.views[r.store]
             return view.protection.key_reason(r.name)
+        if r.kind is K.upload:  # never live data: only the protect list (by the upload's key) applies
+            return listed_reason(str(r.facts["key"]), self.pconfig.protect)
         if r.kind is K.snapshot_version:
             live_error = r.facts.get("live_error")
             if live_error:
@@ -527,7 +536,7 @@ class Planner:
             return False
         if r.kind in (K.object, K.delta):
             return self.pconfig.check_object_labels
-        return r.kind is not K.snapshot_version
+        return r.kind not in (K.snapshot_version, K.upload)
 
     def _labels(self, policy: Policy, r: Resource) -> dict[str, str]:
         if r.kind in (K.object, K.delta):
@@ -571,6 +580,7 @@ class Planner:
                 kw.get("version"),
                 kw.get("index"),
                 kw.get("keys"),
+                *([kw["upload_ids"]] if kw.get("upload_ids") else []),
             )
             t = CleanupTask(task_id=tid, reason=reason[:1024], **base, **kw)
             tasks.append(t)
@@ -603,6 +613,19 @@ class Planner:
                         collection=coll,
                         guard=guard,
                     )
+        elif kind is K.upload:
+            view = self.views[policy.store]
+            for i in range(0, len(planned), MAX_KEYS_PER_TASK):
+                chunk = planned[i : i + MAX_KEYS_PER_TASK]
+                pairs = [split_upload_name(d.name) for d in chunk]
+                add(
+                    chunk,
+                    action=CleanupAction.abort_uploads,
+                    bucket=view.store.bucket,
+                    keys=[k for k, _ in pairs],
+                    upload_ids=[u for _, u in pairs],
+                    guard=TaskGuard(last_modified_before=self.now),
+                )
         elif kind is K.snapshot_version:
             view = self.views[policy.store]
             for d in planned:
@@ -643,6 +666,19 @@ class Planner:
             d.model_copy(update={"task_id": index[id(d)]}) if id(d) in index else d for d in decisions
         ]
         return tasks
+
+
+UPLOAD_SEP = "?uploadId="
+
+
+def upload_name(key: str, upload_id: str) -> str:
+    """How an incomplete upload is named in plans and reports (S3's own request notation)."""
+    return f"{key}{UPLOAD_SEP}{upload_id}"
+
+
+def split_upload_name(name: str) -> tuple[str, str]:
+    key, _, upload_id = name.rpartition(UPLOAD_SEP)
+    return key, upload_id
 
 
 @dataclass

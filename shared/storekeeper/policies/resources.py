@@ -19,6 +19,7 @@ class ResourceKind(StrEnum):
     vector_index = "vector_index"  # an index inside a vector bucket
     snapshot_version = "snapshot_version"  # snapshot/<c>/<version>/ as a unit
     delta = "delta"  # delta/<c>/<id>.delta
+    upload = "upload"  # an incomplete multipart upload, named `<key>?uploadId=<id>`
 
 
 @dataclass(slots=True)

@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 from storekeeper.names import check_bucket, check_key, check_prefix
 
@@ -26,6 +27,14 @@ class ObjectInfo:
     etag: str
     last_modified: datetime
     metadata: dict[str, str] | None = None  # only filled by head(); listings leave it None
+
+
+class IncompleteUpload(NamedTuple):
+    """An upload begun and never completed (S3 multipart upload; a local temp file)."""
+
+    key: str
+    upload_id: str
+    initiated: datetime
 
 
 @dataclass(frozen=True)
@@ -172,6 +181,23 @@ class ObjectStore(ABC):
             total += info.size
             count += 1
         return Usage(bytes=total, objects=count)
+
+    # -- incomplete uploads (optional capability) -----------------------------
+    def list_incomplete_uploads(self, prefix: str = "") -> builtins.list[IncompleteUpload]:
+        """Uploads begun and never completed, every page. Backends without them return []."""
+        return self._list_incomplete_uploads(check_prefix(prefix))
+
+    def abort_upload(self, key: str, upload_id: str) -> None:
+        """Abort one incomplete upload (its parts are freed); an upload already gone is not an error."""
+        self._abort_upload(check_key(key), upload_id)
+
+    def _list_incomplete_uploads(self, prefix: str) -> builtins.list[IncompleteUpload]:
+        return []
+
+    def _abort_upload(self, key: str, upload_id: str) -> None:
+        from storekeeper.errors import BackendError
+
+        raise BackendError(self.url, key, f"{self.scheme} has no incomplete uploads to abort ({upload_id})")
 
     # -- buckets (same backend) ----------------------------------------------
     @abstractmethod

@@ -14,6 +14,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Iterator
@@ -32,12 +33,14 @@ from storekeeper.stores.base import (
     BucketInfo,
     DeleteResult,
     GetResult,
+    IncompleteUpload,
     ObjectInfo,
     ObjectStore,
     RequestCounter,
 )
 
 META_DIR = ".storekeeper"
+_TMP_NAME = re.compile(r"[0-9a-f]{32}")
 
 
 def _etag(st: os.stat_result) -> str:
@@ -253,6 +256,32 @@ class LocalStore(ObjectStore):
                 etag=_etag(st),
                 last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
             )
+
+    # -- incomplete uploads: temp files of puts that never finished (a crash between write and rename) --
+    def _list_incomplete_uploads(self, prefix: str) -> list[IncompleteUpload]:
+        """Temp files under `.storekeeper/<bucket>/tmp/`; key and upload id are the file name (a temp
+        file does not know its key, so a non-empty prefix matches none). A put in flight owns its temp
+        file for milliseconds: policies select stale ones with older-than."""
+        self.requests.add("list_uploads")
+        d = self.root / META_DIR / self.bucket / "tmp"
+        if prefix or not d.is_dir():
+            return []
+        out = []
+        with os.scandir(d) as it:
+            for e in it:
+                if e.is_file() and _TMP_NAME.fullmatch(e.name):
+                    with contextlib.suppress(FileNotFoundError):
+                        mtime = datetime.fromtimestamp(e.stat().st_mtime, UTC)
+                        out.append(IncompleteUpload(e.name, e.name, mtime))
+        return sorted(out)
+
+    def _abort_upload(self, key: str, upload_id: str) -> None:
+        self.requests.add("abort_upload")
+        if key != upload_id or not _TMP_NAME.fullmatch(upload_id):
+            raise NotFound(
+                self.url, key, f"no incomplete upload {upload_id!r} (local temp files are hex names)"
+            )
+        (self.root / META_DIR / self.bucket / "tmp" / upload_id).unlink(missing_ok=True)
 
     # -- buckets -----------------------------------------------------------------
     def list_buckets(self) -> list[BucketInfo]:

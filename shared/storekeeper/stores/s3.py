@@ -30,6 +30,7 @@ from storekeeper.stores.base import (
     BucketInfo,
     DeleteResult,
     GetResult,
+    IncompleteUpload,
     ObjectInfo,
     ObjectStore,
     RequestCounter,
@@ -273,6 +274,30 @@ class S3Store(ObjectStore):
                 yield ObjectInfo(
                     key=o["Key"], size=int(o["Size"]), etag=o["ETag"], last_modified=o["LastModified"]
                 )
+
+    # -- incomplete multipart uploads -----------------------------------------------------
+    def _list_incomplete_uploads(self, prefix: str) -> list[IncompleteUpload]:
+        out: list[IncompleteUpload] = []
+        args: dict[str, Any] = {"Bucket": self.bucket}
+        if prefix:
+            args["Prefix"] = prefix
+        try:
+            for page in self.client.get_paginator("list_multipart_uploads").paginate(**args):
+                self.requests.add("list_uploads")
+                for u in page.get("Uploads", []):
+                    out.append(IncompleteUpload(u["Key"], u["UploadId"], u["Initiated"]))
+        except Exception as exc:
+            raise self._fail(exc, "list_multipart_uploads", prefix or None) from exc
+        return out
+
+    def _abort_upload(self, key: str, upload_id: str) -> None:
+        self.requests.add("abort_upload")
+        try:
+            self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except Exception as exc:
+            if _error_parts(exc)[0] == "NoSuchUpload":  # aborted or completed meanwhile: idempotent
+                return
+            raise self._fail(exc, "abort_multipart_upload", key) from exc
 
     # -- buckets -------------------------------------------------------------------
     def list_buckets(self) -> list[BucketInfo]:
