@@ -70,6 +70,18 @@ def run(ctx: BenchContext, result: CaseResult) -> None:
                 for phase, sec in run_.phases.items():
                     result.add("compaction_phase_seconds", sec, "s", backend, phase=phase, params=p)
     top = max(sizes.snapshots)
+    ctx.log(f"compaction: archive costs of the {top} snapshot")
+    for backend, costs in cb.archive_costs(ctx, backends, top).items():
+        for name, value in costs.items():
+            unit = "bytes" if name.endswith("bytes") else "s"
+            result.add(
+                name,
+                value,
+                unit,
+                backend,
+                snapshot=top,
+                note="the snapshot's bytes without chromadb: the part of a compaction that is not apply",
+            )
     for backend in backends:
         fig = result.find("compaction_vs_raw", backend, snapshot=top, mode="warm")
         result.targets.append(

@@ -100,7 +100,7 @@ def base_snapshot(ctx: BenchContext, n: int) -> BaseSnapshot:
 
 
 def raw_upsert(ctx: BenchContext, n: int, count: int) -> float:
-    """Seconds for a bare PersistentClient to upsert `count` vectors into a copy of the `n` base."""
+    """Seconds for a bare PersistentClient to open a copy of the `n` base, upsert `count` vectors, close."""
 
     def measure() -> float:
         import chromadb
@@ -111,18 +111,19 @@ def raw_upsert(ctx: BenchContext, n: int, count: int) -> float:
         ids, vecs, metas = _delta_records(ctx, count, DELTA_SEED)
         from storekeeper.chroma import chroma_name
 
-        client: Any = chromadb.PersistentClient(path=str(work), settings=_settings())
-        try:
-            col = client.get_collection(chroma_name(base.collection), embedding_function=None)
-            batch = int(client.get_max_batch_size())
-            with timed() as t:
+        # timed from opening the persist dir to closing it: a compactor pays both too
+        with timed() as t:
+            client: Any = chromadb.PersistentClient(path=str(work), settings=_settings())
+            try:
+                col = client.get_collection(chroma_name(base.collection), embedding_function=None)
+                batch = int(client.get_max_batch_size())
                 for i in range(0, count, batch):
                     col.upsert(
                         ids=ids[i : i + batch], embeddings=vecs[i : i + batch], metadatas=metas[i : i + batch]
                     )
                 got = int(col.count())
-        finally:
-            client.close()
+            finally:
+                client.close()
         shutil.rmtree(work.parent, ignore_errors=True)
         if got != n + count:
             raise RuntimeError(f"raw chromadb upsert: collection has {got} vectors, expected {n + count}")
@@ -285,3 +286,48 @@ def _phases(marks: dict[str, float], total: float) -> dict[str, float]:
 
 def cpu_note() -> str:
     return f"{os.cpu_count()} CPUs, load average {', '.join(f'{x:.1f}' for x in os.getloadavg())}"
+
+
+def tree_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def archive_costs(ctx: BenchContext, backends: list[str], n: int) -> dict[str, dict[str, float]]:
+    """What the snapshot's bytes cost apart from chromadb: pack, upload, download, extract.
+
+    The compactor's hooks cannot split "apply" from "pack + upload"; timing the same
+    steps (the same `snapshots` functions) on the base snapshot can.
+    """
+    from storekeeper import snapshots
+
+    base = base_snapshot(ctx, n)
+    work = ctx.scratch(f"archive-cost-{n}")
+    archive = work / snapshots.ARCHIVE_NAME
+    with timed() as pack:
+        _, size = snapshots.pack_archive(base.path, archive)
+    out: dict[str, dict[str, float]] = {
+        "none": {
+            "persist_dir_bytes": tree_bytes(base.path),
+            "archive_bytes": size,
+            "archive_pack_seconds": pack.seconds,
+        }
+    }
+    body = archive.read_bytes()
+    for backend in backends:
+        store = ctx.backends.store(backend, f"archive-{n}")
+        with timed() as up:
+            store.put("snapshot/x/archive.tar.gz", body, if_none_match=True)
+        with timed() as down:
+            store.get_file("snapshot/x/archive.tar.gz", work / f"{backend}.tar.gz")
+        tree = work / f"{backend}-tree"
+        tree.mkdir()
+        with timed() as extract:
+            snapshots.safe_extract(work / f"{backend}.tar.gz", tree)
+        out[backend] = {
+            "archive_upload_seconds": up.seconds,
+            "archive_download_seconds": down.seconds,
+            "archive_extract_seconds": extract.seconds,
+        }
+        shutil.rmtree(tree, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+    return out
