@@ -38,6 +38,7 @@ pytestmark = pytest.mark.integration
 V1, V2, V3 = "000000000001-aaaaaaaa", "000000000002-bbbbbbbb", "000000000003-cccccccc"
 
 AGGRESSIVE = """\
+defaults: {grace: 0s}   # no grace floor: only the live-data protection stands between us and deletion
 protect: {names: []}
 policies:
   - {name: everything, resource: object, store: main, filters: [{type: older-than, age: 0s}]}

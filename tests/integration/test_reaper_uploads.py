@@ -25,6 +25,7 @@ from storekeeper.stores.s3 import S3Store
 from tests.servers.s3_servers import S3Server
 
 POLICY = """\
+defaults: {grace: 0s}   # the test drives age with the policy's own older-than
 protect: {names: ["keep/*"]}
 policies:
   - {name: stale-uploads, resource: upload, store: main, filters: [{type: older-than, age: AGE}]}

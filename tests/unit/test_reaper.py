@@ -325,3 +325,32 @@ def test_unreadable_live_manifest_protects_the_whole_collection(world: LocalStor
     assert docs
     assert {d.verdict for d in docs} == {"protected"}
     assert all("docs" in d.reason for d in docs)
+
+
+def test_grace_is_a_floor_no_policy_can_lower(tmp_path: Path) -> None:
+    """A policy matching everything (older-than 0s) still cannot plan a version or an applied delta
+    younger than `defaults.grace`; once they age past it, the same policy plans them."""
+    s = local_store(tmp_path)
+    applied = [delta_id(0), delta_id(1)]
+    for seq in (1, 2):
+        write_version(s, "docs", seq, parent=seq - 1 or None, applied=applied, old=10 * timedelta(minutes=1))
+    point(s, "docs", 2)
+    write_delta(s, "docs", 0, 10 * timedelta(minutes=1))  # applied, 10 minutes old
+    text = """\
+defaults: {grace: 30m}
+policies:
+  - {name: versions, resource: snapshot_version, store: main, filters: [{type: keep-newest, count: 1}]}
+  - {name: deltas, resource: delta, store: main, filters: [{type: older-than, age: 0s}]}
+"""
+    young = reaper.run(policies=parse_policies(text), stores={"main": s}, now=NOW, apply=False)
+    verdicts = {d.name: (d.verdict, d.reason) for d in young.decisions}
+    assert not young.tasks
+    grace_kept = [n for n, (v, why) in verdicts.items() if v == "protected" and "grace period" in why]
+    assert any(version(1) in n for n in grace_kept), verdicts
+    assert f"delta/docs/{delta_id(0)}.delta" in grace_kept, verdicts
+
+    later = reaper.run(policies=parse_policies(text), stores={"main": s}, now=NOW + H, apply=False)
+    planned = {d.name for d in later.decisions if d.verdict == "planned"}
+    assert any(version(1) in n for n in planned), planned
+    assert f"delta/docs/{delta_id(0)}.delta" in planned
+    assert not any(version(2) in n for n in planned)  # the live one, never

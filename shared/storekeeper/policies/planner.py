@@ -484,7 +484,23 @@ class Planner:
 
     # -- protection -------------------------
     def _structural(self, policy: Policy, r: Resource) -> str | None:
-        """Protection decided without labels: live data, protect list, configured stores."""
+        """Protection decided without labels: live data, protect list, configured stores, grace."""
+        return self._structural_live(policy, r) or self._pipeline_grace(r)
+
+    def _pipeline_grace(self, r: Resource) -> str | None:
+        """`defaults.grace` is a floor for what the pipeline writes: no snapshot version, delta or
+        upload younger than it is ever planned, whatever a policy's own filters say, so the
+        reaper can never race a compactor or producer that is still running."""
+        if r.kind not in (K.snapshot_version, K.delta, K.upload):
+            return None
+        grace = self.pf.defaults.grace
+        if r.created is None:
+            return f"{r.name}: age unknown, kept for the grace period ({grace})"
+        if self.now - r.created < grace:
+            return f"{r.name}: younger than the grace period ({grace})"
+        return None
+
+    def _structural_live(self, policy: Policy, r: Resource) -> str | None:
         if r.kind in (K.object, K.delta):
             view = self.views[r.store]
             return view.protection.key_reason(r.name)
