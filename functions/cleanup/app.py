@@ -29,21 +29,12 @@ from storekeeper.cleanup import (
 from storekeeper.cleanup.base import VectorBackend
 from storekeeper.errors import ValidationError
 from storekeeper.idempotency import persistence_from_env
-from storekeeper.stores import ObjectStore, default_store_url, open_store
+from storekeeper.stores import env_store
 
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-
-_stores: dict[str, ObjectStore] = {}
-
-
-def _store() -> ObjectStore:
-    url = default_store_url()
-    if url not in _stores:
-        _stores[url] = open_store(url)
-    return _stores[url]
 
 
 def _vectors() -> VectorBackend | None:
@@ -58,7 +49,7 @@ def _vectors() -> VectorBackend | None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    store = _store()
+    store = env_store()
     runner = CleanupRunner(
         resolve_store=store_resolver(store),
         persistence=persistence_from_env(store, "cleanup"),

@@ -28,22 +28,14 @@ from storekeeper.compactor import (
 )
 from storekeeper.errors import CorruptObject, PointerTargetMissing
 from storekeeper.snapshots import SnapshotCache
-from storekeeper.stores import ObjectStore, default_store_url, open_store
+from storekeeper.stores import env_store
 
 logger = Logger()
 metrics = Metrics()
 tracer = Tracer()
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
-_stores: dict[str, ObjectStore] = {}
 _caches: dict[str, SnapshotCache] = {}
-
-
-def _store() -> ObjectStore:
-    url = default_store_url()
-    if url not in _stores:
-        _stores[url] = open_store(url)
-    return _stores[url]
 
 
 def _cache() -> SnapshotCache:
@@ -88,7 +80,7 @@ def _remaining(context: Any) -> Any:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    store = _store()
+    store = env_store()
     if is_sweep_event(event):
         age = config.env_int(config.COMPACTOR_SWEEP_AGE_SECONDS, DEFAULT_SWEEP_AGE_SECONDS)
         done = sweep(store, min_age_seconds=age, cache=_cache(), remaining_ms=_remaining(context),

@@ -29,6 +29,7 @@ __all__ = [
     "Usage",
     "default_home",
     "default_store_url",
+    "env_store",
     "open_store",
 ]
 
@@ -66,3 +67,15 @@ def open_store(url: str | None = None, *, counter: RequestCounter | None = None)
 
         return SupabaseStore(bucket, counter=counter)
     raise InvalidName("store", f"unknown scheme {scheme!r} (use s3, supabase or file)", url)
+
+
+_env_stores: dict[str, ObjectStore] = {}
+
+
+def env_store() -> ObjectStore:
+    """The store the environment names, kept across warm Lambda invocations (its client and
+    connection pool are reused); keyed by URL so a changed environment gets a new one."""
+    url = default_store_url()
+    if url not in _env_stores:
+        _env_stores[url] = open_store(url)
+    return _env_stores[url]
