@@ -44,6 +44,7 @@ def _history_axis(ctx: BenchContext, result: CaseResult, backend: str) -> None:
         raise CaseSkipped("the history axis needs a non-empty base snapshot")
     ctx.log(f"scaling: {max(marks)} compactions of {step} in a row on {backend}")
     times: dict[int, float] = {}
+    sizes: dict[int, int] = {}
     for k in range(1, max(marks) + 1):
         r = cb.compaction(
             ctx,
@@ -56,10 +57,18 @@ def _history_axis(ctx: BenchContext, result: CaseResult, backend: str) -> None:
             reset=k == 1,
             expect_records=n + k * step,
         )
-        times[k] = r.seconds
+        times[k], sizes[k] = r.seconds, r.archive_bytes
     for k in marks:
         p: dict[str, ParamValue] = {"axis": "history", "snapshot": n, "delta": step, "nth": k}
         result.add("compaction_seconds", times[k], "s", backend, params=p)
+        result.add(
+            "archive_bytes",
+            sizes[k],
+            "bytes",
+            backend,
+            params=p,
+            note="size of the version this compaction published: does the snapshot carry its history?",
+        )
     last, first = times[max(marks)], times[min(marks)]
     result.add(
         "history_growth",
@@ -89,6 +98,8 @@ def run(ctx: BenchContext, result: CaseResult) -> None:
         _snapshot_axis(ctx, result, backend)
         _delta_axis(ctx, result, backend)
         _history_axis(ctx, result, backend)
+    if len(s.snapshots) < 2:
+        return
     top, mid = max(s.snapshots), sorted(s.snapshots)[-2]
     for backend in backends:
         a = result.find("compaction_seconds", backend, axis="snapshot", snapshot=mid)

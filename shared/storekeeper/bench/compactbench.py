@@ -55,6 +55,7 @@ class CompactionRun:
     record_count: int = 0
     deltas: int = 0
     requests: dict[str, int] = field(default_factory=dict)
+    archive_bytes: int = 0  # size of the version this compaction published (from its manifest)
 
 
 def _settings() -> Any:
@@ -256,12 +257,10 @@ def compaction(
             )
         if mode != "warm":
             shutil.rmtree(cache_dir, ignore_errors=True)
+        requests = dict(pub.store.requests.counts)  # read before the manifest read below adds to it
+        manifest = load_manifest(pub.store, c, str(result.version))
         return CompactionRun(
-            t.seconds,
-            _phases(marks, t.seconds),
-            int(result.record_count or 0),
-            made,
-            dict(pub.store.requests.counts),
+            t.seconds, _phases(marks, t.seconds), int(result.record_count or 0), made, requests, manifest.size
         )
 
     if not memo:
