@@ -13,7 +13,10 @@ every applied id that was still listed when its version was built. The pointer
 is read before the listing, so a delta missing from both the ledger and the
 listing was removed before our parent was built, and we never see it.
 
-Deltas that can never be applied (corrupt, NaN, wrong dimension) are moved to
+A notification whose sha256 does not match an intact delta is a bad *message*:
+the delta (verified by its own checksum) is applied in order and only the
+message's record fails. Deltas that can never be applied (corrupt, NaN, wrong
+dimension) are moved to
 `delta-rejected/<c>/<id>.delta` with a `<id>.reason.json` next to it: they no
 longer block the others, and nothing is silently dropped.
 """
@@ -29,7 +32,7 @@ from typing import Any, Literal
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
-from storekeeper.deltas import DeltaContent, list_pending, parse_delta_key, read_delta
+from storekeeper.deltas import DeltaContent, fetch_delta, list_pending, parse_delta_key
 from storekeeper.errors import CorruptObject, NotFound, PreconditionFailed, ValidationError
 from storekeeper.names import check_collection
 from storekeeper.snapshots import (
@@ -65,6 +68,7 @@ class CompactionResult:
     applied: list[str] = field(default_factory=list)  # delta ids this run applied and published
     already_applied: list[str] = field(default_factory=list)  # found in the ledger: removed, not re-applied
     rejected: dict[str, str] = field(default_factory=dict)  # delta id -> reason (quarantined)
+    mismatched: dict[str, str] = field(default_factory=dict)  # applied, but its message's sha256 was wrong
     pending: list[str] = field(default_factory=list)  # left for a later run (time or max_deltas)
     removed: list[str] = field(default_factory=list)
     removal_errors: dict[str, str] = field(default_factory=dict)
@@ -187,6 +191,7 @@ def _attempt(
 
     # state of this attempt only (a rebase starts over from here)
     result.applied, result.already_applied, result.pending = [], [], []
+    result.mismatched = {}
     result.status = "noop"
     published = resolve(store, c)  # pointer first, then the listing (see module doc)
     parent = published.manifest if published else None
@@ -222,7 +227,8 @@ def _attempt(
                     break
                 key = f"delta/{c}/{delta_id}.delta"
                 try:
-                    content = _chroma_ready(read_delta(store, key, expected.get(delta_id)))
+                    content, digest = fetch_delta(store, key)
+                    content = _chroma_ready(content)
                 except NotFound:
                     continue  # applied+removed by another compactor (our publish then loses) or rejected
                 except (CorruptObject, ValidationError) as exc:
@@ -249,6 +255,14 @@ def _attempt(
                 )
                 dimension = dimension or content.dimension
                 applied.append(delta_id)
+                notified = expected.get(delta_id)
+                if notified is not None and notified != digest:
+                    # the blob verified by its own checksum: the *message* is wrong, and a bad
+                    # message must not cost an accepted delta (it is applied, in order)
+                    result.mismatched[delta_id] = (
+                        f"sha256: the message says {notified[:12]}..., the delta's blob is {digest[:12]}... "
+                        "(the delta verified by its own checksum and was applied)"
+                    )
                 if len(applied) == 1:
                     hook("mid_apply")
             count = int(col.count())

@@ -132,6 +132,8 @@ def judge(store: ObjectStore, note: DeltaNotification, compactions: Compactions)
         raise DeltaNotApplied(
             store.url, note.delta_key, "not applied yet: compaction stopped early (time budget)"
         )
+    if did in outcome.mismatched:
+        raise DeltaNotApplied(store.url, note.delta_key, f"bad message: {outcome.mismatched[did]}")
     if did in outcome.applied:
         return "applied"
     if did in outcome.already_applied:

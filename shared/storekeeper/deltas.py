@@ -450,10 +450,16 @@ def list_pending(store: ObjectStore, collection: str) -> list[ObjectInfo]:
     return sorted(found, key=lambda o: parse_delta_key(o.key)[1])
 
 
-def read_delta(store: ObjectStore, key: str, expected_sha256: str | None = None) -> DeltaContent:
-    """Fetch, verify against the notified sha256 (if given) and decode one delta."""
+def fetch_delta(store: ObjectStore, key: str) -> tuple[DeltaContent, str]:
+    """Fetch and decode one delta (verified by its own trailing checksum); also its blob's sha256."""
     parse_delta_key(key)
     data = store.get(key).body
-    if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
+    return decode_delta(data, expect_key=key, store=store.url), hashlib.sha256(data).hexdigest()
+
+
+def read_delta(store: ObjectStore, key: str, expected_sha256: str | None = None) -> DeltaContent:
+    """Fetch, verify against the notified sha256 (if given) and decode one delta."""
+    content, digest = fetch_delta(store, key)
+    if expected_sha256 is not None and digest != expected_sha256:
         raise DeltaFormatError(store.url, key, "sha256", "object does not match the notified sha256")
-    return decode_delta(data, expect_key=key, store=store.url)
+    return content

@@ -71,6 +71,10 @@ def test_bad_records_fail_alone_and_the_rest_is_published(store: LocalStore, tmp
     store.put(nan_key, nan_blob)
     nan_note = n_good.model_copy(update={"delta_key": nan_key})  # sha256 is the good one's: also a mismatch
     malformed = json.dumps({"collection": "docs", "delta_key": "delta/docs/../../etc.delta"})
+    lying = delta("docs", {"l": vec(5, DIM)})
+    n_lying = produce(store, lying).model_copy(
+        update={"sha256": "f" * 64}
+    )  # the message is bad, not the delta
 
     event = sqs_event(
         [
@@ -81,11 +85,12 @@ def test_bad_records_fail_alone_and_the_rest_is_published(store: LocalStore, tmp
             ("nan", nan_note.model_dump_json()),
             ("malformed", malformed),
             ("not-json", "{nope"),
+            ("lying", n_lying.model_dump_json()),
         ]
     )
     resp = run(store, tmp_path, event)
-    assert failed_ids(resp) == {"wrong-dim", "corrupt", "nan", "malformed", "not-json"}
-    assert_same_state(snapshot_state(store, "docs", tmp_path / "r1"), model_state([good]))
+    assert failed_ids(resp) == {"wrong-dim", "corrupt", "nan", "malformed", "not-json", "lying"}
+    assert_same_state(snapshot_state(store, "docs", tmp_path / "r1"), model_state([good, lying]))
     assert_same_state(snapshot_state(store, "other", tmp_path / "r2"), model_state([good_other]))
     assert list_pending(store, "docs") == []  # bad ones quarantined, good one removed
     assert store.exists(f"delta-rejected/docs/{wrong_dim.delta_id}.delta")

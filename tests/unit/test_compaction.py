@@ -175,13 +175,21 @@ def test_bad_deltas_are_quarantined_and_do_not_block_the_rest(
     assert_same_state(snapshot_state(store, "docs", tmp_path / "rc"), model_state([good1, good2]))
 
 
-def test_notified_checksum_mismatch_rejects_that_delta(store: LocalStore, cache: SnapshotCache) -> None:
-    d = delta("docs", {"a": vec(1, DIM)})
-    produce(store, d)
-    r = compact(store, "docs", cache=cache, expected_sha256={d.delta_id: "0" * 64})
-    assert "does not match the notified sha256" in r.rejected[d.delta_id]
-    assert r.status == "noop"
-    assert read_pointer(store, "docs") == (None, None)
+def test_notified_checksum_mismatch_is_a_bad_message_not_a_lost_delta(
+    store: LocalStore, cache: SnapshotCache, tmp_path: Path
+) -> None:
+    """The blob verifies by its own checksum: a wrong sha256 in the message must not cost the delta."""
+    d1 = delta("docs", {"a": vec(1, DIM)})
+    d2 = delta("docs", deletes=["a"])  # order matters: d1 must still be applied before d2
+    produce(store, d1)
+    produce(store, d2)
+    r = compact(store, "docs", cache=cache, expected_sha256={d1.delta_id: "0" * 64})
+    assert r.status == "published"
+    assert r.applied == [d1.delta_id, d2.delta_id]
+    assert "the message says 000000000000" in r.mismatched[d1.delta_id]
+    assert d1.delta_id not in r.rejected
+    assert not store.exists(f"delta-rejected/docs/{d1.delta_id}.delta")
+    assert_same_state(snapshot_state(store, "docs", tmp_path / "mm"), model_state([d1, d2]))
 
 
 @pytest.mark.parametrize("damage", ["manifest", "archive", "checksum"])
