@@ -155,7 +155,7 @@ def measure(ctx: BenchContext, result: CaseResult, backend: str, store: ObjectSt
         backend,
         params=p,
         note=", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-        + " (the executor HEADs every key to re-check its guard)",
+        + " (the executor re-reads every key before deleting it)",
     )
     result.targets.append(
         TargetResult.check(
