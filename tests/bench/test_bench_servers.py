@@ -48,7 +48,9 @@ def test_quick_bench_on_seaweedfs_and_moto(tmp_path: Path) -> None:
     assert {c.name: c.status for c in report.cases} == {"compaction": "ok", "producer": "ok", "reaper": "ok"}
 
     compaction = next(c for c in report.cases if c.name == "compaction")
-    assert {f.backend for f in compaction.figures} == {"chromadb", "seaweedfs"}
+    # "none": the backend-free archive figures (persist dir and archive bytes, pack time)
+    assert {f.backend for f in compaction.figures} == {"chromadb", "seaweedfs", "none"}
+    assert compaction.find("archive_upload_seconds", "seaweedfs") is not None
     cold = compaction.find("compaction_requests", "seaweedfs", mode="cold")
     assert cold is not None
     assert cold.note is not None
