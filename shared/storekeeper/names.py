@@ -10,6 +10,8 @@ COLLECTION_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # S3-compatible bucket names (no dots: they break virtual-host TLS and Supabase ids).
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 MAX_KEY_BYTES = 1024
+# one C-level scan instead of a per-character loop: keys are checked for every listed object
+_BAD_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
 def check_collection(name: object, field: str = "collection") -> str:
@@ -38,8 +40,10 @@ def check_key(key: object, field: str = "key", *, allow_empty: bool = False) -> 
         raise InvalidName(field, f"longer than {MAX_KEY_BYTES} bytes", key)
     if key.startswith("/"):
         raise InvalidName(field, "must be relative (no leading '/')", key)
-    if "\\" in key or any(ord(ch) < 32 or ord(ch) == 127 for ch in key):
+    if _BAD_KEY_CHARS.search(key):
         raise InvalidName(field, "must not contain backslashes or control characters", key)
+    if "//" not in key and "/." not in key and not key.startswith("."):
+        return key  # no empty, '.' or '..' segment can exist (the common case, without a split)
     parts = key.split("/")
     body = parts[:-1] if key.endswith("/") else parts
     for part in body:
