@@ -36,6 +36,7 @@ from storekeeper.deltas import DeltaContent, fetch_delta, list_pending, parse_de
 from storekeeper.errors import CorruptObject, NotFound, PreconditionFailed, ValidationError
 from storekeeper.names import check_collection
 from storekeeper.snapshots import (
+    ARCHIVE_NAME,
     SnapshotCache,
     new_version,
     pack_archive,
@@ -272,8 +273,8 @@ def _attempt(
                 result.status = "incomplete"
             return
         version = new_version(parent.version if parent else None)
-        archive = work / "snapshot.tar.gz"
-        pack_archive(tree, archive)
+        archive = work / ARCHIVE_NAME
+        sha, size = pack_archive(tree, archive)
         still_listed = set(listed)
         new_ledger = sorted((ledger & still_listed) | set(applied))
         manifest = write_snapshot(
@@ -288,6 +289,8 @@ def _attempt(
             deltas=applied,
             applied=new_ledger,
             hooks=hooks,
+            sha256=sha,
+            size=size,
         )
         publish(store, c, version, published.etag if published else None)  # PreconditionFailed -> rebase
         hook("after_pointer_write")

@@ -3,7 +3,8 @@
 Layout (DESIGN §2)::
 
     snapshot/<c>/<version>/manifest.json   immutable, written after the archive
-    snapshot/<c>/<version>/chroma.tar.gz   tar of a Chroma persist dir holding one collection
+    snapshot/<c>/<version>/chroma.tar      tar of a Chroma persist dir holding one collection
+                                           (older versions: chroma.tar.gz; readers go by the suffix)
     snapshot/<c>/latest/pointer.txt        exactly `snapshot/<c>/<version>/`
 
 Nothing here imports chromadb at module level (the reaper reads pointers too);
@@ -28,7 +29,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Literal
 
 import pydantic
 
@@ -38,8 +39,12 @@ from storekeeper.models.snapshots import VERSION_PATTERN, Manifest
 from storekeeper.names import check_collection
 from storekeeper.stores.base import ObjectStore
 
-ARCHIVE_NAME = "chroma.tar.gz"
-ARCHIVE_COMPRESSLEVEL = 1  # float32 vectors barely compress; level 1 still squeezes SQLite's empty pages
+#: uncompressed: float32 vectors barely compress (gzip saved 21 %) and single-threaded gzip
+#: was two thirds of a warm compaction's overhead at 100,000 vectors (docs/performance.md)
+ARCHIVE_NAME = "chroma.tar"
+ARCHIVE_COMPRESSLEVEL = 1  # for `.tar.gz` archives, when a caller asks for one by name
+#: how a tar is compressed, by the archive name's suffix (the manifest's `archive` pattern)
+_TAR_MODES = {".tar": "", ".tar.gz": "gz", ".tgz": "gz", ".tar.xz": "xz"}
 MAX_ARCHIVE_MEMBERS = 100_000
 MAX_EXTRACTED_BYTES = 16 * 1024**3
 DEFAULT_CACHE_DIR = "/tmp/storekeeper-cache"
@@ -160,10 +165,62 @@ def _sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _compression(name: str, where: str) -> str:
+    """tarfile's compression for an archive named `name` ("" = plain tar); unknown suffixes are corrupt."""
+    for suffix in sorted(_TAR_MODES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return _TAR_MODES[suffix]
+    raise CorruptObject(
+        "<archive>", where, f"archive name {name!r:.80} has no known tar suffix (.tar, .tar.gz)"
+    )
+
+
+class _HashingWriter:
+    """File wrapper that hashes what goes through it: the archive's sha256 without a second read."""
+
+    def __init__(self, fh: Any) -> None:
+        self.fh, self.sha, self.size = fh, hashlib.sha256(), 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        return int(self.fh.write(data))
+
+    def tell(self) -> int:
+        return self.size
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
 def pack_archive(src: Path, dest: Path) -> tuple[str, int]:
-    """Tar+gzip the persist dir `src` (members relative to it, sorted); returns (sha256, size)."""
-    src = Path(src)
-    with tarfile.open(dest, "w:gz", compresslevel=ARCHIVE_COMPRESSLEVEL) as tf:
+    """Tar the persist dir `src` (members relative to it, sorted) into `dest`; returns (sha256, size).
+
+    Compressed only when `dest`'s name asks for it (`.tar.gz`); the digest is taken while
+    writing, so the archive is never read back.
+    """
+    src, dest = Path(src), Path(dest)
+    comp = _compression(dest.name, str(dest))
+    with open(dest, "wb") as raw:
+        out = _HashingWriter(raw)
+        if comp:
+            import gzip
+
+            if comp != "gz":
+                raise CorruptObject("<archive>", str(dest), f"packing {comp} archives is not supported")
+            gz: Any = gzip.GzipFile(
+                filename="", mode="wb", fileobj=out, compresslevel=ARCHIVE_COMPRESSLEVEL, mtime=0
+            )
+            _write_tar(src, gz)
+            gz.close()
+        else:
+            _write_tar(src, out)
+    return out.sha.hexdigest(), out.size
+
+
+def _write_tar(src: Path, fileobj: Any) -> None:
+    with tarfile.open(fileobj=fileobj, mode="w") as tf:
+        tf.copybufsize = _CHUNK  # type: ignore[attr-defined]  # 16 KiB by default: 13,000 writes per 200 MB
         for path in sorted(src.rglob("*")):
             if not (path.is_file() or path.is_dir()) or path.is_symlink():
                 continue
@@ -175,7 +232,6 @@ def pack_archive(src: Path, dest: Path) -> tuple[str, int]:
                     tf.addfile(info, fh)
             else:
                 tf.addfile(info)
-    return _sha256_file(dest), dest.stat().st_size
 
 
 def safe_extract(archive: Path, dest: Path, *, max_bytes: int = MAX_EXTRACTED_BYTES, where: str = "") -> None:
@@ -186,7 +242,9 @@ def safe_extract(archive: Path, dest: Path, *, max_bytes: int = MAX_EXTRACTED_BY
         return CorruptObject("<archive>", label, reason)
 
     try:
-        with tarfile.open(archive, "r:*") as tf:
+        comp = _compression(Path(archive).name, label)
+        mode: Literal["r:", "r:gz", "r:xz"] = "r:gz" if comp == "gz" else "r:xz" if comp == "xz" else "r:"
+        with tarfile.open(archive, mode) as tf:
             members = tf.getmembers()
             if len(members) > MAX_ARCHIVE_MEMBERS:
                 raise bad(f"{len(members)} members, more than {MAX_ARCHIVE_MEMBERS}")
@@ -220,14 +278,24 @@ def write_snapshot(
     deltas: list[str],
     applied: list[str],
     hooks: Any = None,
+    sha256: str | None = None,
+    size: int | None = None,
 ) -> Manifest:
-    """Upload the archive, then the manifest, both create-only; the pointer is not touched here."""
-    sha, size = _sha256_file(archive), archive.stat().st_size
+    """Upload the archive, then the manifest, both create-only; the pointer is not touched here.
+
+    `sha256`/`size` as returned by `pack_archive` save reading the archive again. The archive's
+    name follows its compression (`chroma.tar` or `chroma.tar.gz`) and it is streamed from disk.
+    """
+    archive = Path(archive)
+    comp = _compression(archive.name, str(archive))
+    if sha256 is None or size is None:
+        sha256, size = _sha256_file(archive), archive.stat().st_size
+    sha = sha256
     manifest = Manifest(
         collection=collection,
         version=version,
         parent=parent,
-        archive=ARCHIVE_NAME,
+        archive="chroma.tar" + (f".{comp}" if comp else ""),
         sha256=sha,
         size=size,
         dimension=dimension,
@@ -237,7 +305,12 @@ def write_snapshot(
         applied=applied,
         created_at=datetime.now(UTC),
     )
-    store.put(manifest.archive_key, archive.read_bytes(), if_none_match=True, content_type="application/gzip")
+    store.put_file(
+        manifest.archive_key,
+        archive,
+        if_none_match=True,
+        content_type="application/gzip" if comp else "application/x-tar",
+    )
     if hooks is not None:
         hooks("after_archive_upload")
     store.put(
@@ -252,8 +325,17 @@ def write_snapshot(
 
 
 # -- local cache -----------------------------------------------------------------------------
-def _tree_digests(tree: Path) -> dict[str, str]:
-    return {p.relative_to(tree).as_posix(): _sha256_file(p) for p in sorted(tree.rglob("*")) if p.is_file()}
+def _tree_stamp(tree: Path) -> dict[str, list[int]]:
+    """Per file: size, inode, mtime_ns and ctime_ns. Any write, truncate, replace or chmod moves one
+    of them (ctime cannot be set back from user space), so it detects what the per-file sha256 did
+    for a private /tmp cache — changed, missing or extra files — without reading 200+ MB per use.
+    The bytes themselves were verified once, against the manifest's sha256, when the entry was made."""
+    out: dict[str, list[int]] = {}
+    for p in sorted(tree.rglob("*")):
+        st = p.lstat()
+        if not p.is_dir() or p.is_symlink():
+            out[p.relative_to(tree).as_posix()] = [st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+    return out
 
 
 def _rmtree_atomic(path: Path) -> None:
@@ -267,7 +349,8 @@ def _rmtree_atomic(path: Path) -> None:
 
 
 class SnapshotCache:
-    """Extracted snapshots by version, verified by sha256 before use, LRU-limited.
+    """Extracted snapshots by version, LRU-limited: verified by sha256 when made, by a stat stamp of
+    every file (see `_tree_stamp`) before each use.
 
     Entries are pristine: nobody opens Chroma inside them (Chroma writes on open);
     users get a private copy (`checkout`). Entries appear by atomic rename of a
@@ -308,11 +391,14 @@ class SnapshotCache:
             return False
         if marker.get("sha256") != manifest.sha256:
             return False
-        return bool(marker.get("files") == _tree_digests(entry / "tree"))
+        try:
+            return bool(marker.get("stat") == _tree_stamp(entry / "tree"))
+        except FileNotFoundError:  # evicted while we looked
+            return False
 
     def _install(self, staging: Path, manifest: Manifest) -> None:
         (staging / "entry.json").write_text(
-            json.dumps({"sha256": manifest.sha256, "files": _tree_digests(staging / "tree")})
+            json.dumps({"sha256": manifest.sha256, "stat": _tree_stamp(staging / "tree")})
         )
         final = self.entry(manifest)
         final.parent.mkdir(parents=True, exist_ok=True)

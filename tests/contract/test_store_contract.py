@@ -136,6 +136,18 @@ def test_put_file_and_get_file(store: ObjectStore, tmp_path: Path) -> None:
     assert not (tmp_path / "never").exists()
 
 
+def test_put_file_create_only(store: ObjectStore, tmp_path: Path) -> None:
+    src = tmp_path / "chroma.tar"
+    src.write_bytes(b"\x00tar" * 50_000)
+    etag = store.put_file("snapshot/c/v2/chroma.tar", src, if_none_match=True)
+    assert store.head("snapshot/c/v2/chroma.tar").etag == etag
+    other = tmp_path / "other.tar"
+    other.write_bytes(b"another archive")
+    with pytest.raises(PreconditionFailed):
+        store.put_file("snapshot/c/v2/chroma.tar", other, if_none_match=True)
+    assert store.get("snapshot/c/v2/chroma.tar").body == src.read_bytes()
+
+
 # -- listing ---------------------------------------------------------------------------------------------
 def _fill_prefix(store: ObjectStore, n: int) -> list[str]:
     keys = [f"p/{i:02d}" for i in range(n)]

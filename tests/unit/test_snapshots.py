@@ -203,3 +203,95 @@ def test_importing_storekeeper_does_not_import_chromadb() -> None:
         "assert callable(storekeeper.open_snapshot)\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- archive format: plain tar by default, .tar.gz still read, digest taken while writing ------------------
+def _tree(tmp_path: Path, recs: dict[str, list[float]]) -> Path:
+    tree = tmp_path / f"t{len(list(tmp_path.iterdir()))}"
+    with chroma.persistent_client(tree) as client:
+        chroma.get_or_create(client, "docs", "l2").upsert(ids=list(recs), embeddings=list(recs.values()))
+    return tree
+
+
+@pytest.mark.parametrize("name", ["chroma.tar", "chroma.tar.gz"])
+def test_pack_archive_digest_matches_bytes_and_compression_follows_the_name(
+    tmp_path: Path, name: str
+) -> None:
+    import hashlib
+
+    tree = _tree(tmp_path, {"a": [0.0, 1.0]})
+    sha, size = pack_archive(tree, tmp_path / name)
+    body = (tmp_path / name).read_bytes()
+    assert (sha, size) == (hashlib.sha256(body).hexdigest(), len(body))
+    assert (body[:2] == b"\x1f\x8b") == name.endswith(".gz")  # gzip magic only when asked for
+    out = tmp_path / f"out-{name}"
+    safe_extract(tmp_path / name, out)
+    files = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*") if p.is_file())
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == files
+    assert all((out / f).read_bytes() == (tree / f).read_bytes() for f in files)
+
+
+def test_new_snapshots_are_plain_tar_and_old_tar_gz_ones_still_open(
+    store: LocalStore, tmp_path: Path
+) -> None:
+    old = _make_snapshot(store, tmp_path, "docs", None, {"a": [0.0, 1.0]})  # packed as .tar.gz
+    assert old.archive == "chroma.tar.gz"
+    tree = _tree(tmp_path, {"a": [0.0, 1.0], "b": [1.0, 0.0]})
+    sha, size = pack_archive(tree, tmp_path / "chroma.tar")
+    new = write_snapshot(
+        store, collection="docs", version=new_version(old.version), parent=old.version,
+        archive=tmp_path / "chroma.tar", dimension=2, distance="l2", record_count=2, deltas=[], applied=[],
+        sha256=sha, size=size,
+    )  # fmt: skip
+    assert new.archive == "chroma.tar"
+    assert new.archive_key.endswith("/chroma.tar")
+    with tarfile.open(fileobj=io.BytesIO(store.get(new.archive_key).body), mode="r:") as tf:
+        assert any(m.name == "chroma.sqlite3" for m in tf.getmembers())
+    cache = SnapshotCache(tmp_path / "cache")
+    assert open_snapshot(store, "docs", old.version, cache=cache).get()["ids"] == ["a"]
+    assert sorted(open_snapshot(store, "docs", new.version, cache=cache).get()["ids"]) == ["a", "b"]
+
+
+def test_archive_upload_is_create_only(store: LocalStore, tmp_path: Path) -> None:
+    tree = _tree(tmp_path, {"a": [0.0, 1.0]})
+    pack_archive(tree, tmp_path / "chroma.tar")
+    version = new_version(None)
+    store.put(f"snapshot/docs/{version}/chroma.tar", b"someone else's archive")
+    with pytest.raises(PreconditionFailed):
+        write_snapshot(
+            store, collection="docs", version=version, parent=None, archive=tmp_path / "chroma.tar",
+            dimension=2, distance="l2", record_count=1, deltas=[], applied=[],
+        )  # fmt: skip
+    assert store.get(f"snapshot/docs/{version}/chroma.tar").body == b"someone else's archive"
+    assert not store.exists(f"snapshot/docs/{version}/manifest.json")
+
+
+def test_unknown_archive_suffix_is_corrupt(tmp_path: Path) -> None:
+    (tmp_path / "a.zip").write_bytes(b"PK")
+    with pytest.raises(CorruptObject, match="no known tar suffix"):
+        safe_extract(tmp_path / "a.zip", tmp_path / "out")
+
+
+@pytest.mark.parametrize("how", ["same-size overwrite", "removed file", "extra file"])
+def test_cache_stamp_catches_in_place_changes_without_reading_bytes(
+    store: LocalStore, tmp_path: Path, how: str
+) -> None:
+    cache = SnapshotCache(tmp_path / "cache")
+    m = _make_snapshot(store, tmp_path, "docs", None, {"a": [0.0, 1.0]})
+    tree = cache.fetch(store, m)
+    assert cache.fetch(store, m) == tree
+    assert cache.downloads == 1
+    victim = max((p for p in tree.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    if how == "same-size overwrite":
+        data = bytearray(victim.read_bytes())
+        data[-1] ^= 0xFF
+        with open(victim, "r+b") as fh:  # same inode, same size: only the stamps' times move
+            fh.write(bytes(data))
+    elif how == "removed file":
+        victim.unlink()
+    else:
+        (victim.parent / "stray.bin").write_bytes(b"x")
+    fresh = cache.fetch(store, m)
+    assert cache.downloads == 2  # not trusted: fetched and verified again
+    assert not (fresh.parent / "tree" / "stray.bin").exists()
+    assert (fresh / victim.relative_to(tree)).exists()

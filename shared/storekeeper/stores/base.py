@@ -133,9 +133,19 @@ class ObjectStore(ABC):
         *,
         content_type: str = "application/octet-stream",
         metadata: dict[str, str] | None = None,
+        if_none_match: bool = False,
     ) -> str:
-        """Upload a (large) local file; backends stream it where they can."""
-        return self.put(key, Path(path).read_bytes(), content_type=content_type, metadata=metadata)
+        """Upload a (large) local file; backends stream it where they can.
+
+        `if_none_match=True` is create-only, as for `put` (PreconditionFailed if the key exists).
+        """
+        return self.put(
+            key,
+            Path(path).read_bytes(),
+            content_type=content_type,
+            metadata=metadata,
+            if_none_match=if_none_match,
+        )
 
     def get_file(self, key: str, path: Path) -> str:
         """Download to `path` (written whole via a temp file); returns the etag."""

@@ -169,11 +169,28 @@ class S3Store(ObjectStore):
         *,
         content_type: str = "application/octet-stream",
         metadata: dict[str, str] | None = None,
+        if_none_match: bool = False,
     ) -> str:
-        """Large archives stream through the transfer manager (multipart past MULTIPART_THRESHOLD)."""
+        """Large archives stream through the transfer manager (multipart past MULTIPART_THRESHOLD).
+
+        Create-only (`if_none_match`) uploads are one PutObject with `If-None-Match: *` streamed
+        from the open file (the transfer manager does not pass conditional headers; one PUT
+        takes up to 5 GB).
+        """
         from storekeeper.names import check_key
 
         check_key(key)
+        if if_none_match:
+            self.requests.add("put")
+            args: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "ContentType": content_type}
+            if metadata:
+                args["Metadata"] = dict(metadata)
+            try:
+                with open(path, "rb") as body:
+                    resp = self.client.put_object(Body=body, IfNoneMatch="*", **args)
+            except Exception as exc:
+                raise self._fail(exc, "put", key) from exc  # "put": a 409 is a lost create race too
+            return str(resp["ETag"])
         extra: dict[str, Any] = {"ContentType": content_type}
         if metadata:
             extra["Metadata"] = dict(metadata)
