@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -28,12 +28,12 @@ from storekeeper.cleanup import (
 )
 from storekeeper.cleanup.base import VectorBackend
 from storekeeper.errors import ValidationError
-from storekeeper.idempotency import persistence_from_env
 from storekeeper.stores import env_store
+from storekeeper.tracing import make_tracer
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = make_tracer()  # no X-Ray SDK import unless tracing is on
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 
@@ -45,6 +45,13 @@ def _vectors() -> VectorBackend | None:
     return open_vector_backend()
 
 
+def _idempotency(store: Any) -> Any:
+    """Imported on the first call: Powertools' idempotency package imports boto3 (DynamoDB) eagerly."""
+    from storekeeper.idempotency import persistence_from_env
+
+    return persistence_from_env(store, "cleanup")
+
+
 @logger.inject_lambda_context(correlation_id_path="Records[0].messageId || id")
 @tracer.capture_lambda_handler
 @metrics.log_metrics
@@ -52,7 +59,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
     store = env_store()
     runner = CleanupRunner(
         resolve_store=store_resolver(store),
-        persistence=persistence_from_env(store, "cleanup"),
+        persistence=_idempotency(store),
         vector_backend=_vectors(),
         lambda_context=context,
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -29,10 +29,11 @@ from storekeeper.compactor import (
 from storekeeper.errors import CorruptObject, PointerTargetMissing
 from storekeeper.snapshots import SnapshotCache
 from storekeeper.stores import env_store
+from storekeeper.tracing import make_tracer
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = make_tracer()  # no X-Ray SDK import unless tracing is on
 processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
 _caches: dict[str, SnapshotCache] = {}

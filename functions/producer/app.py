@@ -13,12 +13,11 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
 from storekeeper import config
 from storekeeper.errors import ValidationError
-from storekeeper.idempotency import persistence_from_env
 from storekeeper.producer import (
     FUNCTION_NAME,
     RequestIdReused,
@@ -30,28 +29,46 @@ from storekeeper.producer import (
 )
 from storekeeper.queues import Queue, queue_from_env
 from storekeeper.stores import ObjectStore, default_store_url, open_store
+from storekeeper.tracing import make_tracer
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = make_tracer()  # no X-Ray SDK import unless tracing is on
 
 CORRELATION_PATH = 'request_id || Records[0].responseElements."x-amz-request-id" || detail."request-id" || id'
 
-_deps: dict[tuple[str, str, str], tuple[ObjectStore, Queue, Any]] = {}
+_deps: dict[tuple[str, str, str], tuple[ObjectStore, Queue]] = {}
+_persistence: dict[tuple[str, str, str], Any] = {}
 
 
-def _dependencies() -> tuple[ObjectStore, Queue, Any]:
-    """Store, queue and idempotency layer, reused across warm invocations with the same settings."""
-    cache_key = (
+def _settings() -> tuple[str, str, str]:
+    return (
         default_store_url(),
         os.environ.get(config.DELTA_QUEUE_URL, ""),
         os.environ.get(config.IDEMPOTENCY_TABLE, ""),
     )
+
+
+def _dependencies() -> tuple[ObjectStore, Queue]:
+    """Store and queue, reused across warm invocations with the same settings."""
+    cache_key = _settings()
     if cache_key not in _deps:
-        store = open_store(None)
-        queue = queue_from_env(config.DELTA_QUEUE_URL, "delta")
-        _deps[cache_key] = (store, queue, persistence_from_env(store, FUNCTION_NAME))
+        _deps[cache_key] = (open_store(None), queue_from_env(config.DELTA_QUEUE_URL, "delta"))
     return _deps[cache_key]
+
+
+def _idempotency(store: ObjectStore) -> Any:
+    """The idempotency layer, built by the first request that has a request_id (or an S3 event).
+
+    Importing it pulls in Powertools' idempotency package, which imports boto3
+    for its DynamoDB layer: a put without request_id does not pay that.
+    """
+    cache_key = _settings()
+    if cache_key not in _persistence:
+        from storekeeper.idempotency import persistence_from_env
+
+        _persistence[cache_key] = persistence_from_env(store, FUNCTION_NAME)
+    return _persistence[cache_key]
 
 
 def _count(result: dict[str, Any]) -> None:
@@ -80,11 +97,11 @@ def _is_s3_event(event: Any) -> bool:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def handler(event: Any, context: Any) -> dict[str, Any]:
-    store, queue, persistence = _dependencies()
+    store, queue = _dependencies()
     if _is_s3_event(event):
         try:
             out = handle_s3_event(
-                event, store=store, queue=queue, persistence=persistence, lambda_context=context
+                event, store=store, queue=queue, persistence=_idempotency(store), lambda_context=context
             )
         except S3RecordsFailed as exc:
             for result in exc.results.values():
@@ -100,6 +117,7 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
 
     try:
         request = parse_put_request(event)
+        persistence = _idempotency(store) if request.request_id is not None else None
         result = put(request, store=store, queue=queue, persistence=persistence, lambda_context=context)
     except RequestIdReused as exc:
         return _rejected(exc, 409)

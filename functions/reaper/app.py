@@ -9,17 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from storekeeper import config, reaper
+from storekeeper.tracing import make_tracer
 
 logger = Logger()
 metrics = Metrics()
-tracer = Tracer()
+tracer = make_tracer()  # no X-Ray SDK import unless tracing is on
 
 
 @tracer.capture_method

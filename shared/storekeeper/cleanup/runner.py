@@ -12,17 +12,18 @@ import json
 import warnings
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import pydantic
-from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
-from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 
 from storekeeper.cleanup.base import StoreResolver, TaskFailed, TaskOutcome, VectorBackend
 from storekeeper.cleanup.executor import execute_task
 from storekeeper.errors import ValidationError
 from storekeeper.models.cleanup import CleanupTask
 from storekeeper.protection import ProtectionConfig
+
+if TYPE_CHECKING:  # importing Powertools idempotency imports boto3 (its DynamoDB layer): only when used
+    from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 
 #: as long as SQS + DLQ keep a message (14 days): a replay from the DLQ still sees the record
 IDEMPOTENCY_TTL_SECONDS = 14 * 24 * 3600
@@ -88,6 +89,8 @@ class CleanupRunner:
         self._has_context = lambda_context is not None
         self._once: Callable[..., dict[str, Any]] | None = None
         if persistence is not None:
+            from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+
             config = IdempotencyConfig(
                 event_key_jmespath="task_id",
                 payload_validation_jmespath=PAYLOAD_FIELDS,

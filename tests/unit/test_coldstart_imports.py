@@ -1,0 +1,206 @@
+"""Cold start: what each handler module imports, and that the deferred imports still work on the first call.
+
+Each check runs in a fresh interpreter (a cold start), with tracing disabled and
+no IDEMPOTENCY_TABLE, as the embedded default and `sam local` run them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from storekeeper.tracing import NoTracer, make_tracer, tracing_disabled
+
+REPO = Path(__file__).resolve().parents[2]
+
+_PROBE = """
+import json, sys
+import app
+watched = ("aws_xray_sdk", "boto3", "numpy", "chromadb", "storekeeper.models.cleanup")
+loaded = {m: m in sys.modules for m in watched}
+event = json.load(open(sys.argv[1]))
+
+class Ctx:
+    function_name = "fn"
+    function_version = "$LATEST"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:fn"
+    aws_request_id = "probe"
+    log_group_name = "/aws/lambda/fn"
+    log_stream_name = "probe"
+
+    def get_remaining_time_in_millis(self):
+        return 900000
+
+out = app.handler(event, Ctx())
+print(json.dumps({"import": loaded, "out": out}, default=str))
+"""
+
+
+def _cold(function: str, event: object, tmp_path: Path) -> dict[str, object]:
+    event_file = tmp_path / "event.json"
+    event_file.write_text(json.dumps(event))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "LAMBDA_", "STOREKEEPER_"))}
+    env.pop("IDEMPOTENCY_TABLE", None)
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(REPO / "functions" / function), str(REPO / "shared")]),
+        POWERTOOLS_TRACE_DISABLED="true",
+        POWERTOOLS_METRICS_NAMESPACE="storekeeper",
+        CHROMA_TELEMETRY_IMPL="none",
+        ANONYMIZED_TELEMETRY="False",
+        AWS_DEFAULT_REGION="us-east-1",
+        STOREKEEPER_HOME=str(tmp_path / "home"),
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", _PROBE, str(event_file)],
+        cwd=REPO / "functions" / function,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_producer_imports_no_xray_boto3_numpy_and_its_first_put_works(tmp_path: Path) -> None:
+    event = {"collection": "docs", "upserts": [{"id": "a", "embedding": [0.1, 0.2]}], "request_id": "r1"}
+    got = _cold("producer", event, tmp_path)
+    assert got["import"] == {
+        "aws_xray_sdk": False,
+        "boto3": False,  # Powertools idempotency (DynamoDB layer) only once a request_id is seen
+        "numpy": False,  # only where vectors are encoded
+        "chromadb": False,
+        "storekeeper.models.cleanup": False,  # the producer never builds the cleanup models
+    }
+    out = got["out"]
+    assert isinstance(out, dict)
+    assert out["statusCode"] == 200, out
+    assert out["upserts"] == 1, out
+    assert list((tmp_path / "home").rglob("*.delta")), "the first put wrote no delta"
+    assert list((tmp_path / "home").rglob("idempotency/producer/*.json")), "no idempotency record"
+
+
+def test_cleanup_imports_no_xray_or_boto3_and_its_first_batch_runs(tmp_path: Path) -> None:
+    task = {
+        "task_id": "t-1",
+        "action": "delete_objects",
+        "backend": "file",
+        "bucket": "default",
+        "keys": ["incoming/docs/old.jsonl"],
+        "policy": "test",
+        "reason": "cold start probe",
+        "planned_at": "2024-06-01T12:00:00Z",
+    }
+    bad = {"messageId": "m2", "body": "{not json"}
+    event = {"Records": [{"messageId": "m1", "body": json.dumps(task)}, bad]}
+    got = _cold("cleanup", event, tmp_path)
+    imported = got["import"]
+    assert isinstance(imported, dict)
+    assert imported["aws_xray_sdk"] is False
+    assert imported["boto3"] is False
+    assert imported["chromadb"] is False
+    assert got["out"] == {"batchItemFailures": [{"itemIdentifier": "m2"}]}
+    assert list((tmp_path / "home").rglob("idempotency/cleanup/*.json")), (
+        "task ran without its idempotency record"
+    )
+
+
+def test_reaper_imports_no_xray_and_its_first_run_reports(tmp_path: Path) -> None:
+    event = json.loads((REPO / "events" / "reaper" / "schedule.json").read_text())
+    got = _cold("reaper", event, tmp_path)
+    imported = got["import"]
+    assert isinstance(imported, dict)
+    assert imported["aws_xray_sdk"] is False
+    assert imported["chromadb"] is False
+    out = got["out"]
+    assert isinstance(out, dict)
+    assert out["apply"] is False, out
+    assert out["errors"] == [], out
+    assert str(out["report_key"]).startswith("reports/reaper/")
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"LAMBDA_TASK_ROOT": "/var/task"},
+        {"LAMBDA_TASK_ROOT": "/var/task", "POWERTOOLS_TRACE_DISABLED": "true"},
+        {"LAMBDA_TASK_ROOT": "/var/task", "POWERTOOLS_TRACE_DISABLED": "false"},
+        {"LAMBDA_TASK_ROOT": "/var/task", "POWERTOOLS_TRACE_DISABLED": "1"},
+        {"LAMBDA_TASK_ROOT": "/var/task", "AWS_SAM_LOCAL": "true"},
+        {"LAMBDA_TASK_ROOT": "/var/task", "AWS_CHALICE_CLI_MODE": "true"},
+        {"POWERTOOLS_TRACE_DISABLED": "false"},
+    ],
+)
+def test_tracing_disabled_agrees_with_powertools(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aws_lambda_powertools.tracing.tracer import Tracer
+
+    for name in ("LAMBDA_TASK_ROOT", "POWERTOOLS_TRACE_DISABLED", "AWS_SAM_LOCAL", "AWS_CHALICE_CLI_MODE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert tracing_disabled() == bool(Tracer._is_tracer_disabled())
+
+
+def test_no_tracer_decorators_pass_calls_through(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
+    tracer = make_tracer()
+    assert isinstance(tracer, NoTracer)
+
+    def handler(event: dict[str, int], context: object) -> int:
+        if event["n"] < 0:
+            raise ValueError("negative")
+        return event["n"] * 2
+
+    bare = tracer.capture_lambda_handler(handler)
+    with_args = tracer.capture_method(capture_response=False)(handler)
+    assert bare({"n": 2}, None) == 4
+    assert with_args({"n": 3}, None) == 6
+    with pytest.raises(ValueError, match="negative"):
+        bare({"n": -1}, None)
+
+
+def test_tracing_on_builds_the_powertools_tracer(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "from aws_lambda_powertools import Tracer\n"
+        "from storekeeper.tracing import make_tracer\n"
+        "t = make_tracer()\n"
+        "print(isinstance(t, Tracer), 'aws_xray_sdk.core' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("POWERTOOLS_TRACE_DISABLED", "AWS_SAM_LOCAL")}
+    env.update(
+        LAMBDA_TASK_ROOT=str(tmp_path), PYTHONPATH=str(REPO / "shared"), AWS_DEFAULT_REGION="us-east-1"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["True", "True"]
+
+
+def test_models_package_loads_names_on_demand() -> None:
+    code = (
+        "import sys\n"
+        "import storekeeper.models.deltas\n"
+        "print('storekeeper.models.cleanup' in sys.modules)\n"
+        "from storekeeper.models import CleanupTask, Manifest, PutRequest\n"
+        "from storekeeper.models.cleanup import CleanupTask as Direct\n"
+        "print(CleanupTask is Direct, Manifest.__name__, PutRequest.__name__)\n"
+        "import storekeeper.models as m\n"
+        "try:\n"
+        "    m.Nope\n"
+        "except AttributeError as exc:\n"
+        "    print('AttributeError', 'Nope' in str(exc))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO / "shared")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "True", "Manifest", "PutRequest", "AttributeError", "True"]
