@@ -29,7 +29,7 @@ from typing import Any
 
 from storekeeper.errors import NotFound, StorekeeperError
 from storekeeper.models.cleanup import CleanupAction, CleanupTask, TaskGuard
-from storekeeper.models.reports import Decision, PolicySummary, Verdict
+from storekeeper.models.reports import Decision, PolicySummary, Verdict, trusted_decision
 from storekeeper.overflow import group_members
 from storekeeper.policies.access import Access
 from storekeeper.policies.filters import Filter, Selection, UsageRatio
@@ -261,27 +261,30 @@ class Planner:
             if not policy.enabled:
                 continue
             tally = _Tally()
-            decisions: list[Decision] = []
+            rows: list[_Row] = []
             tasks: list[CleanupTask] = []
             try:
-                self._evaluate(policy, tally, decisions)
-                tasks = self._tasks(policy, decisions)
+                self._evaluate(policy, tally, rows)
+                tasks = self._tasks(policy, rows)
             except StorekeeperError as exc:
                 tally.errors.append(f"{type(exc).__name__}: {exc}")
                 plan.errors.append(f"policy {policy.name}: {exc}")
                 tasks = []
-                decisions = [
-                    d.model_copy(update={"verdict": "skipped", "reason": f"policy failed: {exc}"[:1024]})
-                    if d.verdict == "planned"
-                    else d
-                    for d in decisions
-                ]
-            skipped = [d for d in decisions if d.verdict == "skipped"]
-            drop = {id(d) for d in skipped[MAX_LISTED_SKIPS:]}
-            counts = {
-                v: sum(d.verdict == v for d in decisions)
-                for v in ("planned", "protected", "skipped", "deferred")
-            }
+                failed = f"policy failed: {exc}"[:1024]
+                for row in rows:
+                    if row.verdict == "planned":
+                        row.verdict, row.reason, row.task_id = "skipped", failed, None
+            counts = {"planned": 0, "protected": 0, "skipped": 0, "deferred": 0}
+            bytes_planned = 0
+            kept: list[_Row] = []
+            for row in rows:
+                v = row.verdict
+                counts[v] += 1
+                if v == "planned":
+                    bytes_planned += row.size or 0
+                elif v == "skipped" and counts[v] > MAX_LISTED_SKIPS:
+                    continue  # counted, not listed: the report stays small
+                kept.append(row)
             summary = PolicySummary(
                 policy=policy.name,
                 resource=policy.resource.value,
@@ -290,17 +293,17 @@ class Planner:
                 matched=tally.matched,
                 notes=tally.notes,
                 errors=tally.errors,
-                omitted_decisions=len(drop),
-                bytes_planned=sum(d.size or 0 for d in decisions if d.verdict == "planned"),
+                omitted_decisions=max(0, counts["skipped"] - MAX_LISTED_SKIPS),
+                bytes_planned=bytes_planned,
                 **counts,
             )
-            plan.decisions.extend(d for d in decisions if id(d) not in drop)
+            plan.decisions.extend([trusted_decision(row.values()) for row in kept])
             plan.tasks.extend(tasks)
             plan.summaries.append(summary)
         return plan
 
     # -- evaluation -------------------------
-    def _evaluate(self, policy: Policy, tally: _Tally, out: list[Decision]) -> None:
+    def _evaluate(self, policy: Policy, tally: _Tally, out: list[_Row]) -> None:
         spec = self.pf.stores[policy.store]
         view = self.views.get(policy.store)
         if spec.kind == "vectors" and policy.store not in self.vectors:
@@ -320,7 +323,7 @@ class Planner:
             tally.matched += 1
             why = self._structural(policy, r)
             if why:
-                out.append(_decision(policy, r, "protected", why))
+                out.append(_row(policy, r, "protected", why))
                 continue
             candidates.append((r, reasons))
         reasons_of = {id(r): rs for r, rs in candidates}
@@ -336,7 +339,7 @@ class Planner:
                 reasons_of[id(r)] = reasons_of[id(r)] + more
                 why = self._label_protection(r) if self._label_protection_applies(policy, r) else None
                 if why:
-                    out.append(_decision(policy, r, "protected", why))
+                    out.append(_row(policy, r, "protected", why))
                     return False
             return True
 
@@ -353,31 +356,29 @@ class Planner:
             reason = "; ".join(x for x in [*reasons_of[id(r)], why] if x)
             prior = self._planned.get(r.ident)
             if prior is not None:
-                out.append(_decision(policy, r, "skipped", f"already planned by policy {prior}"))
+                out.append(_row(policy, r, "skipped", f"already planned by policy {prior}"))
                 continue
             counts = policy.action == "delete"
             if not counts:
-                out.append(_decision(policy, r, "planned", reason))
+                out.append(_row(policy, r, "planned", reason))
                 continue
             limit = policy.limits.max_deletions
             if counts and limit is not None and planned_here >= limit:
                 out.append(
-                    _decision(policy, r, "deferred", f"policy limit of {limit} deletions reached; {reason}")
+                    _row(policy, r, "deferred", f"policy limit of {limit} deletions reached; {reason}")
                 )
                 continue
             if counts and self._deletions >= self.cap:
-                out.append(
-                    _decision(policy, r, "deferred", f"run cap of {self.cap} deletions reached; {reason}")
-                )
+                out.append(_row(policy, r, "deferred", f"run cap of {self.cap} deletions reached; {reason}"))
                 continue
             self._deletions += 1
             planned_here += 1
             self._planned[r.ident] = policy.name
             if r.etag:
                 self._etags[r.name] = r.etag
-            out.append(_decision(policy, r, "planned", reason))
+            out.append(_row(policy, r, "planned", reason))
         for r, why in sel.passed:
-            out.append(_decision(policy, r, "skipped", why))
+            out.append(_row(policy, r, "skipped", why))
 
     # -- populations -------------------------
     def _population(self, policy: Policy) -> list[Resource]:
@@ -577,8 +578,9 @@ class Planner:
         return label_reason(r.labels or {}, self.pconfig, self.now)
 
     # -- tasks -------------------------
-    def _tasks(self, policy: Policy, decisions: list[Decision]) -> list[CleanupTask]:
-        planned = [d for d in decisions if d.verdict == "planned"]
+    def _tasks(self, policy: Policy, rows: list[_Row]) -> list[CleanupTask]:
+        """Tasks for the planned rows; each row gets its task's id."""
+        planned = [d for d in rows if d.verdict == "planned"]
         if not planned:
             return []
         spec = self.pf.stores[policy.store]
@@ -586,7 +588,7 @@ class Planner:
         base: dict[str, Any] = {"backend": backend, "policy": policy.name, "planned_at": self.now}
         tasks: list[CleanupTask] = []
 
-        def add(d_list: list[Decision], **kw: Any) -> None:
+        def add(d_list: list[_Row], **kw: Any) -> None:
             reason = d_list[0].reason if len(d_list) == 1 else f"{len(d_list)} targets: {d_list[0].reason}"
             tid = task_id(
                 policy.name,
@@ -601,17 +603,19 @@ class Planner:
             t = CleanupTask(task_id=tid, reason=reason[:1024], **base, **kw)
             tasks.append(t)
             for d in d_list:
-                index[id(d)] = tid
+                d.task_id = tid
 
-        index: dict[int, str] = {}
         kind = policy.resource
         if kind in (K.object, K.delta):
             view = self.views[policy.store]
             etags = self._etags
-            groups: dict[str | None, list[Decision]] = {}
-            for d in planned:
-                m = DELTA_KEY_RE.fullmatch(d.name)
-                groups.setdefault(m["c"] if (m and kind is K.delta) else None, []).append(d)
+            groups: dict[str | None, list[_Row]] = {}
+            if kind is K.delta:  # per collection: each task carries its collection's live version
+                for d in planned:
+                    m = DELTA_KEY_RE.fullmatch(d.name)
+                    groups.setdefault(m["c"] if m else None, []).append(d)
+            else:
+                groups[None] = planned
             for coll, ds in groups.items():
                 live = view.chain(coll).live.version if coll else None
                 for i in range(0, len(ds), MAX_KEYS_PER_TASK):
@@ -678,9 +682,6 @@ class Planner:
             for d in planned:
                 b, ix = d.name.split("/", 1)
                 add([d], action=CleanupAction.delete_vector_index, bucket=b, index=ix)
-        decisions[:] = [
-            d.model_copy(update={"task_id": index[id(d)]}) if id(d) in index else d for d in decisions
-        ]
         return tasks
 
 
@@ -715,18 +716,40 @@ def _all_match(filters: list[Filter], r: Resource, env: PolicyEnv) -> list[str] 
     return reasons
 
 
-def _decision(policy: Policy, r: Resource, verdict: Verdict, reason: str) -> Decision:
-    # built from values the planner produced itself: skip re-validation (it dominates at 100k objects)
-    return Decision.model_construct(
-        policy=policy.name,
-        store=r.store,
-        resource=r.kind.value,
-        bucket=r.bucket,
-        name=r.name,
-        verdict=verdict,
-        reason=reason[:1024],
-        size=r.size,
-        created=r.created,
+@dataclass(slots=True)
+class _Row:
+    """A decision while planning: plain and mutable (task ids are filled in later); each becomes
+    a `Decision` model once, when the policy is done."""
+
+    policy: str
+    store: str
+    resource: str
+    bucket: str
+    name: str
+    verdict: Verdict
+    reason: str
+    size: int | None
+    created: datetime | None
+    task_id: str | None = None
+
+    def values(self) -> dict[str, Any]:
+        return {
+            "policy": self.policy,
+            "store": self.store,
+            "resource": self.resource,
+            "bucket": self.bucket,
+            "name": self.name,
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "size": self.size,
+            "created": self.created,
+            "task_id": self.task_id,
+        }
+
+
+def _row(policy: Policy, r: Resource, verdict: Verdict, reason: str) -> _Row:
+    return _Row(
+        policy.name, r.store, r.kind.value, r.bucket, r.name, verdict, reason[:1024], r.size, r.created
     )
 
 

@@ -1,0 +1,122 @@
+"""The report's fast paths: decisions built without validation must equal validated ones, the
+digest must ignore only the planning clock, and skipped decisions past the listing cap are
+counted, not listed."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from storekeeper import reaper
+from storekeeper.models.cleanup import CleanupTask, TaskGuard
+from storekeeper.models.reports import Decision, plan_digest, trusted_decision
+from storekeeper.policies import parse_policies
+from storekeeper.policies.planner import MAX_LISTED_SKIPS
+from storekeeper.stores.local import LocalStore
+from tests.unit.reaper_world import NOW, local_store
+
+VALUES = {
+    "policy": "age",
+    "store": "main",
+    "resource": "object",
+    "bucket": "main",
+    "name": "cache/a.bin",
+    "verdict": "planned",
+    "reason": "older than 2d",
+    "size": 3,
+    "created": datetime(2030, 1, 1, tzinfo=UTC),
+    "task_id": "t-" + "a" * 32,
+}
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
+
+
+def test_trusted_decision_is_indistinguishable_from_a_validated_one() -> None:
+    fast, checked = trusted_decision(VALUES), Decision.model_validate(VALUES)
+    assert fast == checked
+    assert hash(fast) == hash(checked)
+    assert fast.model_dump_json() == checked.model_dump_json()
+    assert fast.model_fields_set == checked.model_fields_set
+    assert Decision.model_validate_json(fast.model_dump_json()) == checked
+    with pytest.raises(Exception, match="frozen"):
+        fast.verdict = "skipped"  # type: ignore[misc]
+
+
+def test_trusted_decision_refuses_a_missing_field() -> None:
+    with pytest.raises(ValueError, match="task_id"):
+        trusted_decision({k: v for k, v in VALUES.items() if k != "task_id"})
+
+
+def _task(at: datetime, keys: list[str]) -> CleanupTask:
+    return CleanupTask(
+        task_id="t-" + "b" * 32,
+        action="delete_objects",
+        backend="file",
+        bucket="main",
+        keys=keys,
+        policy="age",
+        reason="older than 2d",
+        planned_at=at,
+        guard=TaskGuard(etags=dict.fromkeys(keys, '"e"'), last_modified_before=at),
+    )
+
+
+def test_plan_digest_ignores_the_planning_clock_and_nothing_else() -> None:
+    d = [trusted_decision(VALUES)]
+    base = plan_digest(d, [_task(NOW, ["cache/a.bin"])])
+    assert plan_digest(d, [_task(NOW + timedelta(minutes=5), ["cache/a.bin"])]) == base
+    assert plan_digest(d, [_task(NOW, ["cache/b.bin"])]) != base
+    other = [trusted_decision({**VALUES, "reason": "older than 3d"})]
+    assert plan_digest(other, [_task(NOW, ["cache/a.bin"])]) != base
+    assert plan_digest(d, []) != base
+
+
+def _objects(store: LocalStore, n: int, age: timedelta) -> None:
+    folder = store.path / "cache"
+    folder.mkdir(parents=True)
+    t = (NOW - age).timestamp()
+    for i in range(n):
+        f = folder / f"{i:05d}.bin"
+        f.write_bytes(b"xy")
+        os.utime(f, (t, t))
+
+
+TWO_POLICIES = """\
+protect: {object_labels: false}
+defaults: {max_deletions: 100000}
+policies:
+  - {name: first, resource: object, store: main, prefix: cache/, filters: [{type: older-than, age: 1d}]}
+  - {name: second, resource: object, store: main, prefix: cache/, filters: [{type: older-than, age: 1d}]}
+"""
+
+
+def test_skips_past_the_cap_are_counted_not_listed_and_decisions_are_valid(tmp_path: Path) -> None:
+    n = MAX_LISTED_SKIPS + 5
+    store = local_store(tmp_path)
+    _objects(store, n, timedelta(days=2))
+    report = reaper.run(
+        policies=parse_policies(TWO_POLICIES), stores={"main": store}, now=NOW, write_report=False
+    )
+    first, second = report.summaries
+    assert (first.planned, first.bytes_planned, first.omitted_decisions) == (n, 2 * n, 0)
+    assert (second.planned, second.skipped, second.omitted_decisions) == (0, n, 5)
+    listed = [d for d in report.decisions if d.policy == "second"]
+    assert len(listed) == MAX_LISTED_SKIPS
+    assert {d.reason for d in listed} == {"already planned by policy first"}
+    assert [d.name for d in listed] == [f"cache/{i:05d}.bin" for i in range(MAX_LISTED_SKIPS)]
+    # every planned decision names its task, and every task key has exactly one planned decision
+    planned = [d for d in report.decisions if d.verdict == "planned"]
+    by_task = {t.task_id: set(t.keys) for t in report.tasks}
+    assert sum(len(k) for k in by_task.values()) == len(planned) == n
+    assert all(d.name in by_task[d.task_id or ""] for d in planned)
+    # what the planner built without validation passes validation unchanged
+    for d in report.decisions[:50] + report.decisions[-50:]:
+        assert Decision.model_validate(d.model_dump()) == d
+        assert d.created is not None
+        assert d.created.tzinfo is not None
