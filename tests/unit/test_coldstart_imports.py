@@ -204,3 +204,17 @@ def test_models_package_loads_names_on_demand() -> None:
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.split() == ["False", "True", "Manifest", "PutRequest", "AttributeError", "True"]
+
+
+def test_bench_first_invocation_probe_times_import_and_call(tmp_path: Path) -> None:
+    from storekeeper.bench import case_coldstart
+
+    fn_dir = REPO / "functions" / "reaper"
+    env = case_coldstart._env(REPO, fn_dir, tmp_path)
+    event = REPO / "events" / "reaper" / case_coldstart.FIRST_EVENTS["reaper"]
+    got = case_coldstart._first_invocation(fn_dir, env, event, tmp_path / "home")
+    assert got["error"] is None, got
+    assert float(str(got["import"])) > 0
+    assert float(str(got["call"])) > 0
+    assert got["after_import"] == {"aws_xray_sdk": False, "boto3": False, "numpy": False, "pydantic": True}
+    assert list((tmp_path / "home").rglob("reports/reaper/*.json")), "the probe's call wrote no report"
