@@ -48,6 +48,39 @@ def _etag(st: os.stat_result) -> str:
     return f'"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"'
 
 
+def _entry_stat(entry: os.DirEntry[str]) -> os.stat_result:
+    """One object's stat (a function of its own so tests can count them)."""
+    return entry.stat(follow_symlinks=False)
+
+
+def _walk(
+    d: Path | str, rel: str, prefix: str, start_after: str | None
+) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    """(key, entry) of every file under `d` (whose keys start with `rel`), in binary key order.
+
+    Siblings sort by `name + "/"` for directories and `name` for files: every key under a
+    directory starts with `name/`, so this order is the global key order. A directory is
+    entered only if its keys can match `prefix` and can sort after `start_after`.
+    """
+    try:
+        with os.scandir(d) as it:
+            entries = [(e.name + "/" if e.is_dir(follow_symlinks=False) else e.name, e) for e in it]
+    except (FileNotFoundError, NotADirectoryError):  # removed since its parent was read
+        return
+    entries.sort(key=lambda t: t[0])
+    for name, e in entries:
+        key = rel + name
+        if name.endswith("/"):  # a directory: its keys are key + something
+            if not (key.startswith(prefix) or prefix.startswith(key)):
+                continue
+            if start_after is not None and key <= start_after and not start_after.startswith(key):
+                continue  # every key under it sorts before start_after
+            later = start_after if start_after is not None and key <= start_after else None
+            yield from _walk(e.path, key, prefix, later)
+        elif key.startswith(prefix) and (start_after is None or key > start_after):
+            yield key, e
+
+
 class LocalStore(ObjectStore):
     scheme = "file"
     max_delete_batch = 1000
@@ -241,33 +274,22 @@ class LocalStore(ObjectStore):
                 result.errors[key] = str(exc)
 
     def _list(self, prefix: str, start_after: str | None) -> Iterator[ObjectInfo]:
+        """A lazy depth-first walk in key order: a listing that starts late or stops early (the
+        cleanup executor's re-check) reads only the directories on its way and stats only the
+        objects it yields, not the whole tree."""
         self.requests.add("list")
         # walk only the directory the prefix names, then filter on the partial last segment
-        base_dir = self.path / prefix.rpartition("/")[0] if "/" in prefix else self.path
+        base = prefix.rpartition("/")[0]
+        base_dir = self.path / base if base else self.path
         if not base_dir.is_dir():
             if not self.path.is_dir():
                 raise BucketNotFound(self.url, prefix or None, "no such bucket")
             return
-        entries: list[tuple[str, os.stat_result]] = []
-        stack = [base_dir]
-        root_len = len(str(self.path)) + 1
-        while stack:
-            d = stack.pop()
+        for rel, entry in _walk(base_dir, base + "/" if base else "", prefix, start_after):
             try:
-                it = os.scandir(d)
-            except FileNotFoundError:
+                st = _entry_stat(entry)
+            except FileNotFoundError:  # deleted since the directory was read
                 continue
-            with it:
-                for e in it:
-                    rel = e.path[root_len:]
-                    if e.is_dir(follow_symlinks=False):
-                        if (rel + "/").startswith(prefix) or prefix.startswith(rel + "/"):
-                            stack.append(Path(e.path))
-                    elif rel.startswith(prefix) and (start_after is None or rel > start_after):
-                        with contextlib.suppress(FileNotFoundError):
-                            entries.append((rel, e.stat(follow_symlinks=False)))
-        entries.sort(key=lambda t: t[0])
-        for rel, st in entries:
             yield ObjectInfo(
                 key=rel,
                 size=st.st_size,
