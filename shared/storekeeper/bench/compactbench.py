@@ -311,17 +311,18 @@ def archive_costs(ctx: BenchContext, backends: list[str], n: int) -> dict[str, d
             "archive_pack_seconds": pack.seconds,
         }
     }
-    body = archive.read_bytes()
+    name = snapshots.ARCHIVE_NAME  # its suffix says how it is compressed
     for backend in backends:
         store = ctx.backends.store(backend, f"archive-{n}")
-        with timed() as up:
-            store.put("snapshot/x/archive.tar.gz", body, if_none_match=True)
+        key = f"snapshot/x/{time.time_ns()}/{name}"
+        with timed() as up:  # the compactor's upload: create-only, streamed from the file
+            store.put_file(key, archive, if_none_match=True)
         with timed() as down:
-            store.get_file("snapshot/x/archive.tar.gz", work / f"{backend}.tar.gz")
+            store.get_file(key, work / f"{backend}-{name}")
         tree = work / f"{backend}-tree"
         tree.mkdir()
         with timed() as extract:
-            snapshots.safe_extract(work / f"{backend}.tar.gz", tree)
+            snapshots.safe_extract(work / f"{backend}-{name}", tree)
         out[backend] = {
             "archive_upload_seconds": up.seconds,
             "archive_download_seconds": down.seconds,
