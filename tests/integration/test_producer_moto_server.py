@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -10,10 +9,7 @@ import boto3
 import pytest
 
 from storekeeper.deltas import list_pending
-from storekeeper.idempotency import persistence_from_env
 from storekeeper.models.deltas import DeltaNotification
-from storekeeper.producer import RequestInProgress, parse_put_request, put
-from storekeeper.queues import SqsQueue
 from storekeeper.runtime import invoke
 from storekeeper.stores.local import LocalStore
 from tests.servers.s3_servers import S3Server
@@ -72,35 +68,6 @@ def test_retried_request_writes_nothing_new_and_notifies_once(aws: dict[str, str
     note = DeltaNotification.model_validate_json(msgs[0]["Body"])
     assert note.delta_key == first.response["deltas"][0]["delta_key"]
     assert (note.upserts, note.deletes) == (5, 1)
-
-
-def test_concurrent_identical_requests_over_http(
-    aws: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("IDEMPOTENCY_TABLE", aws["IDEMPOTENCY_TABLE"])
-    store = LocalStore(tmp_path / "bucket")
-    layer = persistence_from_env(store, "producer")
-    queue = SqsQueue(aws["DELTA_QUEUE_URL"])
-    results: list[Any] = []
-    barrier = threading.Barrier(4)
-
-    def call() -> None:
-        barrier.wait()
-        try:
-            results.append(
-                put(parse_put_request(_event("same")), store=store, queue=queue, persistence=layer)
-            )
-        except RequestInProgress as exc:
-            results.append(exc)
-
-    threads = [threading.Thread(target=call) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(results) == 4
-    assert any(isinstance(r, dict) for r in results)
-    assert len(list_pending(store, "docs")) == 1
 
 
 def test_missing_queue_keeps_deltas_and_answers_not_notified(aws: dict[str, str], tmp_path: Path) -> None:

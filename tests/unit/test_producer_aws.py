@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from moto import mock_aws
 from storekeeper.deltas import list_pending
 from storekeeper.idempotency import StorePersistenceLayer, persistence_from_env
 from storekeeper.models.deltas import DeltaNotification
-from storekeeper.producer import RequestInProgress, parse_put_request, put
+from storekeeper.producer import parse_put_request, put
 from storekeeper.queues import LocalQueue, SqsQueue
 from storekeeper.stores.local import LocalStore
 
@@ -87,7 +86,7 @@ def test_persistence_from_env_picks_dynamodb_or_the_store(
     assert isinstance(persistence_from_env(store, "producer"), StorePersistenceLayer)
 
 
-def test_dynamodb_idempotency_retry_and_concurrency(table: str, store: LocalStore, tmp_path: Path) -> None:
+def test_dynamodb_idempotency_retry(table: str, store: LocalStore, tmp_path: Path) -> None:
     queue = LocalQueue(tmp_path / "q")
     layer = persistence_from_env(store, "producer")
     first = put(parse_put_request(request(4, request_id="d-1")), store=store, queue=queue, persistence=layer)
@@ -98,29 +97,6 @@ def test_dynamodb_idempotency_retry_and_concurrency(table: str, store: LocalStor
     assert [i["status"]["S"] for i in items] == ["COMPLETED"]
     assert list(store.list("idempotency/")) == []  # records went to DynamoDB, not the store
 
-    results: list[Any] = []
-    barrier = threading.Barrier(4)
-
-    def call() -> None:
-        barrier.wait()
-        try:
-            results.append(
-                put(
-                    parse_put_request(request(4, request_id="d-2")),
-                    store=store,
-                    queue=queue,
-                    persistence=layer,
-                )
-            )
-        except RequestInProgress as exc:
-            results.append(exc)
-
-    threads = [threading.Thread(target=call) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(results) == 4
-    assert any(isinstance(r, dict) for r in results)
-    assert len(list_pending(store, "docs")) == 2
-    assert len(queue) == 2
+    # No thread race here: moto's DynamoDB does not make conditional puts atomic across
+    # threads, so a race against it would prove nothing (and flake). Concurrency is proven
+    # on the store-backed layer, whose conditional puts are atomic (tests/unit/test_idempotency.py).
