@@ -40,4 +40,4 @@ class Resource:
     @property
     def ident(self) -> str:
         """Unique across a run: the same resource matched by two policies is planned once."""
-        return f"{self.kind.value}:{self.store}:{self.bucket}:{self.name}"
+        return f"{self.kind}:{self.store}:{self.bucket}:{self.name}"  # a StrEnum formats as its value
