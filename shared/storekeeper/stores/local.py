@@ -12,6 +12,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import heapq
 import json
 import os
 import re
@@ -59,25 +60,34 @@ def _walk(
     """(key, entry) of every file under `d` (whose keys start with `rel`), in binary key order.
 
     Siblings sort by `name + "/"` for directories and `name` for files: every key under a
-    directory starts with `name/`, so this order is the global key order. A directory is
-    entered only if its keys can match `prefix` and can sort after `start_after`.
+    directory starts with `name/`, so this order is the global key order. Entries that cannot
+    match `prefix` or sort after `start_after` are dropped while the directory is read, and
+    the rest come off a heap, so a caller that stops after k keys pays O(n + k log n) for a
+    directory of n entries, not a full sort.
     """
+    found: list[tuple[str, os.DirEntry[str]]] = []
     try:
         with os.scandir(d) as it:
-            entries = [(e.name + "/" if e.is_dir(follow_symlinks=False) else e.name, e) for e in it]
+            for e in it:
+                is_dir = e.is_dir(follow_symlinks=False)
+                key = rel + e.name + ("/" if is_dir else "")
+                if is_dir:  # its keys are key + something
+                    if not (key.startswith(prefix) or prefix.startswith(key)):
+                        continue
+                    if start_after is not None and key <= start_after and not start_after.startswith(key):
+                        continue  # every key under it sorts before start_after
+                elif not key.startswith(prefix) or (start_after is not None and key <= start_after):
+                    continue
+                found.append((key, e))
     except (FileNotFoundError, NotADirectoryError):  # removed since its parent was read
         return
-    entries.sort(key=lambda t: t[0])
-    for name, e in entries:
-        key = rel + name
-        if name.endswith("/"):  # a directory: its keys are key + something
-            if not (key.startswith(prefix) or prefix.startswith(key)):
-                continue
-            if start_after is not None and key <= start_after and not start_after.startswith(key):
-                continue  # every key under it sorts before start_after
+    heapq.heapify(found)  # keys are unique within a directory: entries are never compared
+    while found:
+        key, e = heapq.heappop(found)
+        if key.endswith("/"):
             later = start_after if start_after is not None and key <= start_after else None
             yield from _walk(e.path, key, prefix, later)
-        elif key.startswith(prefix) and (start_after is None or key > start_after):
+        else:
             yield key, e
 
 
