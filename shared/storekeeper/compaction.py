@@ -214,7 +214,7 @@ def _attempt(
     tree = work / "tree"
     try:
         if parent is not None:
-            cache.checkout(store, parent, tree)
+            cache.take(store, parent, tree)  # no copy: the published result is adopted below
         hook("after_download")
         dimension = parent.dimension if parent else None
         dist = parent.distance if parent else distance

@@ -461,11 +461,35 @@ class SnapshotCache:
         for _ in range(3):
             tree = self.fetch(store, manifest)
             try:
+                marker = (tree.parent / "entry.json").read_text()  # its stamps hold inodes and ctimes
                 shutil.copytree(tree, dest)
-                return
+                # not taken, changed or replaced (even by a fresh install) while we copied
+                if self._valid(tree.parent, manifest) and (tree.parent / "entry.json").read_text() == marker:
+                    return
             except (FileNotFoundError, shutil.Error):  # evicted by another process mid-copy
-                shutil.rmtree(dest, ignore_errors=True)
+                pass
+            shutil.rmtree(dest, ignore_errors=True)
         raise CorruptObject(str(self.root), manifest.version, "cache entry kept vanishing during copy")
+
+    def take(self, store: ObjectStore, manifest: Manifest, dest: Path) -> None:
+        """Move the verified tree of `manifest` to `dest` (which must not exist): the entry leaves
+        the cache. For a compactor, which adopts the tree it publishes next, this saves copying the
+        whole snapshot; a reader copying the entry meanwhile sees it vanish and starts over."""
+        for _ in range(3):
+            tree = self.fetch(store, manifest)
+            claimed = tree.parent.with_name(f".taken-{uuid.uuid4().hex}")
+            try:
+                tree.parent.rename(claimed)
+            except FileNotFoundError:  # evicted or taken by another process first
+                continue
+            try:
+                (claimed / "tree").rename(dest)
+            finally:
+                shutil.rmtree(claimed, ignore_errors=True)
+            return
+        raise CorruptObject(
+            str(self.root), manifest.version, "cache entry kept vanishing before it was taken"
+        )
 
     def adopt(self, manifest: Manifest, tree: Path) -> None:
         """Take a tree we just packed and published as the entry for its version (saves a download)."""

@@ -278,3 +278,20 @@ def test_sweep_finds_collections_with_old_pending_deltas(store: LocalStore) -> N
     store.put("delta/old/not-a-delta.txt", b"stray")
     assert stale_collections(store, 3600) == ["old"]
     assert stale_collections(store, 0) == ["new", "old"]
+
+
+def test_warm_compaction_moves_the_parent_out_of_the_cache_and_adopts_the_result(
+    store: LocalStore, cache: SnapshotCache, tmp_path: Path
+) -> None:
+    d1, d2 = delta("docs", {"x": vec(1, DIM)}), delta("docs", {"y": vec(2, DIM)})
+    produce(store, d1)
+    v1 = compact(store, "docs", cache=cache).version
+    produce(store, d2)
+    v2 = compact(store, "docs", cache=cache).version
+    entries = tmp_path / "cache" / "entries" / "docs"
+    # the parent's tree was taken (not copied) by the second run, whose own result is cached
+    assert sorted(p.name for p in entries.iterdir()) == [v2]
+    assert cache.downloads == 0
+    assert_same_state(snapshot_state(store, "docs", tmp_path / "rc"), model_state([d1, d2]))
+    # the taken parent is still readable: it is fetched and verified again
+    assert SnapshotCache(tmp_path / "cache").fetch(store, load_manifest(store, "docs", v1)).is_dir()

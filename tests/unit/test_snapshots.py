@@ -295,3 +295,36 @@ def test_cache_stamp_catches_in_place_changes_without_reading_bytes(
     assert cache.downloads == 2  # not trusted: fetched and verified again
     assert not (fresh.parent / "tree" / "stray.bin").exists()
     assert (fresh / victim.relative_to(tree)).exists()
+
+
+def test_checkout_starts_over_when_the_entry_is_taken_mid_copy(
+    store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    from storekeeper import snapshots
+
+    cache = SnapshotCache(tmp_path / "cache")
+    m = _make_snapshot(store, tmp_path, "docs", None, {"a": [0.0, 1.0]})
+    pristine = cache.fetch(store, m)
+    want = {p.relative_to(pristine).as_posix(): p.read_bytes() for p in pristine.rglob("*") if p.is_file()}
+    real_copytree, calls = shutil.copytree, []
+
+    def copy_while_a_compactor_takes_it(src: Path, dst: Path, *args: object, **kw: object) -> object:
+        out = real_copytree(src, dst, *args, **kw)  # type: ignore[arg-type]
+        if Path(dst) != tmp_path / "mine":  # shutil's own recursion into subdirectories
+            return out
+        if not calls:  # a compactor takes the entry and writes into it while we were copying
+            taken = tmp_path / "taken"
+            cache.take(store, m, taken)
+            victim = next(p for p in taken.rglob("*") if p.is_file())
+            victim.write_bytes(b"written by chroma")
+        calls.append(dst)
+        return out
+
+    monkeypatch.setattr(snapshots.shutil, "copytree", copy_while_a_compactor_takes_it)
+    dest = tmp_path / "mine"
+    cache.checkout(store, m, dest)
+    assert len(calls) == 2  # the first copy was discarded
+    assert cache.downloads == 2  # fetched and verified again after the take
+    assert {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*") if p.is_file()} == want
