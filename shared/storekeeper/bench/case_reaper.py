@@ -11,6 +11,7 @@ listing call on the local directory backend, which has no pages).
 from __future__ import annotations
 
 import math
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
@@ -82,11 +83,18 @@ def measure(ctx: BenchContext, result: CaseResult, backend: str, store: ObjectSt
     policies = parse_policies(POLICIES.format(n=n, prefix=PREFIX), "<bench>")
     now = datetime.now(UTC) + timedelta(hours=2)  # every object is past the 1h age rule
 
+    # the raw limit planning sits on: one bare listing of the same keys (its requests are not counted)
+    with timed() as lt:
+        listed = sum(1 for _ in store.list(PREFIX))
+    if listed != n:
+        raise RuntimeError(f"reaper on {backend}: listed {listed} of {n} objects")
     store.requests.reset()
+    cpu = time.process_time()
     with timed() as t:
         report = reaper.run(
             policies=policies, stores={"main": store}, apply=False, now=now, write_report=False
         )
+    cpu = time.process_time() - cpu
     planned = sum(len(task.keys) for task in report.tasks)
     if planned != n or report.errors:
         raise RuntimeError(
@@ -97,6 +105,24 @@ def measure(ctx: BenchContext, result: CaseResult, backend: str, store: ObjectSt
     list_min = min_list_requests(store, n)
     ctx.log(f"reaper: planned {n} objects on {backend} in {t.seconds:.2f} s ({plan_requests})")
     result.add("plan_seconds", t.seconds, "s", backend, params=p)
+    result.add(
+        "plan_cpu_seconds",
+        max(cpu, 1e-6),
+        "s",
+        backend,
+        params=p,
+        note="this process's CPU time (a server in another process is not in it); wall time on a "
+        "shared machine includes waiting for a core",
+    )
+    result.add("list_seconds", lt.seconds, "s", backend, params=p, note="a bare listing of the same keys")
+    result.add(
+        "list_share_of_plan",
+        100 * lt.seconds / max(t.seconds, 1e-6),
+        "%",
+        backend,
+        params=p,
+        note="the bare listing's time as a share of the planning time",
+    )
     result.add("plan_rate", rate(n, t.seconds), "objects/s", backend, params=p)
     result.add("plan_list_requests", lists, "requests", backend, params=p, note=f"minimum {list_min}")
     result.add(
