@@ -19,7 +19,7 @@ from storekeeper.errors import StorekeeperError
 from storekeeper.models.common import utc_iso
 from storekeeper.models.reports import ReaperReport, plan_digest
 from storekeeper.policies.model import LoadedPolicies, load_policies
-from storekeeper.policies.planner import Planner
+from storekeeper.policies.planner import Planner, gc_paused
 from storekeeper.queues import OutgoingMessage, Queue, QueueSendError, queue_from_env
 from storekeeper.stores import ObjectStore, open_store
 
@@ -75,7 +75,9 @@ def run(
     home = open_store(store_url) if store_url or "main" not in opened else opened["main"]
 
     planner = Planner(loaded.spec, opened, now=started, vector_backends=vectors, max_deletions=max_deletions)
-    plan = planner.plan()
+    with gc_paused():  # the digest too: it runs over every decision the plan just built
+        plan = planner.plan()
+        digest = plan_digest(plan.decisions, plan.tasks)
     errors = list(plan.errors)
     sent = 0
     if apply and plan.tasks:
@@ -101,7 +103,7 @@ def run(
         summaries=plan.summaries,
         decisions=plan.decisions,
         tasks=plan.tasks,
-        plan_digest=plan_digest(plan.decisions, plan.tasks),
+        plan_digest=digest,
         sent=sent,
         errors=errors,
         report_key=key if write_report else None,

@@ -258,7 +258,7 @@ class Planner:
 
     # -- public -------------------------
     def plan(self) -> Plan:
-        with _gc_paused():
+        with gc_paused():
             return self._plan()
 
     def _plan(self) -> Plan:
@@ -709,7 +709,7 @@ def split_upload_name(name: str) -> tuple[str, str]:
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """No cyclic GC passes while planning: a run builds a few objects per listed key, none in a
     cycle, and each collection re-scans all of them (a quarter of the time at 100,000 keys).
     Whatever is collectable is collected as usual once the plan is done."""
