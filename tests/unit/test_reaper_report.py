@@ -48,9 +48,11 @@ def test_trusted_decision_is_indistinguishable_from_a_validated_one() -> None:
         fast.verdict = "skipped"  # type: ignore[misc]
 
 
-def test_trusted_decision_refuses_a_missing_field() -> None:
-    with pytest.raises(ValueError, match="task_id"):
-        trusted_decision({k: v for k, v in VALUES.items() if k != "task_id"})
+def test_trusted_decision_is_still_validated() -> None:
+    with pytest.raises(ValueError, match="verdict"):
+        trusted_decision({**VALUES, "verdict": "maybe"})
+    with pytest.raises(ValueError, match="name"):
+        trusted_decision({k: v for k, v in VALUES.items() if k != "name"})
 
 
 def _task(at: datetime, keys: list[str]) -> CleanupTask:

@@ -75,25 +75,14 @@ class ReaperReport(Strict):
         return out
 
 
-_DECISION_FIELDS = frozenset(Decision.model_fields)
-
-
 def trusted_decision(values: Mapping[str, Any]) -> Decision:
-    """A Decision from values the planner built and typed itself, without validation.
+    """A Decision from values the planner built itself.
 
-    What `model_construct` does, minus its per-field alias and default lookups: at 100,000
-    objects those lookups cost more than the whole evaluation. `values` must name every field
-    with a value of its declared type (tests check the result equals a validated Decision).
+    Validated all the same: pydantic-core validates a flat model faster than
+    `model_construct` fills one (0.7 s vs 1.3 s per 100,000 here), so there is no
+    reason to poke at model internals to skip it.
     """
-    d = Decision.__new__(Decision)
-    missing = _DECISION_FIELDS.difference(values)
-    if missing:
-        raise ValueError(f"trusted_decision: missing field(s) {', '.join(sorted(missing))}")
-    object.__setattr__(d, "__dict__", dict(values))
-    object.__setattr__(d, "__pydantic_fields_set__", set(_DECISION_FIELDS))
-    object.__setattr__(d, "__pydantic_extra__", None)
-    object.__setattr__(d, "__pydantic_private__", None)
-    return d
+    return Decision.model_validate(values)
 
 
 @cache
