@@ -307,6 +307,7 @@ def test_bad_names_rejected_before_io(backend: Backend) -> None:
             partial(store.exists, key),
             partial(store.delete, key),
             partial(store.delete_many, ["fine", key]),
+            partial(store.put_file, key, Path(__file__), if_none_match=True),
         ]
         if key:  # "" is the whole bucket as a prefix
             calls.append(partial(store.list, key))

@@ -139,13 +139,13 @@ class ObjectStore(ABC):
 
         `if_none_match=True` is create-only, as for `put` (PreconditionFailed if the key exists).
         """
-        return self.put(
-            key,
-            Path(path).read_bytes(),
-            content_type=content_type,
-            metadata=metadata,
-            if_none_match=if_none_match,
-        )
+        return self._put_file(check_key(key), Path(path), content_type, metadata or {}, if_none_match)
+
+    def _put_file(
+        self, key: str, path: Path, content_type: str, metadata: dict[str, str], if_none_match: bool
+    ) -> str:
+        """Backend hook for put_file (key already checked); by default the file goes through `_put`."""
+        return self._put(key, path.read_bytes(), if_none_match, None, content_type, metadata)
 
     def get_file(self, key: str, path: Path) -> str:
         """Download to `path` (written whole via a temp file); returns the etag."""

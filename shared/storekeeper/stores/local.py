@@ -221,19 +221,11 @@ class LocalStore(ObjectStore):
         finally:
             tmp.unlink(missing_ok=True)
 
-    def put_file(
-        self,
-        key: str,
-        path: Path,
-        *,
-        content_type: str = "application/octet-stream",
-        metadata: dict[str, str] | None = None,
-        if_none_match: bool = False,
+    def _put_file(
+        self, key: str, path: Path, content_type: str, metadata: dict[str, str], if_none_match: bool
     ) -> str:
         """Same locking and conditions as `put`; the file is copied, not read into memory."""
-        from storekeeper.names import check_key
-
-        return self._put(check_key(key), Path(path), if_none_match, None, content_type, metadata or {})
+        return self._put(key, path, if_none_match, None, content_type, metadata)
 
     def _head(self, key: str) -> ObjectInfo:
         self.requests.add("head")

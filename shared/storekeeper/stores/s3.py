@@ -162,14 +162,8 @@ class S3Store(ObjectStore):
             raise err from exc
         return str(resp["ETag"])
 
-    def put_file(
-        self,
-        key: str,
-        path: Path,
-        *,
-        content_type: str = "application/octet-stream",
-        metadata: dict[str, str] | None = None,
-        if_none_match: bool = False,
+    def _put_file(
+        self, key: str, path: Path, content_type: str, metadata: dict[str, str], if_none_match: bool
     ) -> str:
         """Large archives stream through the transfer manager (multipart past MULTIPART_THRESHOLD).
 
@@ -177,9 +171,6 @@ class S3Store(ObjectStore):
         from the open file (the transfer manager does not pass conditional headers; one PUT
         takes up to 5 GB).
         """
-        from storekeeper.names import check_key
-
-        check_key(key)
         if if_none_match:
             self.requests.add("put")
             args: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "ContentType": content_type}

@@ -306,20 +306,11 @@ class SupabaseStore(ObjectStore):
         self._upload(key, data, upsert=not if_none_match, content_type=content_type, metadata=metadata)
         return str(self._info(key).get("etag"))
 
-    def put_file(
-        self,
-        key: str,
-        path: Path,
-        *,
-        content_type: str = "application/octet-stream",
-        metadata: dict[str, str] | None = None,
-        if_none_match: bool = False,
+    def _put_file(
+        self, key: str, path: Path, content_type: str, metadata: dict[str, str], if_none_match: bool
     ) -> str:
         """Stream a local file (storage3 opens and sends the path itself); create-only via x-upsert."""
-        from storekeeper.names import check_key
-
-        key = check_key(key)
-        self._upload(key, Path(path), upsert=not if_none_match, content_type=content_type, metadata=metadata)
+        self._upload(key, path, upsert=not if_none_match, content_type=content_type, metadata=metadata)
         return str(self._info(key).get("etag"))
 
     def _head(self, key: str) -> ObjectInfo:
