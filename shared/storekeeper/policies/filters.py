@@ -288,6 +288,34 @@ class UsageRatio(Filter):
 # -- set filters -------------------------
 
 
+def _oldest_first(
+    sel: Selection,
+    candidates: list[Resource],
+    eligible: Callable[[Resource], bool],
+    *,
+    start: float,
+    target: float,
+    weight: Callable[[Resource], float],
+    chosen: str,
+    passed: str,
+) -> float:
+    """Choose eligible candidates, oldest first, until `start` minus their weights reaches `target`.
+
+    Shared by the watermark (bytes) and the count quota (buckets); returns what remains, so the
+    caller can say when nothing more was eligible instead of looping.
+    """
+    remaining = start
+    for r in sorted(candidates, key=lambda c: (c.created or datetime.max.replace(tzinfo=UTC), c.name)):
+        if remaining <= target:
+            sel.passed.append((r, passed))
+            continue
+        if not eligible(r):
+            continue
+        remaining -= weight(r)
+        sel.chosen.append((r, chosen))
+    return remaining
+
+
 @register("watermark")
 class Watermark(SetFilter):
     """Usage >= high: delete the oldest eligible candidates until usage <= low; stop if none are left."""
@@ -314,18 +342,16 @@ class Watermark(SetFilter):
             )
             return sel
         target = low * env.capacity
-        remaining = usage
-        ordered = sorted(candidates, key=lambda c: (c.created or datetime.max.replace(tzinfo=UTC), c.name))
-        for r in ordered:
-            if remaining <= target:
-                sel.passed.append((r, f"not needed: usage already at the low watermark {low}"))
-                continue
-            if not eligible(r):
-                continue
-            remaining -= r.size
-            sel.chosen.append(
-                (r, f"oldest first: usage {ratio:.3f} >= high {high}, cleaning down to low {low}")
-            )
+        remaining = _oldest_first(
+            sel,
+            candidates,
+            eligible,
+            start=usage,
+            target=target,
+            weight=lambda r: r.size,
+            chosen=f"oldest first: usage {ratio:.3f} >= high {high}, cleaning down to low {low}",
+            passed=f"not needed: usage already at the low watermark {low}",
+        )
         end = remaining / env.capacity
         if remaining > target:
             sel.notes.append(
@@ -364,16 +390,16 @@ class CountAboveQuota(SetFilter):
         if count < trigger:
             sel.notes.append(f"{count} of {quota} allowed, below threshold {trigger}")
             return sel
-        remaining = count
-        ordered = sorted(candidates, key=lambda c: (c.created or datetime.max.replace(tzinfo=UTC), c.name))
-        for r in ordered:
-            if remaining <= target:
-                sel.passed.append((r, f"not needed: count already at target {target}"))
-                continue
-            if not eligible(r):
-                continue
-            remaining -= 1
-            sel.chosen.append((r, f"oldest first: {count} of {quota} allowed >= {trigger}, down to {target}"))
+        remaining = _oldest_first(
+            sel,
+            candidates,
+            eligible,
+            start=count,
+            target=target,
+            weight=lambda r: 1,
+            chosen=f"oldest first: {count} of {quota} allowed >= {trigger}, down to {target}",
+            passed=f"not needed: count already at target {target}",
+        )
         if remaining > target:
             sel.notes.append(f"stopped: nothing more eligible; {remaining} remain, above target {target}")
         else:
