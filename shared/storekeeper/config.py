@@ -14,6 +14,10 @@ REAPER_APPLY = "REAPER_APPLY"  # "true" turns the real run on; anything else is 
 REAPER_MAX_DELETIONS = "REAPER_MAX_DELETIONS"
 COMPACTOR_SWEEP_AGE_SECONDS = "COMPACTOR_SWEEP_AGE_SECONDS"
 COMPACTOR_CACHE_DIR = "COMPACTOR_CACHE_DIR"  # snapshot cache between warm invocations (default /tmp)
+# readers (storekeeper.Reader, the query function): a cache of their own (docs/readers.md)
+READER_CACHE_DIR = "STOREKEEPER_READER_CACHE_DIR"  # default /tmp/storekeeper-reader
+READER_CACHE_BYTES = "STOREKEEPER_READER_CACHE_BYTES"  # default 384 MiB (Lambda's /tmp is 512 MB)
+READER_REFRESH_S = "STOREKEEPER_READER_REFRESH_S"  # least seconds between pointer reads (default 5)
 SUPABASE_URL = "SUPABASE_URL"
 SUPABASE_SERVICE_KEY = "SUPABASE_SERVICE_KEY"
 # in AWS the key is not in the environment: the functions read it from this Secrets Manager secret

@@ -297,34 +297,23 @@ def test_cache_stamp_catches_in_place_changes_without_reading_bytes(
     assert (fresh / victim.relative_to(tree)).exists()
 
 
-def test_checkout_starts_over_when_the_entry_is_taken_mid_copy(
-    store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import shutil
+def _files(tree: Path) -> dict[str, bytes]:
+    return {p.relative_to(tree).as_posix(): p.read_bytes() for p in tree.rglob("*") if p.is_file()}
 
-    from storekeeper import snapshots
 
+def test_an_entry_in_use_is_copied_not_taken_and_stays_pristine(store: LocalStore, tmp_path: Path) -> None:
+    """A compactor taking the parent while a reader holds it gets a copy; the reader's tree is untouched."""
     cache = SnapshotCache(tmp_path / "cache")
     m = _make_snapshot(store, tmp_path, "docs", None, {"a": [0.0, 1.0]})
-    pristine = cache.fetch(store, m)
-    want = {p.relative_to(pristine).as_posix(): p.read_bytes() for p in pristine.rglob("*") if p.is_file()}
-    real_copytree, calls = shutil.copytree, []
-
-    def copy_while_a_compactor_takes_it(src: Path, dst: Path, *args: object, **kw: object) -> object:
-        out = real_copytree(src, dst, *args, **kw)  # type: ignore[arg-type]
-        if Path(dst) != tmp_path / "mine":  # shutil's own recursion into subdirectories
-            return out
-        if not calls:  # a compactor takes the entry and writes into it while we were copying
-            taken = tmp_path / "taken"
-            cache.take(store, m, taken)
-            victim = next(p for p in taken.rglob("*") if p.is_file())
-            victim.write_bytes(b"written by chroma")
-        calls.append(dst)
-        return out
-
-    monkeypatch.setattr(snapshots.shutil, "copytree", copy_while_a_compactor_takes_it)
-    dest = tmp_path / "mine"
-    cache.checkout(store, m, dest)
-    assert len(calls) == 2  # the first copy was discarded
-    assert cache.downloads == 2  # fetched and verified again after the take
-    assert {p.relative_to(dest).as_posix(): p.read_bytes() for p in dest.rglob("*") if p.is_file()} == want
+    with cache.lease(store, m) as lease:
+        want = _files(lease.tree)
+        taken = tmp_path / "taken"
+        cache.take(store, m, taken)
+        victim = next(p for p in taken.rglob("*") if p.is_file())
+        victim.write_bytes(b"written by chroma")  # the compactor writes into what it took
+        assert lease.tree.is_dir()
+        assert _files(lease.tree) == want
+    assert cache.downloads == 1
+    cache.take(store, m, tmp_path / "taken2")  # nobody uses it now: moved out of the cache, no copy
+    assert not cache.entry(m).exists()
+    assert cache.downloads == 1

@@ -1,0 +1,116 @@
+"""Manifests: `snapshot/<c>/<version>/manifest.json`, written create-only after the archive, read
+and checked before any archive is trusted; `resolve` joins the pointer to its manifest."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pydantic
+
+from storekeeper.errors import CorruptObject, NotFound, PointerTargetMissing
+from storekeeper.models.snapshots import Manifest
+from storekeeper.snapshots.archive import compression, sha256_file
+from storekeeper.snapshots.pointer import read_pointer, version_prefix
+from storekeeper.stores.base import ObjectStore
+
+
+def manifest_key(collection: str, version: str) -> str:
+    return version_prefix(collection, version) + "manifest.json"
+
+
+def load_manifest(store: ObjectStore, collection: str, version: str) -> Manifest:
+    """The manifest of one version; a missing one is PointerTargetMissing, a bad one CorruptObject."""
+    key = manifest_key(collection, version)
+    try:
+        body = store.get(key).body
+    except NotFound:
+        raise PointerTargetMissing(store.url, key, f"manifest of version {version} does not exist") from None
+    try:
+        manifest = Manifest.model_validate_json(body)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "<root>"
+        raise CorruptObject(store.url, key, f"invalid manifest: {where}: {first['msg']}") from None
+    if manifest.collection != collection or manifest.version != version:
+        raise CorruptObject(
+            store.url,
+            key,
+            f"manifest names {manifest.collection}/{manifest.version}, expected {collection}/{version}",
+        )
+    return manifest
+
+
+@dataclass(frozen=True)
+class Published:
+    version: str
+    etag: str
+    manifest: Manifest
+
+
+def resolve(store: ObjectStore, collection: str) -> Published | None:
+    """Pointer + its manifest; None when nothing is published (an empty collection)."""
+    version, etag = read_pointer(store, collection)
+    if version is None or etag is None:
+        return None
+    return Published(version, etag, load_manifest(store, collection, version))
+
+
+def write_snapshot(
+    store: ObjectStore,
+    *,
+    collection: str,
+    version: str,
+    parent: str | None,
+    archive: Path,
+    dimension: int | None,
+    distance: str,
+    record_count: int,
+    deltas: list[str],
+    applied: list[str],
+    hooks: Any = None,
+    sha256: str | None = None,
+    size: int | None = None,
+) -> Manifest:
+    """Upload the archive, then the manifest, both create-only; the pointer is not touched here.
+
+    `sha256`/`size` as returned by `pack_archive` save reading the archive again. The archive's
+    name follows its compression (`chroma.tar` or `chroma.tar.gz`) and it is streamed from disk.
+    """
+    archive = Path(archive)
+    comp = compression(archive.name, str(archive))
+    if sha256 is None or size is None:
+        sha256, size = sha256_file(archive), archive.stat().st_size
+    manifest = Manifest(
+        collection=collection,
+        version=version,
+        parent=parent,
+        archive="chroma.tar" + (f".{comp}" if comp else ""),
+        sha256=sha256,
+        size=size,
+        dimension=dimension,
+        distance=distance,
+        record_count=record_count,
+        deltas=deltas,
+        applied=applied,
+        created_at=datetime.now(UTC),
+    )
+    store.put_file(
+        manifest.archive_key,
+        archive,
+        if_none_match=True,
+        content_type="application/gzip" if comp else "application/x-tar",
+    )
+    if hooks is not None:
+        hooks("after_archive_upload")
+    store.put(
+        manifest_key(collection, version),
+        manifest.model_dump_json(indent=2).encode(),
+        if_none_match=True,
+        content_type="application/json",
+    )
+    if hooks is not None:
+        hooks("after_manifest")
+    return manifest
