@@ -13,14 +13,20 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("CHROMA_TELEMETRY_IMPL", "none")
 os.environ["ANONYMIZED_TELEMETRY"] = "False"
 
 import chromadb
+import chromadb.errors
 from chromadb.config import Settings
 
+if TYPE_CHECKING:
+    from storekeeper.deltas import RecordUpdate
+
+#: what chromadb raises for a record it refuses (not for I/O or a broken persist dir)
+RECORD_ERRORS: tuple[type[Exception], ...] = (ValueError, TypeError, chromadb.errors.InvalidArgumentError)
 _CHROMA_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 COLLECTION_KEY = "storekeeper_collection"
 
@@ -84,17 +90,48 @@ def apply(
     metadatas: Sequence[dict[str, Any] | None],
     documents: Sequence[str | None],
     batch: int,
+    updates: Sequence[RecordUpdate] = (),
 ) -> None:
-    """Deletes first, then upserts, in batches Chroma accepts."""
-    for i in range(0, len(deletes), batch):
-        col.delete(ids=list(deletes[i : i + batch]))
+    """Deletes, then puts that *replace* whole records, then partial updates; in batches Chroma accepts.
+
+    A put is delete + add: chromadb's `upsert` merges metadata keys and keeps an old
+    document, and `add` of an existing id is silently ignored (both measured). Deleting
+    an id that does not exist is a no-op. An update reads the record, merges and
+    replaces it the same way (an update of a missing id changes nothing).
+    """
+    gone = [*deletes, *ids]
+    for i in range(0, len(gone), batch):
+        col.delete(ids=gone[i : i + batch])
     for i in range(0, len(ids), batch):
-        col.upsert(
+        col.add(
             ids=list(ids[i : i + batch]),
             embeddings=embeddings[i : i + batch],
             metadatas=list(metadatas[i : i + batch]),
             documents=list(documents[i : i + batch]),
         )
+    for i in range(0, len(updates), batch):
+        _apply_updates(col, updates[i : i + batch])
+
+
+def _apply_updates(col: Any, part: Sequence[RecordUpdate]) -> None:
+    got = col.get(ids=[u.id for u in part], include=["embeddings", "metadatas", "documents"])
+    current = {
+        rid: (emb, meta, doc)
+        for rid, emb, meta, doc in zip(
+            got["ids"], got["embeddings"], got["metadatas"], got["documents"], strict=True
+        )
+    }
+    present = [u for u in part if u.id in current]
+    if not present:
+        return
+    merged = [u.merged(current[u.id][1], current[u.id][2]) for u in present]
+    col.delete(ids=[u.id for u in present])
+    col.add(
+        ids=[u.id for u in present],
+        embeddings=[current[u.id][0] for u in present],
+        metadatas=[m for m, _ in merged],
+        documents=[d for _, d in merged],
+    )
 
 
 def max_batch(client: Any) -> int:

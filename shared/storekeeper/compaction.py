@@ -154,7 +154,7 @@ def compact(
         with attempt:
             if attempt.retry_state.attempt_number > 1:
                 result.races_lost += 1
-            _attempt(
+            _restarting_attempt(
                 store,
                 collection,
                 result,
@@ -167,6 +167,20 @@ def compact(
                 distance,
             )
     return result
+
+
+class _RestartAttempt(Exception):
+    """A delta was quarantined after chromadb refused it mid-apply: the work tree is discarded."""
+
+
+def _restarting_attempt(*args: Any) -> None:
+    # bounded: every restart quarantines one more delta, which the next attempt skips
+    while True:
+        try:
+            _attempt(*args)
+            return
+        except _RestartAttempt:
+            continue
 
 
 def _attempt(
@@ -245,15 +259,23 @@ def _attempt(
                         result,
                     )
                     continue
-                chroma.apply(
-                    col,
-                    deletes=content.deletes,
-                    ids=content.ids,
-                    embeddings=content.embeddings,
-                    metadatas=content.metadatas,
-                    documents=content.documents,
-                    batch=batch,
-                )
+                try:
+                    chroma.apply(
+                        col,
+                        deletes=content.deletes,
+                        ids=content.ids,
+                        embeddings=content.embeddings,
+                        metadatas=content.metadatas,
+                        documents=content.documents,
+                        updates=content.updates,
+                        batch=batch,
+                    )
+                except chroma.RECORD_ERRORS as exc:
+                    # chromadb refused a record the producer's rules let through: the tree may hold
+                    # part of this delta, so quarantine it and start over from the pointer
+                    why = f"chromadb refused a record: {type(exc).__name__}: {exc}"
+                    _reject(store, c, delta_id, why, result)
+                    raise _RestartAttempt(delta_id) from exc
                 dimension = dimension or content.dimension
                 applied.append(delta_id)
                 notified = expected.get(delta_id)

@@ -6,7 +6,8 @@ Layout (all integers little-endian)::
     header   compact JSON: collection, delta_id, created_at, dimension, counts, section sizes
     ids      per upsert: u16 byte length + UTF-8
     vectors  upserts x dimension float32
-    extras   compact JSON {"metadatas": [...], "documents": [...]} (empty when all are null)
+    extras   compact JSON {"metadatas": [...], "documents": [...]} (empty when all are null),
+             plus "updates": [{"id", "metadata"?, "document"?}] when the delta carries partial updates
     deletes  per delete: u16 byte length + UTF-8
     sha256   32 bytes over everything before it
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import re
 import secrets
 import string
@@ -36,9 +36,10 @@ from storekeeper.errors import CorruptObject, ValidationError
 from storekeeper.models.deltas import (
     DELTA_KEY_RE,
     MAX_DIMENSION,
-    MAX_DOCUMENT_BYTES,
-    MAX_METADATA_BYTES,
     DeltaNotification,
+    document_problem,
+    metadata_problem,
+    text_problem,
 )
 from storekeeper.names import check_collection
 from storekeeper.stores.base import ObjectInfo, ObjectStore
@@ -61,6 +62,7 @@ _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 _SUFFIX_LEN = 10
 
 Metadata = dict[str, str | int | float | bool]
+MetadataPatch = dict[str, str | int | float | bool | None]
 
 
 class DeltaFormatError(CorruptObject):
@@ -78,9 +80,37 @@ def _no_vectors() -> npt.NDArray[np.float32]:
     return np.zeros((0, 0), dtype=np.float32)
 
 
+@dataclass(frozen=True)
+class RecordUpdate:
+    """A partial update: metadata keys merged (None removes a key); the document set when `sets_document`."""
+
+    id: str
+    metadata: MetadataPatch | None = None
+    document: str | None = None
+    sets_document: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id}
+        if self.metadata is not None:
+            out["metadata"] = self.metadata
+        if self.sets_document:
+            out["document"] = self.document
+        return out
+
+    def merged(self, metadata: Metadata | None, document: str | None) -> tuple[Metadata | None, str | None]:
+        """The record's metadata and document after this update."""
+        meta: dict[str, Any] = dict(metadata or {})
+        for k, v in (self.metadata or {}).items():
+            if v is None:
+                meta.pop(k, None)
+            else:
+                meta[k] = v
+        return (meta or None), (self.document if self.sets_document else document)
+
+
 @dataclass
 class DeltaContent:
-    """What one delta carries: upserts (ids, vectors, metadata, documents) and deletes."""
+    """What one delta carries: upserts (ids, vectors, metadata, documents), deletes and partial updates."""
 
     collection: str
     delta_id: str
@@ -90,6 +120,7 @@ class DeltaContent:
     metadatas: list[Metadata | None] = field(default_factory=list)
     documents: list[str | None] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
+    updates: list[RecordUpdate] = field(default_factory=list)
 
     @property
     def dimension(self) -> int | None:
@@ -141,35 +172,28 @@ def _check_record_id(value: object, fld: str, err: _Err) -> str:
         raise err(fld, "longer than 256 characters")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise err(fld, "must not contain control characters")
+    reason = text_problem(value)
+    if reason is not None:
+        raise err(fld, reason)
     return value
 
 
-def _check_metadata(value: object, fld: str, err: _Err) -> Metadata | None:
+def _check_metadata(value: object, fld: str, err: _Err, *, patch: bool = False) -> None:
     if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise err(fld, f"must be an object or null, got {type(value).__name__}")
-    for k, v in value.items():
-        if not isinstance(k, str) or not 1 <= len(k) <= 256:
-            raise err(fld, f"key {k!r:.40} must be a string of 1-256 characters")
-        if not isinstance(v, str | int | float | bool):
-            raise err(f"{fld}[{k!r}]", f"must be a string, number or boolean, got {type(v).__name__}")
-        if isinstance(v, float) and not math.isfinite(v):
-            raise err(f"{fld}[{k!r}]", "numbers must be finite")
-    size = len(json.dumps(value, separators=(",", ":")).encode())
-    if size > MAX_METADATA_BYTES:
-        raise err(fld, f"is {size} bytes, more than the {MAX_METADATA_BYTES}-byte limit")
-    return value
+        return
+    found = metadata_problem(value, patch=patch)
+    if found is not None:
+        raise err(f"{fld}{found[0]}", found[1])
 
 
-def _check_document(value: object, fld: str, err: _Err) -> str | None:
+def _check_document(value: object, fld: str, err: _Err) -> None:
     if value is None:
-        return None
+        return
     if not isinstance(value, str):
         raise err(fld, f"must be a string or null, got {type(value).__name__}")
-    if len(value.encode()) > MAX_DOCUMENT_BYTES:
-        raise err(fld, f"larger than the {MAX_DOCUMENT_BYTES}-byte limit")
-    return value
+    reason = document_problem(value)
+    if reason is not None:
+        raise err(fld, reason)
 
 
 class _Err:
@@ -193,9 +217,9 @@ def _check_content(c: DeltaContent, err: _Err) -> None:
     if c.created_at.tzinfo is None:
         raise err("created_at", "must be timezone-aware")
     n = len(c.ids)
-    if n + len(c.deletes) == 0:
-        raise err("ids", "a delta needs at least one upsert or delete")
-    if n > MAX_RECORDS or len(c.deletes) > MAX_RECORDS:
+    if n + len(c.deletes) + len(c.updates) == 0:
+        raise err("ids", "a delta needs at least one upsert, delete or update")
+    if n > MAX_RECORDS or len(c.deletes) > MAX_RECORDS or len(c.updates) > MAX_RECORDS:
         raise err("ids", f"more than {MAX_RECORDS} records")
     emb = c.embeddings
     if n:
@@ -233,6 +257,28 @@ def _check_content(c: DeltaContent, err: _Err) -> None:
         if rid in dels:
             raise err(f"deletes[{i}]", f"{rid!r} is duplicated")
         dels.add(rid)
+    touched = seen | dels
+    for i, u in enumerate(c.updates):
+        _check_record_id(u.id, f"updates[{i}].id", err)
+        if u.id in touched:
+            raise err(f"updates[{i}].id", f"{u.id!r} is duplicated")
+        touched.add(u.id)
+        if u.metadata is None and not u.sets_document:
+            raise err(f"updates[{i}]", "changes nothing: give metadata or document")
+        _check_metadata(u.metadata, f"updates[{i}].metadata", err, patch=True)
+        _check_document(u.document, f"updates[{i}].document", err)
+
+
+def _parse_update(raw: object, i: int, err: _Err) -> RecordUpdate:
+    if not isinstance(raw, dict) or "id" not in raw or not set(raw) <= {"id", "metadata", "document"}:
+        raise err(f"updates[{i}]", "must be an object with id and metadata and/or document")
+    meta = raw.get("metadata")
+    if "metadata" in raw and not isinstance(meta, dict):
+        raise err(f"updates[{i}].metadata", "must be an object")
+    doc = raw.get("document")
+    if doc is not None and not isinstance(doc, str):
+        raise err(f"updates[{i}].document", f"must be a string or null, got {type(doc).__name__}")
+    return RecordUpdate(raw["id"], meta, doc, "document" in raw)
 
 
 # -- encode ------------------------------------------------------------------------
@@ -260,15 +306,20 @@ def encode_delta(content: DeltaContent) -> bytes:
         import numpy as np
 
         vec_blob = np.ascontiguousarray(content.embeddings, dtype="<f4").tobytes()
+    extras: dict[str, Any] = {}
     if any(m is not None for m in content.metadatas) or any(d is not None for d in content.documents):
-        extras_blob = json.dumps(
-            {"metadatas": content.metadatas, "documents": content.documents},
-            separators=(",", ":"),
-            ensure_ascii=False,
-            allow_nan=False,
-        ).encode()
-    else:
-        extras_blob = b""
+        extras = {"metadatas": content.metadatas, "documents": content.documents}
+    if content.updates:
+        extras = {
+            "metadatas": content.metadatas,
+            "documents": content.documents,
+            "updates": [u.to_json() for u in content.updates],
+        }
+    extras_blob = (
+        json.dumps(extras, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
+        if extras
+        else b""
+    )
     del_blob = _pack_strings(content.deletes)
     header = json.dumps(
         {
@@ -278,6 +329,7 @@ def encode_delta(content: DeltaContent) -> bytes:
             "dimension": dim,
             "upserts": n,
             "deletes": len(content.deletes),
+            **({"updates": len(content.updates)} if content.updates else {}),
             "sizes": [len(ids_blob), len(vec_blob), len(extras_blob), len(del_blob)],
         },
         separators=(",", ":"),
@@ -378,8 +430,9 @@ def decode_delta(data: bytes, *, expect_key: str | None = None, store: str = "<b
 
     n = _header_int(header, "upserts", err, 0, MAX_RECORDS)
     n_del = _header_int(header, "deletes", err, 0, MAX_RECORDS)
-    if n + n_del == 0:
-        raise err("header", "a delta needs at least one upsert or delete")
+    n_upd = _header_int(header, "updates", err, 0, MAX_RECORDS) if "updates" in header else 0
+    if n + n_del + n_upd == 0:
+        raise err("header", "a delta needs at least one upsert, delete or update")
     dim_raw = header.get("dimension")
     if n:
         dim = _header_int(header, "dimension", err, 1, MAX_DIMENSION)
@@ -417,22 +470,30 @@ def decode_delta(data: bytes, *, expect_key: str | None = None, store: str = "<b
     pos += vec_len
     metadatas: list[Metadata | None] = [None] * n
     documents: list[str | None] = [None] * n
+    updates: list[RecordUpdate] = []
     if extras_len:
         try:
             extras = json.loads(bytes(view[pos : pos + extras_len]))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise err("extras", f"not valid JSON: {exc}") from None
-        if not isinstance(extras, dict) or set(extras) != {"metadatas", "documents"}:
-            raise err("extras", "must be an object with exactly metadatas and documents")
+        expected = {"metadatas", "documents", "updates"} if n_upd else {"metadatas", "documents"}
+        if not isinstance(extras, dict) or set(extras) != expected:
+            raise err("extras", f"must be an object with exactly {', '.join(sorted(expected))}")
+        raw_updates = extras.get("updates", [])
+        if not isinstance(raw_updates, list) or len(raw_updates) != n_upd:
+            raise err("updates", f"must be a list of {n_upd} entries")
+        updates = [_parse_update(u, i, err) for i, u in enumerate(raw_updates)]
         metas, docs = extras["metadatas"], extras["documents"]
         if not isinstance(metas, list) or len(metas) != n:
             raise err("metadatas", f"must be a list of {n} entries")
         if not isinstance(docs, list) or len(docs) != n:
             raise err("documents", f"must be a list of {n} entries")
         metadatas, documents = metas, docs
+    elif n_upd:
+        raise err("extras", f"missing: the header announces {n_upd} updates")
     pos += extras_len
     deletes = _unpack_strings(view[pos : pos + del_len], n_del, "deletes", err)
-    content = DeltaContent(collection, delta_id, created_at, ids, emb, metadatas, documents, deletes)
+    content = DeltaContent(collection, delta_id, created_at, ids, emb, metadatas, documents, deletes, updates)
     _check_content(content, err)
     return content
 

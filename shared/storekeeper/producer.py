@@ -36,10 +36,18 @@ from urllib.parse import unquote_plus
 
 import pydantic
 
-from storekeeper.deltas import DeltaContent, encode_delta, list_pending, new_delta_id, read_delta, write_delta
+from storekeeper.deltas import (
+    DeltaContent,
+    RecordUpdate,
+    encode_delta,
+    list_pending,
+    new_delta_id,
+    read_delta,
+    write_delta,
+)
 from storekeeper.errors import CorruptObject, NotFound, StorekeeperError, ValidationError
-from storekeeper.models.common import RecordId, Token
-from storekeeper.models.deltas import DeltaNotification, PutRequest, UpsertRecord
+from storekeeper.models.common import Token
+from storekeeper.models.deltas import ChromaId, DeltaNotification, PutRequest, UpdateRecord, UpsertRecord
 from storekeeper.names import check_collection, check_key
 from storekeeper.queues import OutgoingMessage, Queue, QueueSendError
 from storekeeper.snapshots import resolve
@@ -98,8 +106,16 @@ class PutResult:
 # -- parsing -------------------------------------------------------------------------
 def _loc(loc: tuple[int | str, ...]) -> str:
     out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    parts = list(loc)
+    for i, part in enumerate(parts):
+        if part == "[key]":  # pydantic's marker after a dict key that failed: already rendered
+            continue
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif (i + 1 < len(parts) and parts[i + 1] == "[key]") or out.endswith("metadata"):
+            out += "[" + ascii(part) + "]"  # a metadata key: quoted, and printable whatever it holds
+        else:
+            out += f".{part}" if out else str(part)
     return out
 
 
@@ -137,9 +153,10 @@ def parse_jsonl(
             raise validation_error(exc, "request_id") from None
     upserts: list[UpsertRecord] = []
     deletes: list[str] = []
+    updates: list[UpdateRecord] = []
     seen: dict[str, int] = {}
     dim: tuple[int, int] | None = None  # (dimension, line)
-    delete_adapter: pydantic.TypeAdapter[str] = pydantic.TypeAdapter(RecordId)
+    delete_adapter: pydantic.TypeAdapter[str] = pydantic.TypeAdapter(ChromaId)
     for n, raw in enumerate(lines, start=1):
         if len(raw) > MAX_LINE_BYTES:
             raise ValidationError(f"line {n}", f"longer than {MAX_LINE_BYTES} bytes")
@@ -164,6 +181,17 @@ def parse_jsonl(
             seen[rid] = n
             deletes.append(rid)
             continue
+        if "update" in obj:
+            try:
+                upd = UpdateRecord.model_validate({("id" if k == "update" else k): v for k, v in obj.items()})
+            except pydantic.ValidationError as exc:
+                raise validation_error(exc, f"line {n}:") from None
+            if upd.id in seen:
+                first = seen[upd.id]
+                raise ValidationError(f"line {n}: update", f"id {upd.id!r} already appears on line {first}")
+            seen[upd.id] = n
+            updates.append(upd)
+            continue
         try:
             rec = UpsertRecord.model_validate(obj)
         except pydantic.ValidationError as exc:
@@ -178,11 +206,11 @@ def parse_jsonl(
                 f"line {n}: embedding", f"has dimension {len(rec.embedding)}, line {dim[1]} has {dim[0]}"
             )
         upserts.append(rec)
-    if not upserts and not deletes:
+    if not upserts and not deletes and not updates:
         raise ValidationError("file", "no records: every line was empty")
     # cross-record checks are done above with line numbers; skip re-validating every vector
     return PutRequest.model_construct(
-        collection=collection, upserts=upserts, deletes=deletes, request_id=request_id
+        collection=collection, upserts=upserts, deletes=deletes, updates=updates, request_id=request_id
     )
 
 
@@ -234,7 +262,7 @@ def plan_deltas(
 ) -> list[DeltaContent]:
     """Cut a request into deltas of at most `max_vectors` upserts / ~`max_bytes`, in request order."""
     created = now or datetime.now(UTC)
-    groups: list[tuple[list[UpsertRecord], list[str]]] = []
+    groups: list[tuple[list[UpsertRecord], list[str], list[RecordUpdate]]] = []
     ups: list[UpsertRecord] = []
     dels: list[str] = []
     size = 0
@@ -242,7 +270,7 @@ def plan_deltas(
     def flush() -> None:
         nonlocal ups, dels, size
         if ups or dels:
-            groups.append((ups, dels))
+            groups.append((ups, dels, []))
         ups, dels, size = [], [], 0
 
     for r in request.upserts:
@@ -258,12 +286,24 @@ def plan_deltas(
         dels.append(d)
         size += b
     flush()
+    # partial updates go last, in deltas of their own (an id appears once in a request, so order is free)
+    patches: list[RecordUpdate] = []
+    for u in request.updates:
+        patch = RecordUpdate(u.id, u.metadata, u.document, u.sets_document)
+        b = len(json.dumps(patch.to_json(), separators=(",", ":")).encode())
+        if patches and (len(patches) >= max_deletes or size + b > max_bytes):
+            groups.append(([], [], patches))
+            patches, size = [], 0
+        patches.append(patch)
+        size += b
+    if patches:
+        groups.append(([], [], patches))
 
     import numpy as np  # where vectors are encoded, not at import (~150-200 ms of a cold start)
 
     out: list[DeltaContent] = []
     base = 0
-    for ups, dels in groups:
+    for ups, dels, patches in groups:
         emb = np.array([r.embedding for r in ups], dtype=np.float64) if ups else np.zeros((0, 0))
         if ups:
             too_big = np.abs(emb) > np.finfo(np.float32).max
@@ -280,6 +320,7 @@ def plan_deltas(
                 metadatas=[r.metadata for r in ups],
                 documents=[r.document for r in ups],
                 deletes=list(dels),
+                updates=patches,
             )
         )
         base += len(ups)

@@ -38,7 +38,8 @@ meta_values = st.one_of(
     st.booleans(),
     st.floats(allow_nan=False, allow_infinity=False, width=64),
 )
-metadatas = st.one_of(st.none(), st.dictionaries(st.text(min_size=1, max_size=6), meta_values, max_size=3))
+meta_keys = st.text(min_size=1, max_size=6).filter(lambda k: not k.startswith(("chroma:", "$", "#")))
+metadatas = st.one_of(st.none(), st.dictionaries(meta_keys, meta_values, max_size=3))
 documents = st.one_of(st.none(), st.text(max_size=20))
 
 

@@ -5,26 +5,137 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Annotated, Self
+from typing import Annotated, Any, Self
 
-from pydantic import Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from storekeeper.models.common import CollectionName, RecordId, Strict, Token, UtcDatetime
 
 MAX_METADATA_BYTES = 16 * 1024
 MAX_DOCUMENT_BYTES = 64 * 1024
 MAX_DIMENSION = 8192
+MAX_KEY_CHARS = 256
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+#: metadata keys chromadb refuses (`chroma:document`, `$...`, `#...`) or silently drops (other `chroma:...`)
+RESERVED_KEY_PREFIXES = ("chroma:", "$", "#")
 MetadataValue = str | int | float | bool
 DELTA_KEY_RE = re.compile(r"^delta/(?P<c>[a-z0-9][a-z0-9_-]{0,62})/(?P<id>\d{13}-[a-z0-9]{6,32})\.delta$")
 
 
+# -- what chromadb stores exactly (measured against the real client; see docs/records.md) -------------
+def text_problem(value: str) -> str | None:
+    """Lone surrogates (JSON allows "\\ud800") are not UTF-8: chromadb and the delta blob refuse them."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return "is not valid Unicode (contains a lone surrogate)"
+    return None
+
+
+def metadata_key_problem(key: object) -> str | None:
+    if not isinstance(key, str) or not 1 <= len(key) <= MAX_KEY_CHARS:
+        return f"keys must be strings of 1-{MAX_KEY_CHARS} characters"
+    if key.startswith(RESERVED_KEY_PREFIXES):
+        return "keys starting with 'chroma:', '$' or '#' are reserved by chromadb"
+    return text_problem(key)
+
+
+def metadata_value_problem(value: object, *, allow_null: bool = False) -> str | None:
+    if value is None and allow_null:
+        return None
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        if not INT64_MIN <= value <= INT64_MAX:
+            return "integers must fit in 64 bits (chromadb would store a float)"
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else "numbers must be finite"
+    if isinstance(value, str):
+        return text_problem(value)
+    allowed = "a string, number, boolean or null" if allow_null else "a string, number or boolean"
+    return f"must be {allowed}, got {type(value).__name__}"
+
+
+def metadata_problem(value: object, *, patch: bool = False) -> tuple[str, str] | None:
+    """(field suffix, reason) for the first thing chromadb would refuse, drop or change; None if fine.
+
+    `patch` is an update's metadata: null values remove a key there.
+    """
+    if not isinstance(value, dict):
+        return "", f"must be an object, got {type(value).__name__}"
+    for k, v in value.items():
+        reason = metadata_key_problem(k)
+        if reason is not None:
+            return f"[{k!r:.60}]", reason
+        reason = metadata_value_problem(v, allow_null=patch)
+        if reason is not None:
+            return f"[{k!r:.60}]", reason
+    size = len(json.dumps(value, separators=(",", ":")).encode())
+    if size > MAX_METADATA_BYTES:
+        return "", f"is {size} bytes, more than the {MAX_METADATA_BYTES}-byte limit"
+    return None
+
+
+def document_problem(value: str) -> str | None:
+    reason = text_problem(value)
+    if reason is None and len(value.encode()) > MAX_DOCUMENT_BYTES:
+        reason = f"is larger than the {MAX_DOCUMENT_BYTES}-byte limit"
+    return reason
+
+
+def _valid_id(value: str) -> str:
+    reason = text_problem(value)
+    if reason is not None:
+        raise ValueError(reason)
+    return value
+
+
+def _valid_document(value: str) -> str:
+    reason = document_problem(value)
+    if reason is not None:
+        raise ValueError(f"document {reason}")
+    return value
+
+
+def _metadata_validator(patch: bool) -> AfterValidator:
+    def check(value: dict[str, Any]) -> dict[str, Any]:
+        found = metadata_problem(value, patch=patch)
+        if found is not None:
+            suffix, reason = found
+            raise ValueError(f"key {suffix[1:-1]}: {reason}" if suffix else f"metadata {reason}")
+        return value
+
+    return AfterValidator(check)
+
+
+ChromaId = Annotated[RecordId, AfterValidator(_valid_id)]
+Document = Annotated[str, AfterValidator(_valid_document)]
+Embedding = Annotated[list[StrictFloat], Field(min_length=1, max_length=MAX_DIMENSION)]
+StrictMetadataValue = StrictStr | StrictBool | StrictInt | StrictFloat
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_CHARS)]
+Metadata = Annotated[dict[MetadataKey, StrictMetadataValue], _metadata_validator(patch=False)]
+#: an update's metadata: null removes a key
+MetadataPatch = Annotated[dict[MetadataKey, StrictMetadataValue | None], _metadata_validator(patch=True)]
+
+
 class UpsertRecord(Strict):
-    id: RecordId
-    embedding: Annotated[list[float], Field(min_length=1, max_length=MAX_DIMENSION)]
-    metadata: dict[Annotated[str, StringConstraints(min_length=1, max_length=256)], MetadataValue] | None = (
-        None
-    )
-    document: str | None = None
+    """A put: replaces the whole record (metadata keys and document not given are gone)."""
+
+    id: ChromaId
+    embedding: Embedding
+    metadata: Metadata | None = None
+    document: Document | None = None
 
     @field_validator("embedding")
     @classmethod
@@ -34,25 +145,30 @@ class UpsertRecord(Strict):
                 raise ValueError(f"embedding[{i}] is {x}: values must be finite (no NaN or inf)")
         return v
 
-    @field_validator("metadata")
-    @classmethod
-    def _metadata_size(cls, v: dict[str, MetadataValue] | None) -> dict[str, MetadataValue] | None:
-        if v is None:
-            return v
-        for k, x in v.items():
-            if isinstance(x, float) and not math.isfinite(x):
-                raise ValueError(f"metadata[{k!r}] is {x}: numbers must be finite")
-        size = len(json.dumps(v, separators=(",", ":")).encode())
-        if size > MAX_METADATA_BYTES:
-            raise ValueError(f"metadata is {size} bytes, more than the {MAX_METADATA_BYTES}-byte limit")
-        return v
 
-    @field_validator("document")
-    @classmethod
-    def _document_size(cls, v: str | None) -> str | None:
-        if v is not None and len(v.encode()) > MAX_DOCUMENT_BYTES:
-            raise ValueError(f"document is larger than the {MAX_DOCUMENT_BYTES}-byte limit")
-        return v
+class UpdateRecord(Strict):
+    """An explicit partial update: merges metadata keys (null removes one); document set if given.
+
+    `{"update": id, "metadata": {...}, "document": ...}` in JSONL; an update of an id that
+    does not exist when its delta is applied changes nothing.
+    """
+
+    id: ChromaId
+    metadata: MetadataPatch | None = None
+    document: Document | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> Self:
+        if self.metadata is None and "document" not in self.model_fields_set:
+            raise ValueError("an update needs metadata (an object) or document (null removes it)")
+        if self.metadata is not None and not self.metadata and "document" not in self.model_fields_set:
+            raise ValueError("metadata is empty: nothing to update")
+        return self
+
+    @property
+    def sets_document(self) -> bool:
+        """`document` was given (null included: it removes the document)."""
+        return "document" in self.model_fields_set
 
 
 class PutRequest(Strict):
@@ -60,13 +176,14 @@ class PutRequest(Strict):
 
     collection: CollectionName
     upserts: list[UpsertRecord] = Field(default_factory=list)
-    deletes: list[RecordId] = Field(default_factory=list)
+    deletes: list[ChromaId] = Field(default_factory=list)
+    updates: list[UpdateRecord] = Field(default_factory=list)
     request_id: Token | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
-        if not self.upserts and not self.deletes:
-            raise ValueError("upserts and deletes are both empty: nothing to do")
+        if not self.upserts and not self.deletes and not self.updates:
+            raise ValueError("upserts, deletes and updates are all empty: nothing to do")
         seen: set[str] = set()
         for i, r in enumerate(self.upserts):
             if r.id in seen:
@@ -77,6 +194,11 @@ class PutRequest(Strict):
             raise ValueError(f"ids both upserted and deleted in one request: {sorted(dups)[:5]}")
         if len(set(self.deletes)) != len(self.deletes):
             raise ValueError("deletes contains duplicate ids")
+        touched = seen.union(self.deletes)
+        for i, u in enumerate(self.updates):
+            if u.id in touched:
+                raise ValueError(f"updates[{i}].id {u.id!r} appears more than once in this request")
+            touched.add(u.id)
         if self.upserts:
             dim = len(self.upserts[0].embedding)
             for i, r in enumerate(self.upserts):
