@@ -3,38 +3,67 @@
 Thin on purpose: the work is in storekeeper.cleanup. Each record succeeds or
 fails on its own (partial batch response): a malformed body, an unknown action,
 a missing target field or a missing bucket fails that record only, which SQS
-retries and then moves to the DLQ. Executed once per task_id (Powertools
+retries and then moves to the DLQ; each failure is logged once at ERROR with
+the message id, the field and the reason. Executed once per task_id (Powertools
 idempotency). Does not import chromadb.
 """
 
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from storekeeper import config
+from storekeeper.batch import record_failure
 from storekeeper.cleanup import (
     CleanupRunner,
+    CleanupTaskRecord,
     TaskFailed,
     TaskOutcome,
-    parse_task,
     record_metrics,
     store_resolver,
 )
 from storekeeper.cleanup.base import VectorBackend
-from storekeeper.errors import ValidationError
 from storekeeper.stores import env_store
 from storekeeper.tracing import make_tracer
 
 logger = Logger()
 metrics = Metrics()
 tracer = make_tracer()  # no X-Ray SDK import unless tracing is on
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+
+class CleanupBatch(BatchProcessor):
+    """Metrics and the one ERROR line per failed record live in the processor's own hooks."""
+
+    def success_handler(self, record: Any, result: Any) -> Any:
+        outcome = TaskOutcome.model_validate(result)
+        record_metrics(metrics, outcome)
+        logger.info("cleanup task done", extra={"outcome": _brief(outcome)})
+        return super().success_handler(record, result)
+
+    def failure_handler(self, record: Any, exception: Any) -> Any:
+        exc = exception[1]
+        why = record_failure(record, exc)
+        if isinstance(exc, TaskFailed):
+            record_metrics(metrics, exc.outcome)
+            target = next(iter(exc.outcome.errors), "task")
+            why.update(field=target, reason=exc.outcome.message, outcome=_brief(exc.outcome))
+        else:
+            metrics.add_metric(name="TaskFailures", unit=MetricUnit.Count, value=1)
+        logger.error("cleanup record failed", extra=why)
+        return super().failure_handler(record, exception)
+
+
+processor = CleanupBatch(
+    event_type=EventType.SQS, model=CleanupTaskRecord, raise_on_entire_batch_failure=False
+)
 
 
 def _vectors() -> VectorBackend | None:
@@ -52,10 +81,15 @@ def _idempotency(store: Any) -> Any:
     return persistence_from_env(store, "cleanup")
 
 
+def run_task(record: CleanupTaskRecord, runner: CleanupRunner) -> dict[str, Any]:
+    """A record whose body parsed into a CleanupTask: execute it once (TaskFailed fails the record)."""
+    return runner.run(record.body).model_dump(mode="json")
+
+
 @logger.inject_lambda_context(correlation_id_path="Records[0].messageId || id")
 @tracer.capture_lambda_handler
-@metrics.log_metrics
-def handler(event: Any, context: Any) -> dict[str, Any]:
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     store = env_store()
     runner = CleanupRunner(
         resolve_store=store_resolver(store),
@@ -63,29 +97,10 @@ def handler(event: Any, context: Any) -> dict[str, Any]:
         vector_backend=_vectors(),
         lambda_context=context,
     )
-
-    def record_handler(record: SQSRecord) -> dict[str, Any]:
-        try:
-            task = parse_task(record.body)  # ValidationError names the field: this record fails alone
-        except ValidationError as exc:
-            metrics.add_metric(name="TaskFailures", unit=MetricUnit.Count, value=1)
-            logger.error("malformed cleanup task", extra={"message_id": record.message_id, "error": str(exc)})
-            raise
-        logger.set_correlation_id(task.task_id)
-        logger.append_keys(task_id=task.task_id, action=task.action.value, bucket=task.bucket)
-        try:
-            outcome = runner.run(task)
-        except TaskFailed as exc:
-            record_metrics(metrics, exc.outcome)
-            logger.error("cleanup task failed", extra={"outcome": _brief(exc.outcome)})
-            raise
-        record_metrics(metrics, outcome)
-        logger.info("cleanup task done", extra={"outcome": _brief(outcome)})
-        return {"task_id": task.task_id, "status": outcome.status, "duplicate": outcome.duplicate}
-
-    response = process_partial_response(event=event, record_handler=record_handler, processor=processor,
-                                        context=context)  # fmt: skip
-    return dict(response)
+    records = event.get("Records", []) if isinstance(event, dict) else []
+    with processor(records=records, handler=partial(run_task, runner=runner)):
+        processor.process()
+    return processor.response()
 
 
 def _brief(outcome: TaskOutcome) -> dict[str, Any]:

@@ -1,29 +1,41 @@
 """Compactor Lambda: SQS batches from DeltaQueue, and the scheduled sweep of old pending deltas.
 
-Thin on purpose: the work is in storekeeper.compactor / storekeeper.compaction.
-Each SQS record succeeds or fails on its own (partial batch response): a
-malformed body, a rejected delta or a failed compaction of its collection
-fails that record only. The only function that imports chromadb.
+Thin on purpose: the work is in storekeeper.compactor / storekeeper.compaction
+(see storekeeper.compactor for which records succeed and why). Each SQS record
+succeeds or fails on its own (partial batch response). The only function that
+imports chromadb.
+
+Why BatchProcessor and not SqsFifoPartialProcessor on a FIFO queue: the FIFO
+processor stops at the first failure and fails every later record of the batch,
+to keep a group's order. Our order lives in the store, not in the queue: a
+compaction applies every pending delta of the collection in delta_id order,
+whatever the notifications say, so one bad message must not fail the records
+after it (which would freeze the collection's group for another visibility
+timeout).
 """
 
 from __future__ import annotations
 
 import os
+from functools import partial
 from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
+from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from storekeeper import config
+from storekeeper.batch import RecordFailed, record_failure
+from storekeeper.compaction import CompactionSettings
 from storekeeper.compactor import (
     DEFAULT_SWEEP_AGE_SECONDS,
     Compactions,
-    compact_for_notifications,
+    DeltaNotificationRecord,
+    RecordOutcome,
     is_sweep_event,
     judge,
-    parse_notification,
     sweep,
 )
 from storekeeper.errors import CorruptObject, PointerTargetMissing
@@ -34,8 +46,38 @@ from storekeeper.tracing import make_tracer
 logger = Logger()
 metrics = Metrics()
 tracer = make_tracer()  # no X-Ray SDK import unless tracing is on
-processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
+#: record outcome -> the metric it counts (docs/compaction.md lists them)
+OUTCOME_METRICS: dict[RecordOutcome, str] = {
+    "applied": "NotificationsApplied",
+    "already_applied": "DeltasAlreadyApplied",
+    "quarantined": "DeltasQuarantined",
+    "left_to_sweep": "DeltasLeftToSweep",
+}
+#: an invocation that ends with less than this share of its time left counts as NearTimeout
+NEAR_TIMEOUT_SHARE = 0.2
+
+
+class CompactorBatch(BatchProcessor):
+    """Metrics and the one ERROR line per failed record live in the processor's own hooks."""
+
+    def success_handler(self, record: Any, result: Any) -> Any:
+        metrics.add_metric(name=OUTCOME_METRICS[result], unit=MetricUnit.Count, value=1)
+        return super().success_handler(record, result)
+
+    def failure_handler(self, record: Any, exception: Any) -> Any:
+        why = record_failure(record, exception[1])
+        failed_compaction = why["field"] == "collection" and isinstance(exception[1], RecordFailed)
+        metrics.add_metric(
+            name="CompactionFailures" if failed_compaction else "BadMessages", unit=MetricUnit.Count, value=1
+        )
+        logger.error("record failed", extra=why)
+        return super().failure_handler(record, exception)
+
+
+processor = CompactorBatch(
+    event_type=EventType.SQS, model=DeltaNotificationRecord, raise_on_entire_batch_failure=False
+)
 _caches: dict[str, SnapshotCache] = {}
 
 
@@ -72,33 +114,58 @@ def _count(done: Compactions) -> dict[str, Any]:
     return summary
 
 
-def _remaining(context: Any) -> Any:
-    fn = getattr(context, "get_remaining_time_in_millis", None)
-    return fn if callable(fn) else None
+def _compactions(context: LambdaContext | None) -> Compactions:
+    remaining = getattr(context, "get_remaining_time_in_millis", None)
+    remaining_ms = remaining if callable(remaining) else None
+    settings = CompactionSettings(
+        min_interval_s=config.env_int(
+            config.COMPACTOR_MIN_INTERVAL_SECONDS, config.DEFAULT_MIN_INTERVAL_SECONDS
+        ),
+        keep_versions=config.env_int(config.COMPACTOR_KEEP_VERSIONS, config.DEFAULT_KEEP_VERSIONS),
+    )
+    return Compactions(
+        env_store(),
+        _cache(),
+        settings,
+        remaining_ms=remaining_ms,
+        total_ms=remaining_ms() if remaining_ms is not None else None,
+        on_error=_on_error,
+    )
+
+
+def _near_timeout(done: Compactions) -> None:
+    if done.remaining_ms is None or not done.total_ms:
+        return
+    near = done.remaining_ms() < NEAR_TIMEOUT_SHARE * done.total_ms
+    metrics.add_metric(name="NearTimeout", unit=MetricUnit.Count, value=int(near))
+    if near:
+        logger.warning("invocation ended close to its timeout", extra={"remaining_ms": done.remaining_ms()})
+
+
+def judge_record(record: DeltaNotificationRecord, compactions: Compactions) -> RecordOutcome:
+    """A record whose body parsed (Powertools parsed it once, into the model): judge it."""
+    return judge(compactions, record.body)
 
 
 @logger.inject_lambda_context(correlation_id_path="Records[0].messageId || id")
 @tracer.capture_lambda_handler
-@metrics.log_metrics
-def handler(event: Any, context: Any) -> dict[str, Any]:
-    store = env_store()
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any] | PartialItemFailureResponse:
+    done = _compactions(context)
     if is_sweep_event(event):
         age = config.env_int(config.COMPACTOR_SWEEP_AGE_SECONDS, DEFAULT_SWEEP_AGE_SECONDS)
-        done = sweep(store, min_age_seconds=age, cache=_cache(), remaining_ms=_remaining(context),
-                     on_error=_on_error)  # fmt: skip
+        pending = sweep(done, min_age_seconds=age)
+        metrics.add_metric(name="PendingDeltas", unit=MetricUnit.Count, value=pending.count)
+        metrics.add_metric(name="OldestPendingDeltaAge", unit=MetricUnit.Seconds, value=pending.oldest_age_s)
         summary = _count(done)
-        return {"sweep": True, "collections": summary, "failed": sorted(done.errors())}
+        _near_timeout(done)
+        return {"sweep": True, "collections": summary, "failed": sorted(done.errors()),
+                "pending": pending.count, "oldest_pending_age_s": pending.oldest_age_s}  # fmt: skip
 
     records = event.get("Records", []) if isinstance(event, dict) else []
-    done = compact_for_notifications(
-        store, [r.get("body", "") for r in records], cache=_cache(), remaining_ms=_remaining(context),
-        on_error=_on_error,
-    )  # fmt: skip
+    # the context-manager form: each collection is compacted on its first record, every record judged
+    with processor(records=records, handler=partial(judge_record, compactions=done)):
+        processor.process()
     _count(done)
-
-    def record_handler(record: SQSRecord) -> str:
-        note = parse_notification(record.body)  # ValidationError names the field
-        return judge(store, note, done)
-
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor,
-                                    context=context)  # fmt: skip
+    _near_timeout(done)
+    return processor.response()

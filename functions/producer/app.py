@@ -15,6 +15,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from storekeeper import config
 from storekeeper.errors import ValidationError
@@ -95,8 +96,8 @@ def _is_s3_event(event: Any) -> bool:
 
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
 @tracer.capture_lambda_handler
-@metrics.log_metrics
-def handler(event: Any, context: Any) -> dict[str, Any]:
+@metrics.log_metrics(capture_cold_start_metric=True)
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     store, queue = _dependencies()
     if _is_s3_event(event):
         try:

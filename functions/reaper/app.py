@@ -55,9 +55,9 @@ def _run(dry_run_forced: bool) -> dict[str, Any]:
     }
 
 
-@metrics.log_metrics(capture_cold_start_metric=True)
-@logger.inject_lambda_context
+@logger.inject_lambda_context(correlation_id_path="id")
 @tracer.capture_lambda_handler
+@metrics.log_metrics(capture_cold_start_metric=True)
 @event_parser(model=EventBridgeModel)
 def handler(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
     detail = event.detail if isinstance(event.detail, dict) else {}

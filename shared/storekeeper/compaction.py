@@ -13,9 +13,10 @@ every applied id that was still listed when its version was built. The pointer
 is read before the listing, so a delta missing from both the ledger and the
 listing was removed before our parent was built, and we never see it.
 
-A notification whose sha256 does not match an intact delta is a bad *message*:
-the delta (verified by its own checksum) is applied in order and only the
-message's record fails. Deltas that can never be applied (corrupt, NaN, wrong
+Each applied delta's blob sha256 is kept in the result and in the manifest
+(`delta_sha256`): the handler judges each notification against it, so a message
+with a wrong sha256 fails alone while its delta (verified by its own checksum) is
+applied in order. Deltas that can never be applied (corrupt, NaN, wrong
 dimension) are moved to
 `delta-rejected/<c>/<id>.delta` with a `<id>.reason.json` next to it: they no
 longer block the others, and nothing is silently dropped.
@@ -25,18 +26,31 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, Literal
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from storekeeper.compaction_budget import (
+    RATES,
+    Budget,
+    CompactionTooLarge,
+    Rates,
+    disk_free,
+    disk_needed,
+    estimated_size,
+)
 from storekeeper.deltas import DeltaContent, fetch_delta, list_pending, parse_delta_key
 from storekeeper.errors import CorruptObject, NotFound, PreconditionFailed, ValidationError
+from storekeeper.models.snapshots import Manifest
 from storekeeper.names import check_collection
 from storekeeper.snapshots import (
     ARCHIVE_NAME,
+    Published,
     SnapshotCache,
     new_version,
     pack_archive,
@@ -63,26 +77,23 @@ DEFAULT_RESERVE_MS = 20_000  # left for packing, uploading and publishing once a
 @dataclass
 class CompactionResult:
     collection: str
-    status: Literal["published", "noop", "incomplete"] = "noop"
+    status: Literal["published", "noop", "incomplete", "coalesced"] = "noop"
     version: str | None = None  # the version now published (ours, or the one we found)
     parent: str | None = None
     applied: list[str] = field(default_factory=list)  # delta ids this run applied and published
     already_applied: list[str] = field(default_factory=list)  # found in the ledger: removed, not re-applied
     rejected: dict[str, str] = field(default_factory=dict)  # delta id -> reason (quarantined)
-    mismatched: dict[str, str] = field(default_factory=dict)  # applied, but its message's sha256 was wrong
-    pending: list[str] = field(default_factory=list)  # left for a later run (time or max_deltas)
+    digests: dict[str, str] = field(default_factory=dict)  # applied delta id -> its blob's sha256
+    pending: list[str] = field(default_factory=list)  # left for a later run (time, max_deltas, coalescing)
     removed: list[str] = field(default_factory=list)
     removal_errors: dict[str, str] = field(default_factory=dict)
     races_lost: int = 0
     record_count: int | None = None
     dimension: int | None = None
+    size: int | None = None  # bytes of the archive this run published
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-    def done(self, delta_id: str) -> bool:
-        """The delta is in the published snapshot (now or earlier) or gone from the store."""
-        return delta_id not in self.rejected and delta_id not in self.pending
 
 
 def rejected_key(collection: str, delta_id: str) -> str:
@@ -123,30 +134,62 @@ def _chroma_ready(content: DeltaContent) -> DeltaContent:
     return content
 
 
+@dataclass(frozen=True)
+class CompactionSettings:
+    """What one compaction may do: the handler builds it from the environment, tests override fields."""
+
+    max_deltas: int = DEFAULT_MAX_DELTAS  # hard cap per run; the time budget usually stops it first
+    max_attempts: int = 8  # lost pointer races before giving up
+    reserve_ms: int = DEFAULT_RESERVE_MS  # fixed part of the reserve; the rest grows with the snapshot
+    distance: str = "l2"  # for a collection's first version
+    #: coalescing: a notification-driven run publishes at most once per this many seconds per
+    #: collection (0 = every batch); the sweep ignores it and collects what was left
+    min_interval_s: float = 0.0
+    #: retention: superseded versions kept besides the live one (0 = the compactor removes none)
+    keep_versions: int = 0
+
+
 def compact(
     store: ObjectStore,
     collection: str,
     *,
+    settings: CompactionSettings | None = None,
     remaining_ms: Callable[[], int] | None = None,
-    max_deltas: int = DEFAULT_MAX_DELTAS,
     hooks: Hook | None = None,
     cache: SnapshotCache | None = None,
-    expected_sha256: Mapping[str, str] | None = None,
-    max_attempts: int = 8,
-    reserve_ms: int = DEFAULT_RESERVE_MS,
-    distance: str = "l2",
+    coalesce: bool = False,
+    rates: Rates | None = None,
+    free_bytes: Callable[[Path], int] = disk_free,
+    total_ms: int | None = None,
+    **overrides: Any,
 ) -> CompactionResult:
     """Apply every pending delta of `collection` once and publish; see the module doc for the protocol.
 
-    Raises PointerTargetMissing / CorruptObject when the published snapshot is gone or
-    damaged (nothing is published then), PreconditionFailed after `max_attempts` lost races.
+    `overrides` replace fields of `settings` (e.g. `max_deltas=2`). `total_ms` is the whole
+    invocation's time (the handler's remaining time when it started): a snapshot whose download
+    and finish cannot fit it is CompactionTooLarge rather than an endless "incomplete". With
+    `coalesce`, a collection published less than `settings.min_interval_s` ago is left alone
+    (status "coalesced", its deltas pending for a later run). Raises PointerTargetMissing /
+    CorruptObject when the published snapshot is gone or damaged (nothing is published then),
+    PreconditionFailed after `max_attempts` lost races.
     """
     check_collection(collection)
-    cache = cache or SnapshotCache()
+    cfg = replace(settings or CompactionSettings(), **overrides)
     result = CompactionResult(collection)
+    attempt_state = _Attempt(
+        store=store,
+        c=collection,
+        result=result,
+        cfg=cfg,
+        cache=cache or SnapshotCache(),
+        budget=Budget(remaining_ms, cfg.reserve_ms, rates or RATES, total_ms=total_ms),
+        hooks=hooks,
+        coalesce=coalesce,
+        free_bytes=free_bytes,
+    )
     retrying = Retrying(
         retry=retry_if_exception_type(PreconditionFailed),
-        stop=stop_after_attempt(max_attempts),
+        stop=stop_after_attempt(cfg.max_attempts),
         wait=wait_random_exponential(multiplier=0.05, max=2.0),
         reraise=True,
     )
@@ -154,18 +197,7 @@ def compact(
         with attempt:
             if attempt.retry_state.attempt_number > 1:
                 result.races_lost += 1
-            _restarting_attempt(
-                store,
-                collection,
-                result,
-                remaining_ms,
-                max_deltas,
-                hooks,
-                cache,
-                expected_sha256 or {},
-                reserve_ms,
-                distance,
-            )
+            attempt_state.run()
     return result
 
 
@@ -173,71 +205,121 @@ class _RestartAttempt(Exception):
     """A delta was quarantined after chromadb refused it mid-apply: the work tree is discarded."""
 
 
-def _restarting_attempt(*args: Any) -> None:
-    # bounded: every restart quarantines one more delta, which the next attempt skips
-    while True:
-        try:
-            _attempt(*args)
+@dataclass
+class _Attempt:
+    """One try at a compaction (a lost race runs it again from the pointer read): what its steps share."""
+
+    store: ObjectStore
+    c: str
+    result: CompactionResult
+    cfg: CompactionSettings
+    cache: SnapshotCache
+    budget: Budget
+    hooks: Hook | None
+    coalesce: bool
+    free_bytes: Callable[[Path], int]
+
+    def hook(self, step: str) -> None:
+        if self.hooks is not None:
+            self.hooks(step)
+
+    def _reset(self) -> None:
+        r = self.result
+        r.applied, r.already_applied, r.pending, r.digests = [], [], [], {}
+        r.status = "noop"
+
+    def run(self) -> None:
+        # bounded: every restart quarantines one more delta, which the next try skips
+        while True:
+            try:
+                self._run_once()
+                return
+            except _RestartAttempt:
+                continue
+
+    def _run_once(self) -> None:
+        store, c, result = self.store, self.c, self.result
+        self._reset()
+        published = resolve(store, c)  # pointer first, then the listing (see module doc)
+        parent = published.manifest if published else None
+        result.parent = result.version = parent.version if parent else None
+        result.record_count = parent.record_count if parent else 0
+        result.dimension = parent.dimension if parent else None
+        listed = {parse_delta_key(o.key)[1]: o.size for o in list_pending(store, c)}
+        ledger = set(parent.applied) if parent else set()
+        result.already_applied = [d for d in listed if d in ledger]
+        todo = [d for d in listed if d not in ledger and d not in result.rejected]
+        if not todo:
+            self._remove(result.already_applied)
             return
-        except _RestartAttempt:
-            continue
+        if self.coalesce and parent is not None and self._too_soon(parent):
+            result.status, result.pending = "coalesced", todo
+            return
+        parent_bytes = parent.size if parent else 0
+        # cheap look (no stamp check): only the plan depends on it, `take` verifies
+        cached = parent is not None and (self.cache.entry(parent) / "entry.json").exists()
+        need = self.budget.start_ms(parent_bytes, cached) + self.budget.finish_ms(parent_bytes, 1)
+        total = self.budget.total_ms
+        if total is not None and need > total:
+            raise CompactionTooLarge(
+                f"{c}: a snapshot of {parent_bytes / 1e6:.0f} MB needs about {need / 1000:.0f} s, one "
+                f"invocation has {total / 1000:.0f} s: raise the function's Timeout "
+                "(see docs/compaction.md, 'Size limits')"
+            )
+        if not self.budget.fits(need):  # a fresh invocation (the sweep's) has the time
+            result.status, result.pending = "incomplete", todo
+            return
+        keep = self.cache.entry(parent) if parent is not None else None
+        planned = todo[: self.cfg.max_deltas]
+        need_disk = disk_needed(parent_bytes, cached=cached, delta_bytes=sum(listed[d] for d in planned))
+        free = self.cache.make_room(need_disk, keep=keep, free_bytes=self.free_bytes)
+        if free < need_disk:
+            raise CompactionTooLarge(
+                f"{c}: a snapshot of {parent_bytes / 1e6:.0f} MB needs about {need_disk / 1e6:.0f} MB free "
+                f"under {self.cache.root}, {free / 1e6:.0f} MB left after emptying the cache: raise the "
+                "function's EphemeralStorage (see docs/compaction.md, 'Size limits')"
+            )
+        work = self.cache.tempdir("work")
+        try:
+            self._merge(published, parent, todo, listed, ledger, work)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
+    def _too_soon(self, parent: Manifest) -> bool:
+        age = (datetime.now(UTC) - parent.created_at).total_seconds()
+        return 0 <= age < self.cfg.min_interval_s
 
-def _attempt(
-    store: ObjectStore,
-    c: str,
-    result: CompactionResult,
-    remaining_ms: Callable[[], int] | None,
-    max_deltas: int,
-    hooks: Hook | None,
-    cache: SnapshotCache,
-    expected: Mapping[str, str],
-    reserve_ms: int,
-    distance: str,
-) -> None:
-    from storekeeper import chroma
+    def _merge(
+        self,
+        published: Published | None,
+        parent: Manifest | None,
+        todo: list[str],
+        listed: dict[str, int],
+        ledger: set[str],
+        work: Path,
+    ) -> None:
+        from storekeeper import chroma
 
-    def hook(step: str) -> None:
-        if hooks is not None:
-            hooks(step)
-
-    def time_left() -> bool:
-        return remaining_ms is None or remaining_ms() > reserve_ms
-
-    # state of this attempt only (a rebase starts over from here)
-    result.applied, result.already_applied, result.pending = [], [], []
-    result.mismatched = {}
-    result.status = "noop"
-    published = resolve(store, c)  # pointer first, then the listing (see module doc)
-    parent = published.manifest if published else None
-    result.parent = result.version = parent.version if parent else None
-    result.record_count = parent.record_count if parent else 0
-    result.dimension = parent.dimension if parent else None
-    listed = [parse_delta_key(o.key)[1] for o in list_pending(store, c)]
-    ledger = set(parent.applied) if parent else set()
-    result.already_applied = [d for d in listed if d in ledger]
-    todo = [d for d in listed if d not in ledger and d not in result.rejected]
-    if not todo:
-        _remove(store, c, result.already_applied, result, hook)
-        return
-    if not time_left():
-        result.status, result.pending = "incomplete", todo
-        return
-
-    work = cache.tempdir("work")
-    tree = work / "tree"
-    try:
+        store, c, result, budget, rates = self.store, self.c, self.result, self.budget, self.budget.rates
+        tree = work / "tree"
+        parent_bytes = parent.size if parent else 0
         if parent is not None:
-            cache.take(store, parent, tree)  # no copy: the published result is adopted below
-        hook("after_download")
+            t0 = time.monotonic()
+            downloads = self.cache.downloads
+            self.cache.take(store, parent, tree)  # no copy: the published result is adopted below
+            if self.cache.downloads > downloads:
+                rates.timed("fetch", parent_bytes, t0)
+        self.hook("after_download")
         dimension = parent.dimension if parent else None
-        dist = parent.distance if parent else distance
+        dist = parent.distance if parent else self.cfg.distance
         applied: list[str] = []
+        delta_bytes = 0
         with chroma.persistent_client(tree) as client:
             col = chroma.get_or_create(client, c, dist)
             batch = chroma.max_batch(client)
             for i, delta_id in enumerate(todo):
-                if len(applied) >= max_deltas or not time_left():
+                size_next = estimated_size(parent_bytes, delta_bytes + listed[delta_id])
+                if len(applied) >= self.cfg.max_deltas or not budget.can_apply_next(size_next, len(applied)):
                     result.pending = todo[i:]
                     break
                 key = f"delta/{c}/{delta_id}.delta"
@@ -254,8 +336,8 @@ def _attempt(
                         store,
                         c,
                         delta_id,
-                        f"embeddings: dimension {content.dimension} but collection "
-                        f"{c} has dimension {dimension}",
+                        f"embeddings: dimension {content.dimension} but collection {c} "
+                        f"has dimension {dimension}",
                         result,
                     )
                     continue
@@ -278,27 +360,23 @@ def _attempt(
                     raise _RestartAttempt(delta_id) from exc
                 dimension = dimension or content.dimension
                 applied.append(delta_id)
-                notified = expected.get(delta_id)
-                if notified is not None and notified != digest:
-                    # the blob verified by its own checksum: the *message* is wrong, and a bad
-                    # message must not cost an accepted delta (it is applied, in order)
-                    result.mismatched[delta_id] = (
-                        f"sha256: the message says {notified[:12]}..., the delta's blob is {digest[:12]}... "
-                        "(the delta verified by its own checksum and was applied)"
-                    )
+                result.digests[delta_id] = digest
+                delta_bytes += listed[delta_id]
                 if len(applied) == 1:
-                    hook("mid_apply")
+                    self.hook("mid_apply")
             count = int(col.count())
         if not applied:
-            _remove(store, c, result.already_applied, result, hook)
+            self._remove(result.already_applied)
             if result.pending:
                 result.status = "incomplete"
             return
         version = new_version(parent.version if parent else None)
         archive = work / ARCHIVE_NAME
+        t0 = time.monotonic()
         sha, size = pack_archive(tree, archive)
-        still_listed = set(listed)
-        new_ledger = sorted((ledger & still_listed) | set(applied))
+        rates.timed("pack", size, t0)
+        new_ledger = sorted((ledger & set(listed)) | set(applied))
+        t0 = time.monotonic()
         manifest = write_snapshot(
             store,
             collection=c,
@@ -310,19 +388,34 @@ def _attempt(
             record_count=count,
             deltas=applied,
             applied=new_ledger,
-            hooks=hooks,
+            hooks=self.hooks,
             sha256=sha,
             size=size,
+            delta_sha256={d: result.digests[d] for d in applied},
         )
+        rates.timed("upload", size, t0)
         publish(store, c, version, published.etag if published else None)  # PreconditionFailed -> rebase
-        hook("after_pointer_write")
+        self.hook("after_pointer_write")
         result.status = "incomplete" if result.pending else "published"
         result.version, result.applied = version, applied
-        result.record_count, result.dimension = count, dimension
-        cache.adopt(manifest, tree)
-        _remove(store, c, [*result.already_applied, *applied], result, hook)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+        result.record_count, result.dimension, result.size = count, dimension, size
+        self.cache.adopt(manifest, tree)
+        self._remove([*result.already_applied, *applied])
+
+    def _remove(self, ids: list[str]) -> None:
+        """Delete applied deltas (safe: their snapshot is published); errors are reported, not raised."""
+        if not ids:
+            return
+        keys = [f"delta/{self.c}/{d}.delta" for d in ids]
+        half = max(1, len(keys) // 2)
+        for n, part in enumerate((keys[:half], keys[half:])):
+            if n == 1:
+                self.hook("mid_delta_removal")
+            if not part:
+                continue
+            res = self.store.delete_many(part)
+            self.result.removed.extend(parse_delta_key(k)[1] for k in res.deleted)
+            self.result.removal_errors.update({parse_delta_key(k)[1]: e for k, e in res.errors.items()})
 
 
 def _reject(store: ObjectStore, c: str, delta_id: str, reason: str, result: CompactionResult) -> None:
@@ -330,31 +423,37 @@ def _reject(store: ObjectStore, c: str, delta_id: str, reason: str, result: Comp
     result.rejected[delta_id] = reason
 
 
-def _remove(store: ObjectStore, c: str, ids: list[str], result: CompactionResult, hook: Hook) -> None:
-    """Delete applied deltas (safe: their snapshot is published); errors are reported, not raised."""
-    if not ids:
-        return
-    keys = [f"delta/{c}/{d}.delta" for d in ids]
-    half = max(1, len(keys) // 2)
-    for n, part in enumerate((keys[:half], keys[half:])):
-        if n == 1:
-            hook("mid_delta_removal")
-        if not part:
-            continue
-        res = store.delete_many(part)
-        result.removed.extend(parse_delta_key(k)[1] for k in res.deleted)
-        result.removal_errors.update({parse_delta_key(k)[1]: e for k, e in res.errors.items()})
+@dataclass
+class PendingDeltas:
+    """What the sweep found under `delta/`: its work list and the figures for the backlog alarm."""
+
+    count: int = 0
+    oldest_age_s: float = 0.0
+    stale: list[str] = field(default_factory=list)  # collections with a delta older than the threshold
 
 
-def stale_collections(store: ObjectStore, min_age_seconds: int, *, now: datetime | None = None) -> list[str]:
-    """Collections with a pending delta older than `min_age_seconds` (the sweep's work list)."""
-    cutoff = (now or datetime.now(UTC)) - timedelta(seconds=min_age_seconds)
+def pending_deltas(store: ObjectStore, min_age_seconds: int, *, now: datetime | None = None) -> PendingDeltas:
+    """One listing of `delta/`: every collection with a delta pending longer than `min_age_seconds`."""
+    now = now or datetime.now(UTC)
+    cutoff = now - timedelta(seconds=min_age_seconds)
+    out = PendingDeltas()
     found: set[str] = set()
+    oldest: datetime | None = None
     for info in store.list("delta/"):
         try:
             c, _ = parse_delta_key(info.key)
         except ValidationError:
             continue
-        if c not in found and info.last_modified <= cutoff:
+        out.count += 1
+        if oldest is None or info.last_modified < oldest:
+            oldest = info.last_modified
+        if info.last_modified <= cutoff:
             found.add(c)
-    return sorted(found)
+    out.oldest_age_s = max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0
+    out.stale = sorted(found)
+    return out
+
+
+def stale_collections(store: ObjectStore, min_age_seconds: int, *, now: datetime | None = None) -> list[str]:
+    """Collections with a pending delta older than `min_age_seconds` (the sweep's work list)."""
+    return pending_deltas(store, min_age_seconds, now=now).stale

@@ -1,45 +1,71 @@
 """The compactor function's logic: SQS delta notifications and the scheduled sweep -> compactions.
 
-One compaction per collection per batch (it applies every pending delta, not
-just the notified ones), then each record is judged on its own: applied now,
-applied earlier, or gone = success; rejected, not reached, or its collection's
-compaction failed = that record fails (SQS partial batch response).
+A notification is a hint, the store is the truth: a compaction applies every
+pending delta of its collection, not just the notified ones. So each collection
+is compacted once per invocation, when its first record is handled, and every
+record is then judged on its own:
+
+* applied now or earlier, or quarantined (`delta-rejected/`, the delta's dead
+  letter) -> the record succeeds; a redelivery cannot change anything;
+* still pending (time budget, per-run cap, or coalesced because the collection
+  was published moments ago) -> the record succeeds too and the scheduled sweep
+  applies the delta. On a FIFO queue a failed record holds back its whole message
+  group until it is visible again; failing a record whose delta is safe in the
+  store would only freeze the collection's later notifications;
+* a bad message (its sha256 does not match the delta) or a compaction that
+  failed (store error, missing snapshot) -> the record fails, naming the field
+  and the reason; SQS retries it and then moves it to the DLQ.
 """
 
 from __future__ import annotations
 
-import json
+import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 import pydantic
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from pydantic import Json
 
-from storekeeper.compaction import CompactionResult, compact, rejection_reason, stale_collections
-from storekeeper.errors import StoreError, ValidationError
+from storekeeper.batch import RecordFailed, describe_error, record_shell
+from storekeeper.compaction import (
+    CompactionResult,
+    CompactionSettings,
+    PendingDeltas,
+    compact,
+    pending_deltas,
+    rejection_reason,
+)
+from storekeeper.errors import NotFound, StoreError, ValidationError
 from storekeeper.models.deltas import DeltaNotification
-from storekeeper.snapshots import SnapshotCache
+from storekeeper.models.snapshots import Manifest
+from storekeeper.snapshots import SnapshotCache, load_manifest
 from storekeeper.stores.base import ObjectStore
 
 DEFAULT_SWEEP_AGE_SECONDS = 300
+#: how far back (in versions) a late notification's delta is looked for to check its sha256
+MAX_MANIFESTS_WALKED = 20
+#: versions written this long before a delta was created cannot hold it (clock skew allowance)
+CLOCK_SKEW = timedelta(minutes=5)
+
+RecordOutcome = Literal["applied", "already_applied", "quarantined", "left_to_sweep"]
 
 
-class DeltaNotApplied(StoreError):
-    """A notified delta is not (yet) in the published snapshot; the message says why."""
+class DeltaNotificationRecord(SqsRecordModel):
+    """An SQS record of DeltaQueue: Powertools' BatchProcessor parses the body once, into the model."""
+
+    body: Json[DeltaNotification]  # narrows SqsRecordModel's str body
 
 
 def parse_notification(body: str) -> DeltaNotification:
-    """JSON body -> DeltaNotification; errors name the offending field."""
+    """JSON body -> DeltaNotification; errors name the offending field (the CLI's and tests' path)."""
     try:
-        data = json.loads(body)
-    except (json.JSONDecodeError, TypeError) as exc:
-        raise ValidationError("body", f"not valid JSON: {exc}") from None
-    try:
-        return DeltaNotification.model_validate(data)
+        return DeltaNotificationRecord.model_validate(record_shell(body)).body
     except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise ValidationError(where, first["msg"], first.get("input")) from None
+        field_name, reason = describe_error(exc)
+        raise ValidationError(field_name, reason) from None
 
 
 def is_sweep_event(event: Any) -> bool:
@@ -56,9 +82,36 @@ Outcome = CompactionResult | Exception
 
 @dataclass
 class Compactions:
-    """What happened per collection in one invocation."""
+    """One invocation's compactions: each collection at most once, each manifest read at most once."""
 
+    store: ObjectStore
+    cache: SnapshotCache
+    settings: CompactionSettings = field(default_factory=CompactionSettings)
+    remaining_ms: Callable[[], int] | None = None
+    total_ms: int | None = None
+    coalesce: bool = True
+    on_error: Callable[[str, Exception], None] | None = None
     outcomes: dict[str, Outcome] = field(default_factory=dict)
+    _manifests: dict[tuple[str, str], Manifest | None] = field(default_factory=dict)
+
+    def of(self, collection: str) -> Outcome:
+        """The collection's compaction in this invocation: run on first use; a failure is kept."""
+        if collection not in self.outcomes:
+            try:
+                self.outcomes[collection] = compact(
+                    self.store,
+                    collection,
+                    settings=self.settings,
+                    cache=self.cache,
+                    remaining_ms=self.remaining_ms,
+                    total_ms=self.total_ms,
+                    coalesce=self.coalesce,
+                )
+            except Exception as exc:  # recorded per collection: its records fail, the others do not
+                self.outcomes[collection] = exc
+                if self.on_error is not None:
+                    self.on_error(collection, exc)
+        return self.outcomes[collection]
 
     def results(self) -> list[CompactionResult]:
         return [o for o in self.outcomes.values() if isinstance(o, CompactionResult)]
@@ -66,100 +119,87 @@ class Compactions:
     def errors(self) -> dict[str, Exception]:
         return {c: o for c, o in self.outcomes.items() if isinstance(o, Exception)}
 
+    def manifest(self, collection: str, version: str) -> Manifest | None:
+        key = (collection, version)
+        if key not in self._manifests:
+            try:
+                self._manifests[key] = load_manifest(self.store, collection, version)
+            except StoreError:  # removed by retention, or unreadable: that part of the chain is unknown
+                self._manifests[key] = None
+        return self._manifests[key]
 
-def compact_collections(
-    store: ObjectStore,
-    collections: Iterable[str],
-    *,
-    cache: SnapshotCache,
-    remaining_ms: Callable[[], int] | None = None,
-    expected_sha256: dict[str, str] | None = None,
-    on_error: Callable[[str, Exception], None] | None = None,
-) -> Compactions:
-    """One compaction per collection; a failure is recorded for that collection and the rest go on."""
-    out = Compactions()
-    for c in collections:
-        try:
-            out.outcomes[c] = compact(
-                store, c, cache=cache, remaining_ms=remaining_ms, expected_sha256=expected_sha256
-            )
-        except Exception as exc:  # recorded per collection: its records fail, the others do not
-            out.outcomes[c] = exc
-            if on_error is not None:
-                on_error(c, exc)
-    return out
+    def applied_digest(self, collection: str, live: str | None, delta_id: str) -> str | None:
+        """The sha256 recorded when `delta_id` was applied, found by walking back from the live
+        version to versions older than the delta itself; None when it cannot be found."""
+        created = _delta_time(delta_id)
+        version = live
+        for _ in range(MAX_MANIFESTS_WALKED):
+            if version is None:
+                return None
+            m = self.manifest(collection, version)
+            if m is None:
+                return None
+            if delta_id in m.delta_sha256:
+                return m.delta_sha256[delta_id]
+            if created is not None and m.created_at < created - CLOCK_SKEW:
+                return None  # older than the delta: it cannot be further back
+            version = m.parent
+        return None
 
 
-def compact_for_notifications(
-    store: ObjectStore,
-    bodies: Iterable[str],
-    *,
-    cache: SnapshotCache,
-    remaining_ms: Callable[[], int] | None = None,
-    on_error: Callable[[str, Exception], None] | None = None,
-) -> Compactions:
-    """Parse what parses (bad bodies fail later, per record), then compact each collection named."""
-    notes: list[DeltaNotification] = []
-    for body in bodies:
-        try:
-            notes.append(parse_notification(body))
-        except ValidationError:
-            continue
-    collections = sorted({n.collection for n in notes})
-    shas = {n.delta_id: n.sha256 for n in notes}
-    return compact_collections(
-        store, collections, cache=cache, remaining_ms=remaining_ms, expected_sha256=shas, on_error=on_error
+def _delta_time(delta_id: str) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(delta_id[:13]) / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
+
+
+def _bad_sha(note: DeltaNotification, digest: str) -> RecordFailed:
+    return RecordFailed(
+        "sha256",
+        f"the message says {note.sha256[:12]}..., the delta's blob is {digest[:12]}... "
+        f"({note.delta_key}; the delta itself verified by its own checksum)",
     )
 
 
-def judge(store: ObjectStore, note: DeltaNotification, compactions: Compactions) -> str:
-    """Return how the record's delta was handled, or raise naming why it is not applied."""
-    outcome = compactions.outcomes.get(note.collection)
-    did = note.delta_id
-    if outcome is None:
-        raise DeltaNotApplied(
-            store.url, note.delta_key, "its collection was not compacted in this invocation"
-        )
+def judge(compactions: Compactions, note: DeltaNotification) -> RecordOutcome:
+    """How the record's delta was handled, or RecordFailed naming the field and the reason."""
+    c, did = note.collection, note.delta_id
+    outcome = compactions.of(c)
     if isinstance(outcome, Exception):
-        raise DeltaNotApplied(
-            store.url,
-            note.delta_key,
-            f"compaction of {note.collection} failed: {type(outcome).__name__}: {outcome}",
-        )
+        raise RecordFailed("collection", f"compaction of {c} failed: {type(outcome).__name__}: {outcome}")
     if did in outcome.rejected:
-        raise DeltaNotApplied(store.url, note.delta_key, f"rejected: {outcome.rejected[did]}")
-    if did in outcome.pending:
-        raise DeltaNotApplied(
-            store.url, note.delta_key, "not applied yet: compaction stopped early (time budget)"
-        )
-    if did in outcome.mismatched:
-        raise DeltaNotApplied(store.url, note.delta_key, f"bad message: {outcome.mismatched[did]}")
-    if did in outcome.applied:
+        return "quarantined"
+    if did in outcome.digests:
+        if outcome.digests[did] != note.sha256:
+            raise _bad_sha(note, outcome.digests[did])
         return "applied"
-    if did in outcome.already_applied:
-        return "already_applied"
-    reason = rejection_reason(store, note.collection, did)
-    if reason is not None:
-        raise DeltaNotApplied(store.url, note.delta_key, f"rejected earlier: {reason}")
-    return "already_applied"  # no longer pending and not rejected: applied and removed by an earlier run
+    store = compactions.store
+    if did in outcome.pending:
+        try:
+            digest = hashlib.sha256(store.get(note.delta_key).body).hexdigest()
+        except NotFound:
+            digest = None  # applied or quarantined by someone else meanwhile: judged below
+        if digest is not None:
+            if digest != note.sha256:
+                raise _bad_sha(note, digest)
+            return "left_to_sweep"
+    if rejection_reason(store, c, did) is not None:
+        return "quarantined"
+    digest = compactions.applied_digest(c, outcome.version, did)
+    if digest is not None and digest != note.sha256:
+        raise _bad_sha(note, digest)
+    return "already_applied"  # in the ledger, or applied and removed by an earlier run
 
 
-def sweep(
-    store: ObjectStore,
-    *,
-    min_age_seconds: int,
-    cache: SnapshotCache,
-    remaining_ms: Callable[[], int] | None = None,
-    on_error: Callable[[str, Exception], None] | None = None,
-) -> Compactions:
-    """Compact every collection that has a delta pending for longer than `min_age_seconds`."""
-    return compact_collections(
-        store,
-        stale_collections(store, min_age_seconds),
-        cache=cache,
-        remaining_ms=remaining_ms,
-        on_error=on_error,
-    )
+def sweep(compactions: Compactions, *, min_age_seconds: int) -> PendingDeltas:
+    """Compact every collection with a delta pending longer than `min_age_seconds` (no coalescing:
+    the sweep collects what notification-driven runs left)."""
+    found = pending_deltas(compactions.store, min_age_seconds)
+    compactions.coalesce = False
+    for c in found.stale:
+        compactions.of(c)
+    return found
 
 
 def sqs_event(messages: Iterable[tuple[str, str]], queue_name: str = "DeltaQueue.fifo") -> dict[str, Any]:
@@ -170,7 +210,15 @@ def sqs_event(messages: Iterable[tuple[str, str]], queue_name: str = "DeltaQueue
                 "messageId": mid,
                 "receiptHandle": f"local-{mid}",
                 "body": body,
-                "attributes": {"ApproximateReceiveCount": "1", "MessageGroupId": "local"},
+                "attributes": {
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1700000000000",
+                    "SenderId": "local",
+                    "ApproximateFirstReceiveTimestamp": "1700000000000",
+                    "MessageGroupId": "local",
+                    "MessageDeduplicationId": mid,
+                    "SequenceNumber": "1",
+                },
                 "messageAttributes": {},
                 "md5OfBody": "",
                 "eventSource": "aws:sqs",

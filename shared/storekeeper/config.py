@@ -18,6 +18,12 @@ COMPACTOR_CACHE_DIR = "COMPACTOR_CACHE_DIR"  # snapshot cache between warm invoc
 READER_CACHE_DIR = "STOREKEEPER_READER_CACHE_DIR"  # default /tmp/storekeeper-reader
 READER_CACHE_BYTES = "STOREKEEPER_READER_CACHE_BYTES"  # default 384 MiB (Lambda's /tmp is 512 MB)
 READER_REFRESH_S = "STOREKEEPER_READER_REFRESH_S"  # least seconds between pointer reads (default 5)
+# coalescing: notification-driven compactions publish a collection at most once per this many seconds
+COMPACTOR_MIN_INTERVAL_SECONDS = "COMPACTOR_MIN_INTERVAL_SECONDS"
+DEFAULT_MIN_INTERVAL_SECONDS = 120
+# retention: superseded snapshot versions the compactor keeps besides the live one (0 = keep all)
+COMPACTOR_KEEP_VERSIONS = "COMPACTOR_KEEP_VERSIONS"
+DEFAULT_KEEP_VERSIONS = 3
 SUPABASE_URL = "SUPABASE_URL"
 SUPABASE_SERVICE_KEY = "SUPABASE_SERVICE_KEY"
 # in AWS the key is not in the environment: the functions read it from this Secrets Manager secret

@@ -89,14 +89,15 @@ def test_bad_records_fail_alone_and_the_rest_is_published(store: LocalStore, tmp
         ]
     )
     resp = run(store, tmp_path, event)
-    assert failed_ids(resp) == {"wrong-dim", "corrupt", "nan", "malformed", "not-json", "lying"}
+    # quarantined deltas' records succeed (quarantine is their dead letter); bad messages fail
+    assert failed_ids(resp) == {"malformed", "not-json", "lying"}
     assert_same_state(snapshot_state(store, "docs", tmp_path / "r1"), model_state([good, lying]))
     assert_same_state(snapshot_state(store, "other", tmp_path / "r2"), model_state([good_other]))
     assert list_pending(store, "docs") == []  # bad ones quarantined, good one removed
     assert store.exists(f"delta-rejected/docs/{wrong_dim.delta_id}.delta")
-    # a redelivery of a rejected delta's message still fails, naming why
+    # a redelivery of a quarantined delta's message succeeds too: it cannot change anything
     resp = run(store, tmp_path, sqs_event([("wrong-dim-again", n_wrong.model_dump_json())]))
-    assert failed_ids(resp) == {"wrong-dim-again"}
+    assert failed_ids(resp) == set()
 
 
 def test_errors_name_the_field(tmp_path: Path) -> None:
@@ -154,3 +155,124 @@ def test_missing_pointer_target_fails_records_and_emits_the_metric(
     emf = [json.loads(line) for line in out.splitlines() if line.startswith("{") and '"_aws"' in line]
     counts = [e.get("PointerTargetMissing") for e in emf]
     assert [1.0] in counts or 1.0 in counts, out
+
+
+def _log_lines(capfd: pytest.CaptureFixture[str]) -> list[dict]:
+    captured = capfd.readouterr()
+    out = captured.out + captured.err  # `invoke` sends the handler's stdout to stderr
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def _metric(lines: list[dict], name: str) -> float:
+    total = 0.0
+    for e in lines:
+        if "_aws" in e and name in e:
+            v = e[name]
+            total += sum(v) if isinstance(v, list) else v
+    return total
+
+
+def test_each_failed_record_logs_once_at_error_with_message_id_field_and_reason(
+    store: LocalStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = produce(store, delta("docs", {"a": vec(1, DIM)}))
+    no_sha = json.dumps({"collection": "docs", "delta_key": good.delta_key})
+    caplog.clear()
+    resp = run(
+        store, tmp_path, sqs_event([("ok", good.model_dump_json()), ("no-sha", no_sha), ("junk", "[1,")])
+    )
+    assert failed_ids(resp) == {"no-sha", "junk"}
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    by_id = {r.message_id: r for r in errors}  # type: ignore[attr-defined]
+    assert len(errors) == 2, errors  # once each, nothing for "ok"
+    assert set(by_id) == {"no-sha", "junk"}
+    assert (by_id["no-sha"].field, by_id["no-sha"].reason) == ("sha256", "Field required")  # type: ignore[attr-defined]
+    assert by_id["junk"].field == "body"  # type: ignore[attr-defined]
+    assert by_id["junk"].reason.startswith("not valid JSON")  # type: ignore[attr-defined]
+
+
+def test_two_notifications_of_one_delta_only_the_wrong_sha256_fails_also_on_redelivery(
+    store: LocalStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    d = delta("docs", {"a": vec(1, DIM)})
+    right = produce(store, d)
+    wrong = right.model_copy(update={"sha256": "e" * 64})
+    for first, second in ((right, wrong), (wrong, right)):  # whichever comes first in the batch
+        caplog.clear()
+        resp = run(
+            store, tmp_path, sqs_event([("m-a", first.model_dump_json()), ("m-b", second.model_dump_json())])
+        )
+        bad = "m-b" if second is wrong else "m-a"
+        assert failed_ids(resp) == {bad}
+        (line,) = [r for r in caplog.records if r.levelname == "ERROR"]
+        assert (line.message_id, line.field) == (bad, "sha256")  # type: ignore[attr-defined]
+        assert "eeeeeeeeeeee" in line.reason  # type: ignore[attr-defined]
+        if first is right:
+            assert list_pending(store, "docs") == []  # applied and removed by the first batch
+            produce(store, delta("docs", {"later": vec(2, DIM)}))  # a newer version on top of it
+            run(store, tmp_path, {"sweep": True}, COMPACTOR_SWEEP_AGE_SECONDS="0")
+    # redelivered alone, long after its delta was applied and removed: still judged by the sha256
+    # the manifest recorded, so the wrong one keeps failing and the right one keeps succeeding
+    resp = run(store, tmp_path, sqs_event([("again-wrong", wrong.model_dump_json())]))
+    assert failed_ids(resp) == {"again-wrong"}
+    resp = run(store, tmp_path, sqs_event([("again-right", right.model_dump_json())]))
+    assert failed_ids(resp) == set()
+    assert_same_state(
+        snapshot_state(store, "docs", tmp_path / "rc"),
+        {"a": vec(1, DIM), "later": vec(2, DIM)},
+    )
+
+
+def test_quarantined_and_already_applied_records_succeed_and_are_counted(
+    store: LocalStore, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    ok = produce(store, delta("docs", {"a": vec(1, DIM)}))
+    bad = produce(store, delta("docs", {"w": vec(3, DIM + 1)}))
+    run(store, tmp_path, sqs_event([("ok", ok.model_dump_json()), ("bad", bad.model_dump_json())]))
+    capfd.readouterr()
+    resp = run(store, tmp_path, sqs_event([("ok-2", ok.model_dump_json()), ("bad-2", bad.model_dump_json())]))
+    assert failed_ids(resp) == set()
+    lines = _log_lines(capfd)
+    assert _metric(lines, "DeltasAlreadyApplied") == 1
+    assert _metric(lines, "DeltasQuarantined") == 1
+    assert _metric(lines, "BadMessages") == 0
+
+
+def test_coalesced_records_succeed_and_the_sweep_applies_their_deltas(
+    store: LocalStore, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """A collection published moments ago is not published again for each batch: its records
+    succeed (the group is not frozen) and the sweep collects the deltas."""
+    first = delta("docs", {"a": vec(1, DIM)})
+    run(store, tmp_path, sqs_event([("m1", produce(store, first).model_dump_json())]))
+    assert len(version_chain(store, "docs")) == 1
+    second = delta("docs", {"b": vec(2, DIM)})
+    capfd.readouterr()
+    resp = run(store, tmp_path, sqs_event([("m2", produce(store, second).model_dump_json())]),
+               COMPACTOR_MIN_INTERVAL_SECONDS="3600")  # fmt: skip
+    assert failed_ids(resp) == set()
+    assert _metric(_log_lines(capfd), "DeltasLeftToSweep") == 1
+    assert len(version_chain(store, "docs")) == 1  # coalesced: nothing new published
+    assert len(list_pending(store, "docs")) == 1
+    out = run(store, tmp_path, {"sweep": True}, COMPACTOR_SWEEP_AGE_SECONDS="0",
+              COMPACTOR_MIN_INTERVAL_SECONDS="3600")  # fmt: skip
+    assert out["collections"]["docs"]["status"] == "published"
+    assert list_pending(store, "docs") == []
+    assert_same_state(snapshot_state(store, "docs", tmp_path / "rc"), model_state([first, second]))
+
+
+def test_sweep_reports_pending_deltas_and_their_oldest_age(
+    store: LocalStore, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    d = delta("slow", {"a": vec(1, DIM)})
+    produce(store, d)
+    produce(store, delta("fresh", {"b": vec(2, DIM)}))
+    os.utime(store.path / d.key, (0, 1_000_000))  # 1970: very old
+    capfd.readouterr()
+    out = run(store, tmp_path, {"sweep": True}, COMPACTOR_SWEEP_AGE_SECONDS="3600")
+    assert out["pending"] == 2
+    assert out["oldest_pending_age_s"] > 1e9
+    assert sorted(out["collections"]) == ["slow"]  # only the stale collection was compacted
+    lines = _log_lines(capfd)
+    assert _metric(lines, "PendingDeltas") == 2
+    assert _metric(lines, "OldestPendingDeltaAge") > 1e9

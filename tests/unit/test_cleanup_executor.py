@@ -404,6 +404,29 @@ def test_failed_task_is_not_recorded_so_a_retry_runs(store: RecordingStore, root
     assert not out.duplicate
 
 
+def test_skipped_task_is_not_recorded_so_a_replan_runs_it(store: RecordingStore, root: Path) -> None:
+    """A skip is often transient (a protect-until label, a bucket label removed later): the same
+    deterministic task_id planned again must execute, not be answered from a 14-day record."""
+    records = LocalStore(root / "records")
+    runner = CleanupRunner(
+        resolve_store=resolver(store), persistence=StorePersistenceLayer(records, "cleanup")
+    )
+    store.put("img/a", b"x")
+    store.set_bucket_labels("main", {"storekeeper:protect": "true"})
+    t = task("delete_objects", keys=["img/a"], task_id="skip-1")
+    first = runner.run(t)
+    assert first.status == "skipped"
+    assert not first.duplicate
+    assert list(records.list("idempotency/")) == []
+    store.set_bucket_labels("main", {})
+    second = runner.run(t)
+    assert second.status == "executed"
+    assert not second.duplicate
+    assert second.deleted == ["img/a"]
+    third = runner.run(t)  # an executed outcome is stored as before
+    assert third.duplicate
+
+
 def test_dry_run_task_leaves_no_idempotency_record(store: RecordingStore, root: Path) -> None:
     records = LocalStore(root / "records")
     runner = CleanupRunner(

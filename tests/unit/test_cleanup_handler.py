@@ -22,7 +22,12 @@ def sqs_event(bodies: list[tuple[str, str]]) -> dict[str, Any]:
                 "messageId": mid,
                 "receiptHandle": f"rh-{mid}",
                 "body": body,
-                "attributes": {"ApproximateReceiveCount": "1"},
+                "attributes": {  # what SQS always sends (Powertools' SqsRecordModel requires them)
+                    "ApproximateReceiveCount": "1",
+                    "SentTimestamp": "1700000000000",
+                    "SenderId": "AIDAEXAMPLE",
+                    "ApproximateFirstReceiveTimestamp": "1700000000000",
+                },
                 "messageAttributes": {},
                 "md5OfBody": "",
                 "eventSource": "aws:sqs",
@@ -58,7 +63,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path
 
 
-def test_bad_records_fail_alone_good_ones_execute(home: Path) -> None:
+def test_bad_records_fail_alone_good_ones_execute(home: Path, caplog: pytest.LogCaptureFixture) -> None:
     store = LocalStore(home / "stores" / "main")
     for i in range(4):
         store.put(f"img/{i}", b"x")
@@ -77,11 +82,24 @@ def test_bad_records_fail_alone_good_ones_execute(home: Path) -> None:
     failed = {f["itemIdentifier"] for f in result.response["batchItemFailures"]}
     assert failed == {"bad-json", "bad-action", "no-target", "no-bucket"}
     assert [k.key for k in store.list("img/")] == ["img/3"]
+    # each failure logged once at ERROR, with the message id, the field and the reason
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    why = {r.message_id: (r.field, r.reason) for r in errors}  # type: ignore[attr-defined]
+    assert len(errors) == 4, errors
+    assert set(why) == failed
+    assert why["bad-json"][0] == "body"
+    assert why["bad-json"][1].startswith("not valid JSON")
+    assert why["bad-action"][0] == "action"
+    assert "delete_objects" in why["bad-action"][1]
+    assert "needs prefix" in why["no-target"][1]
+    assert "missing-bucket" in why["no-bucket"][1]
+    caplog.clear()
     # redelivery of the whole batch: the good tasks are duplicates now, nothing more is deleted
     store.put("img/0", b"back")
     again = invoke("cleanup", event, store=f"file://{home / 'stores' / 'main'}")
     assert {f["itemIdentifier"] for f in again.response["batchItemFailures"]} == failed
     assert store.exists("img/0")
+    assert len([r for r in caplog.records if r.levelname == "ERROR"]) == 4
 
 
 def test_cli_drains_queue_and_dead_letters_failures(home: Path) -> None:

@@ -98,8 +98,10 @@ def test_cleanup_imports_no_xray_or_boto3_and_its_first_batch_runs(tmp_path: Pat
         "reason": "cold start probe",
         "planned_at": "2024-06-01T12:00:00Z",
     }
-    bad = {"messageId": "m2", "body": "{not json"}
-    event = {"Records": [{"messageId": "m1", "body": json.dumps(task)}, bad]}
+    sample = json.loads((REPO / "events" / "cleanup" / "sqs-cleanup-task.json").read_text())["Records"][0]
+    good = {**sample, "messageId": "m1", "body": json.dumps(task)}  # a record as SQS sends it
+    bad = {**sample, "messageId": "m2", "body": "{not json"}
+    event = {"Records": [good, bad]}
     got = _cold("cleanup", event, tmp_path)
     imported = got["import"]
     assert isinstance(imported, dict)

@@ -20,12 +20,13 @@ from storekeeper.cleanup.base import (
     register,
 )
 from storekeeper.cleanup.executor import execute_task, store_resolver
-from storekeeper.cleanup.runner import CleanupRunner, parse_task, record_metrics
+from storekeeper.cleanup.runner import CleanupRunner, CleanupTaskRecord, parse_task, record_metrics
 
 __all__ = [
     "ACTIONS",
     "Action",
     "CleanupRunner",
+    "CleanupTaskRecord",
     "Context",
     "TaskFailed",
     "TaskOutcome",

@@ -3,7 +3,11 @@
 Exactly-once per task_id via Powertools idempotency (DynamoDB deployed, records
 in the store locally). A failed task raises so its record is *not* saved and
 SQS retries it (then the DLQ); a dry run bypasses the record (it changes nothing
-and a person wants fresh output each time).
+and a person wants fresh output each time). A *skipped* task (everything kept:
+protected, modified since planning, still live...) is not saved either: it
+changed nothing, and the reason may be transient, so the next plan (which gives
+the same deterministic task_id) must run it again rather than find a 14-day
+"completed" record.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pydantic
+from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
+from pydantic import Json
 
 from storekeeper.cleanup.base import StoreResolver, TaskFailed, TaskOutcome, VectorBackend
 from storekeeper.cleanup.executor import execute_task
@@ -30,6 +36,12 @@ IDEMPOTENCY_TTL_SECONDS = 14 * 24 * 3600
 KEY_PREFIX = "storekeeper-cleanup"
 #: a task_id reused for a different target is an error, not a silent "already done"
 PAYLOAD_FIELDS = "[action, backend, bucket, keys, prefix, index, version, collection]"
+
+
+class CleanupTaskRecord(SqsRecordModel):
+    """An SQS record of CleanupQueue: Powertools' BatchProcessor parses the body once, into the task."""
+
+    body: Json[CleanupTask]  # narrows SqsRecordModel's str body
 
 
 def parse_task(body: str | bytes | dict[str, Any]) -> CleanupTask:
@@ -66,6 +78,14 @@ def record_metrics(metrics: MetricsSink, outcome: TaskOutcome) -> None:
         metrics.add_metric(name="TasksExecuted", unit=MetricUnit.Count, value=1)
     if outcome.deleted_count and not outcome.duplicate:
         metrics.add_metric(name="ObjectsDeleted", unit=MetricUnit.Count, value=outcome.deleted_count)
+
+
+class _NotSaved(Exception):
+    """Raised inside the idempotent call so Powertools drops the record; carries the outcome out."""
+
+    def __init__(self, outcome: dict[str, Any]) -> None:
+        super().__init__("outcome not saved")
+        self.outcome = outcome
 
 
 class CleanupRunner:
@@ -121,7 +141,10 @@ class CleanupRunner:
         outcome = self._execute(CleanupTask.model_validate(task), False)
         if outcome.status == "failed":
             raise TaskFailed(outcome)  # not saved: the retry runs it again
-        return outcome.compact().model_dump(mode="json")
+        saved = outcome.compact().model_dump(mode="json")
+        if outcome.status == "skipped":
+            raise _NotSaved(saved)  # not saved: a re-plan runs it again (see the module doc)
+        return saved
 
     def run(self, task: CleanupTask, *, dry_run: bool | None = None) -> TaskOutcome:
         """Execute (or dry-run) one task; raises TaskFailed for a failed one."""
@@ -135,7 +158,10 @@ class CleanupRunner:
         with warnings.catch_warnings():
             if not self._has_context:  # outside Lambda there is no remaining time to record
                 warnings.filterwarnings("ignore", message="Couldn't determine the remaining time")
-            saved = self._once(task=task.model_dump(mode="json"))
+            try:
+                saved = self._once(task=task.model_dump(mode="json"))
+            except _NotSaved as kept:
+                return TaskOutcome.model_validate(kept.outcome)
         outcome = TaskOutcome.model_validate(saved)
         if not self._fresh:  # answered from the idempotency record: nothing was done this time
             outcome = outcome.model_copy(update={"duplicate": True, "requests": {}})

@@ -26,6 +26,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -290,6 +291,33 @@ class SnapshotCache:
             log.warning(
                 "snapshot cache %s: %d bytes in use, over its limit of %d", self.root, total, self.max_bytes
             )
+
+    def make_room(
+        self, free_needed: int, *, keep: Path | None = None, free_bytes: Callable[[Path], int] | None = None
+    ) -> int:
+        """Before a compaction: remove temp dirs of dead processes, then evict least recently used
+        entries nobody uses (never `keep`) until `free_needed` bytes are free on the cache's disk.
+        Returns the free bytes then (the caller decides what too little means)."""
+        free_of = free_bytes or (lambda p: shutil.disk_usage(p).free)
+        self._prune_abandoned()
+        free = free_of(self.root)
+        for path, _size in self.entries():
+            if free >= free_needed:
+                break
+            if path == keep:
+                continue
+            lock = self._lock_path(path.parent.name, path.name)
+            fd = _flock(lock, shared=False, blocking=False)
+            if fd is None:
+                continue  # in use
+            try:
+                _rmtree_atomic(path)
+                with contextlib.suppress(OSError):
+                    lock.unlink()
+            finally:
+                _unlock(fd)
+            free = free_of(self.root)
+        return free
 
     def _download(self, store: ObjectStore, manifest: Manifest) -> Path:
         """Fetch, verify and extract into a fresh staging dir (`<staging>/tree`); the caller installs it."""

@@ -73,6 +73,7 @@ def write_snapshot(
     hooks: Any = None,
     sha256: str | None = None,
     size: int | None = None,
+    delta_sha256: dict[str, str] | None = None,
 ) -> Manifest:
     """Upload the archive, then the manifest, both create-only; the pointer is not touched here.
 
@@ -95,6 +96,7 @@ def write_snapshot(
         record_count=record_count,
         deltas=deltas,
         applied=applied,
+        delta_sha256=delta_sha256 or {},
         created_at=datetime.now(UTC),
     )
     store.put_file(

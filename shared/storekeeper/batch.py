@@ -1,0 +1,70 @@
+"""What the SQS handlers share: one ERROR line per failed record, naming the message, field and reason.
+
+Messages that fail reach the DLQ after their retries; whoever reads the DLQ finds
+why in the function's log by the message id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydantic
+
+from storekeeper.errors import StorekeeperError, ValidationError
+
+
+class RecordFailed(StorekeeperError):
+    """This record fails (SQS retries it, then the DLQ); `field` and `reason` go into the ERROR line."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+def describe_error(exc: pydantic.ValidationError) -> tuple[str, str]:
+    """(field, reason) of a record model's first error; the field is relative to the body."""
+    first = exc.errors()[0]
+    loc = [str(p) for p in first["loc"]]
+    if loc[:1] == ["body"] and len(loc) > 1:
+        loc = loc[1:]
+    where = ".".join(loc) or "body"
+    reason = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "json_invalid":
+        reason = f"not valid JSON: {first.get('ctx', {}).get('error', reason)}"
+    return where, reason
+
+
+def record_failure(record: Any, exc: BaseException | None) -> dict[str, Any]:
+    """The ERROR line's fields for a failed record. `record` is the parsed model, or Powertools'
+    SQSRecord when the body did not parse."""
+    message_id = getattr(record, "messageId", None) or getattr(record, "message_id", None)
+    body = getattr(record, "body", None)
+    about = {k: getattr(body, k) for k in ("collection", "delta_key", "task_id") if hasattr(body, k)}
+    if isinstance(exc, pydantic.ValidationError):
+        where, reason = describe_error(exc)
+    elif isinstance(exc, RecordFailed | ValidationError):
+        where, reason = exc.field, exc.reason
+    else:
+        where, reason = "record", f"{type(exc).__name__}: {exc}"
+    return {"message_id": message_id, "field": where, "reason": reason, **about}
+
+
+def record_shell(body: str, message_id: str = "local") -> dict[str, Any]:
+    """An SQS record around `body`, for parsing a bare body with a record model (CLI, local queues)."""
+    return {
+        "messageId": message_id,
+        "receiptHandle": f"local-{message_id}",
+        "body": body,
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "0",
+            "SenderId": "local",
+            "ApproximateFirstReceiveTimestamp": "0",
+        },
+        "messageAttributes": {},
+        "md5OfBody": "",
+        "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:local",
+        "awsRegion": "us-east-1",
+    }
