@@ -252,8 +252,9 @@ def reap_and_clean(demo: Demo) -> tuple[bool, str]:
     from storekeeper.cleanup import CleanupRunner, store_resolver
     from storekeeper.cli.cleanup_cmd import drain
     from storekeeper.idempotency import persistence_from_env
+    from storekeeper.layout import match_version_key, snapshot_prefix, version_prefix
     from storekeeper.queues import open_queue
-    from storekeeper.snapshots import read_pointer, version_prefix
+    from storekeeper.snapshots import read_pointer
     from storekeeper.stores import open_store
 
     history = _more_history(demo)
@@ -264,7 +265,9 @@ def reap_and_clean(demo: Demo) -> tuple[bool, str]:
     live, _ = read_pointer(store, COLLECTION)
     assert live is not None
     live_keys = {i.key for i in store.list(version_prefix(COLLECTION, live))}
-    versions = sorted({i.key.split("/")[2] for i in store.list(f"snapshot/{COLLECTION}/")} - {"latest"})
+    versions = sorted(
+        {cv[1] for i in store.list(snapshot_prefix(COLLECTION)) if (cv := match_version_key(i.key))}
+    )
 
     dry = reaper.run(policies_path=str(policies), apply=False)
     real = reaper.run(policies_path=str(policies), apply=True)
@@ -288,9 +291,7 @@ def reap_and_clean(demo: Demo) -> tuple[bool, str]:
     if probe in demo.state["deleted"]:
         probe = demo.state["ids"][demo.records // 2 + 2]
     hits = chroma.query(col, demo.state["vectors"][demo.state["ids"].index(probe)].tolist(), 3)
-    kept_versions = sorted(
-        {k.split("/")[2] for k in after if k.startswith(f"snapshot/{COLLECTION}/")} - {"latest"}
-    )
+    kept_versions = sorted({cv[1] for k in after if (cv := match_version_key(k)) and cv[0] == COLLECTION})
     checks = {
         f"dry run and --apply plan digest equal ({dry.plan_digest[:12]})": dry.plan_digest
         == real.plan_digest,

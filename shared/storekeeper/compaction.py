@@ -44,8 +44,16 @@ from storekeeper.compaction_budget import (
     disk_needed,
     estimated_size,
 )
-from storekeeper.deltas import DeltaContent, fetch_delta, list_pending, parse_delta_key
+from storekeeper.deltas import DeltaContent, fetch_delta, list_pending
 from storekeeper.errors import CorruptObject, NotFound, PreconditionFailed, ValidationError
+from storekeeper.layout import (
+    DELTA_PREFIX,
+    delta_key,
+    match_delta_key,
+    parse_delta_key,
+    rejected_key,
+    rejected_reason_key,
+)
 from storekeeper.models.snapshots import Manifest
 from storekeeper.names import check_collection
 from storekeeper.snapshots import (
@@ -61,7 +69,6 @@ from storekeeper.snapshots import (
 from storekeeper.stores.base import ObjectStore
 
 Hook = Callable[[str], None]
-REJECTED_PREFIX = "delta-rejected"
 STEPS = (
     "after_download",
     "mid_apply",
@@ -96,20 +103,16 @@ class CompactionResult:
         return asdict(self)
 
 
-def rejected_key(collection: str, delta_id: str) -> str:
-    return f"{REJECTED_PREFIX}/{collection}/{delta_id}.delta"
-
-
 def quarantine(store: ObjectStore, collection: str, delta_id: str, reason: str) -> None:
     """Move a delta that can never be applied out of `delta/`, keeping it and the reason."""
-    src = f"delta/{collection}/{delta_id}.delta"
+    src = delta_key(collection, delta_id)
     try:
         body = store.get(src).body
     except NotFound:
         return
     store.put(rejected_key(collection, delta_id), body)
     store.put(
-        f"{REJECTED_PREFIX}/{collection}/{delta_id}.reason.json",
+        rejected_reason_key(collection, delta_id),
         json.dumps({"delta_id": delta_id, "reason": reason, "at": datetime.now(UTC).isoformat()}).encode(),
         content_type="application/json",
     )
@@ -119,7 +122,7 @@ def quarantine(store: ObjectStore, collection: str, delta_id: str, reason: str) 
 def rejection_reason(store: ObjectStore, collection: str, delta_id: str) -> str | None:
     """Why a delta was quarantined, or None if it was not."""
     try:
-        body = store.get(f"{REJECTED_PREFIX}/{collection}/{delta_id}.reason.json").body
+        body = store.get(rejected_reason_key(collection, delta_id)).body
     except NotFound:
         return None
     try:
@@ -322,7 +325,7 @@ class _Attempt:
                 if len(applied) >= self.cfg.max_deltas or not budget.can_apply_next(size_next, len(applied)):
                     result.pending = todo[i:]
                     break
-                key = f"delta/{c}/{delta_id}.delta"
+                key = delta_key(c, delta_id)
                 try:
                     content, digest = fetch_delta(store, key)
                     content = _chroma_ready(content)
@@ -406,7 +409,7 @@ class _Attempt:
         """Delete applied deltas (safe: their snapshot is published); errors are reported, not raised."""
         if not ids:
             return
-        keys = [f"delta/{self.c}/{d}.delta" for d in ids]
+        keys = [delta_key(self.c, d) for d in ids]
         half = max(1, len(keys) // 2)
         for n, part in enumerate((keys[:half], keys[half:])):
             if n == 1:
@@ -439,11 +442,11 @@ def pending_deltas(store: ObjectStore, min_age_seconds: int, *, now: datetime | 
     out = PendingDeltas()
     found: set[str] = set()
     oldest: datetime | None = None
-    for info in store.list("delta/"):
-        try:
-            c, _ = parse_delta_key(info.key)
-        except ValidationError:
+    for info in store.list(DELTA_PREFIX):
+        parts = match_delta_key(info.key)
+        if parts is None:
             continue
+        c = parts[0]
         out.count += 1
         if oldest is None or info.last_modified < oldest:
             oldest = info.last_modified

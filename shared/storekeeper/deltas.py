@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import secrets
 import string
 import struct
@@ -33,8 +32,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from storekeeper.errors import CorruptObject, ValidationError
+from storekeeper.layout import DELTA_ID_RE, delta_key, delta_prefix, match_delta_key, parse_delta_key
 from storekeeper.models.deltas import (
-    DELTA_KEY_RE,
     MAX_DIMENSION,
     DeltaNotification,
     document_problem,
@@ -57,7 +56,6 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_DELTA_BYTES = 256 * 1024 * 1024
 MAX_ID_BYTES = 1024  # RecordId is <= 256 characters: at most 1024 UTF-8 bytes
 MAX_RECORDS = 1_000_000
-DELTA_ID_RE = re.compile(r"^\d{13}-[a-z0-9]{6,32}$")
 _SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 _SUFFIX_LEN = 10
 
@@ -147,21 +145,6 @@ def new_delta_id(now: datetime | None = None) -> str:
             _last_ms = ms
     suffix = "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(_SUFFIX_LEN))
     return f"{ms:013d}-{suffix}"
-
-
-def delta_key(collection: str, delta_id: str) -> str:
-    check_collection(collection)
-    if not DELTA_ID_RE.fullmatch(delta_id):
-        raise ValidationError("delta_id", "must be <13-digit epoch ms>-<6-32 chars of a-z0-9>", delta_id)
-    return f"delta/{collection}/{delta_id}.delta"
-
-
-def parse_delta_key(key: str) -> tuple[str, str]:
-    """`delta/<c>/<id>.delta` -> (c, id); anything else is a ValidationError naming the key."""
-    m = DELTA_KEY_RE.fullmatch(key)
-    if not m:
-        raise ValidationError("delta_key", "must be delta/<collection>/<13-digit-ms>-<suffix>.delta", key)
-    return m["c"], m["id"]
 
 
 # -- checks shared by encode and decode -----------------------------------------------
@@ -297,7 +280,7 @@ def _utc_iso(dt: datetime) -> str:
 
 def encode_delta(content: DeltaContent) -> bytes:
     """Validate `content` and serialise it; raises DeltaFormatError naming the bad field."""
-    _check_content(content, _Err("<encode>", f"delta/{content.collection}/{content.delta_id}.delta"))
+    _check_content(content, _Err("<encode>", delta_key(content.collection, content.delta_id, check=False)))
     n = len(content.ids)
     dim = content.dimension
     ids_blob = _pack_strings(content.ids)
@@ -418,7 +401,7 @@ def decode_delta(data: bytes, *, expect_key: str | None = None, store: str = "<b
         raise err("header.delta_id", f"{delta_id!r:.60} is not <13-digit ms>-<suffix>")
     assert isinstance(collection, str)
     if expect_key is not None:
-        own = f"delta/{collection}/{delta_id}.delta"
+        own = delta_key(collection, delta_id)
         if own != expect_key:
             raise err("header", f"names {own} but the object is stored at {expect_key}")
     try:
@@ -521,8 +504,7 @@ def write_delta(store: ObjectStore, content: DeltaContent, *, blob: bytes | None
 
 def list_pending(store: ObjectStore, collection: str) -> list[ObjectInfo]:
     """Every delta object of the collection (all pages), oldest first; stray keys are ignored."""
-    check_collection(collection)
-    found = [o for o in store.list(f"delta/{collection}/") if DELTA_KEY_RE.fullmatch(o.key)]
+    found = [o for o in store.list(delta_prefix(collection)) if match_delta_key(o.key)]
     return sorted(found, key=lambda o: parse_delta_key(o.key)[1])
 
 

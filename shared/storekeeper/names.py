@@ -5,19 +5,15 @@ from __future__ import annotations
 import re
 
 from storekeeper.errors import InvalidName
+from storekeeper.layout import COLLECTION_RE, check_collection
 
-COLLECTION_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+__all__ = ["BUCKET_RE", "COLLECTION_RE", "check_bucket", "check_collection", "check_key", "check_prefix"]
+
 # S3-compatible bucket names (no dots: they break virtual-host TLS and Supabase ids).
 BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 MAX_KEY_BYTES = 1024
 # one C-level scan instead of a per-character loop: keys are checked for every listed object
 _BAD_KEY_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
-
-
-def check_collection(name: object, field: str = "collection") -> str:
-    if not isinstance(name, str) or not COLLECTION_RE.fullmatch(name):
-        raise InvalidName(field, "must match [a-z0-9][a-z0-9_-]{0,62}", name)
-    return name
 
 
 def check_bucket(name: object, field: str = "bucket") -> str:

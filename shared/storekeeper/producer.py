@@ -46,9 +46,10 @@ from storekeeper.deltas import (
     write_delta,
 )
 from storekeeper.errors import CorruptObject, NotFound, StorekeeperError, ValidationError
+from storekeeper.layout import parse_incoming_key
 from storekeeper.models.common import Token
 from storekeeper.models.deltas import ChromaId, DeltaNotification, PutRequest, UpdateRecord, UpsertRecord
-from storekeeper.names import check_collection, check_key
+from storekeeper.names import check_collection
 from storekeeper.queues import OutgoingMessage, Queue, QueueSendError
 from storekeeper.snapshots import resolve
 from storekeeper.stores.base import ObjectStore
@@ -61,7 +62,6 @@ MAX_DELETES_PER_DELTA = 10_000
 MAX_LINE_BYTES = 1024 * 1024
 MAX_INCOMING_BYTES = 64 * 1024 * 1024
 IDEMPOTENCY_EXPIRY_SECONDS = 24 * 3600
-INCOMING_PREFIX = "incoming/"
 FUNCTION_NAME = "producer"
 
 
@@ -212,17 +212,6 @@ def parse_jsonl(
     return PutRequest.model_construct(
         collection=collection, upserts=upserts, deletes=deletes, updates=updates, request_id=request_id
     )
-
-
-def parse_incoming_key(key: str) -> str:
-    """`incoming/<c>/<name>` -> c; anything else is rejected naming the key."""
-    check_key(key, "key")
-    if not key.startswith(INCOMING_PREFIX):
-        raise ValidationError("key", f"bulk files must be under {INCOMING_PREFIX}<collection>/", key)
-    collection, sep, name = key[len(INCOMING_PREFIX) :].partition("/")
-    if not sep or not name or name.endswith("/"):
-        raise ValidationError("key", "must be incoming/<collection>/<file>", key)
-    return check_collection(collection, "key (collection segment)")
 
 
 # -- collection dimension ----------------------------------------------------------------

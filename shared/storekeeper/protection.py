@@ -1,22 +1,28 @@
-"""Protection checks shared by the reaper's planner and the cleanup executor.
+"""The one place that decides whether something may be deleted, and why not.
 
-DESIGN invariant 3: nothing live is deleted. One place decides what "live" and
-"protected" mean, so a dry run and a real run (and the planner and the
-executor) can never disagree about it. Every check returns a *reason* (str)
-when the target must be kept, or None when it may go.
+DESIGN invariant 3: nothing live is deleted. `Protection.reason` is the single
+decision: the reaper's planner (dry run and real run alike), the cleanup
+executor (again, at delete time) and the compactor's own retention all call it,
+so they can never disagree about what is protected nor say it differently.
+It returns a *reason* (str) when the target must be kept, or None when it may go.
 
 Protected:
 * every collection's live pointer `snapshot/<c>/latest/pointer.txt` and
   everything under the version prefix it names, and every version newer than
   it (or any version while there is no pointer): it may be mid-publish;
+  a version that became live, or a pointer that vanished or went back, since
+  planning (the task's guard says what the planner saw);
 * deltas that the live manifest has not applied (not in `deltas`/`applied`);
   with no pointer, every delta of the collection is unapplied;
+* names (keys, buckets, versions, vector buckets/indexes) on the protect list
+  (exact or glob), and the buckets of configured stores;
+* pipeline output (deltas, snapshot versions, uploads) younger than the grace
+  floor (`defaults.grace`), so the reaper never races a running compactor;
 * objects whose metadata (or buckets whose labels/tags) say
   `storekeeper:protect` (or `storekeeper-protect`, since S3 metadata keys
-  cannot hold ':') = true/keep/yes/1;
+  cannot hold ':') = true/keep/yes/1, or carry a configured protect label;
 * objects/buckets with `protect-until` (also `storekeeper:protect-until`,
-  `storekeeper-protect-until`) in the future; an unreadable date protects;
-* keys or bucket names matching the configured protect list (exact or glob).
+  `storekeeper-protect-until`) in the future; an unreadable date protects.
 
 Lookups are cached per `Protection` instance: create one per run/task.
 Failing to read a pointer or manifest protects the whole collection (fail safe).
@@ -26,14 +32,14 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
 
 from storekeeper.errors import StorekeeperError
-from storekeeper.stores.base import ObjectInfo, ObjectStore
+from storekeeper.layout import match_delta_key, match_pointer_key, match_snapshot_entry, version_of_prefix
+from storekeeper.stores.base import ObjectStore
 
 #: environment variable holding extra protect-list globs, comma separated
 PROTECT_ENV = "STOREKEEPER_PROTECT"
@@ -44,13 +50,9 @@ PROTECT_VALUES = frozenset({"true", "keep", "yes", "1"})
 #: the same defaults as the policies file's `protect.labels`, so planner and executor agree
 DEFAULT_LABELS: dict[str, str | None] = {"storekeeper:protect": "true", "keep": None, "shared": "true"}
 
-POINTER_RE = re.compile(r"^snapshot/(?P<c>[a-z0-9][a-z0-9_-]{0,62})/latest/pointer\.txt$")
-SNAPSHOT_KEY_RE = re.compile(r"^snapshot/(?P<c>[a-z0-9][a-z0-9_-]{0,62})/(?P<v>[^/]+)/")
-DELTA_KEY_RE = re.compile(r"^delta/(?P<c>[a-z0-9][a-z0-9_-]{0,62})/(?P<id>[^/]+)\.delta$")
-
-
-def pointer_key(collection: str) -> str:
-    return f"snapshot/{collection}/latest/pointer.txt"
+#: what is asked about: an object key, a snapshot version (`snapshot/<c>/<v>/`), an incomplete
+#: upload (by its key), a bucket of an object store, a vector bucket or `bucket/index`
+TargetKind = Literal["key", "version", "upload", "bucket", "vector"]
 
 
 @dataclass(frozen=True)
@@ -65,9 +67,20 @@ class ProtectionConfig:
     until_keys: tuple[str, ...] = PROTECT_UNTIL_KEYS
     #: one HEAD per object to read its metadata labels; turn off only for huge prefix deletes
     check_object_labels: bool = True
+    #: the floor below which pipeline output (deltas, versions, uploads) is never deleted
+    grace: timedelta | None = None
+    #: buckets of the configured stores: never deleted as a whole
+    stores: frozenset[str] = frozenset()
 
     @classmethod
-    def from_protect(cls, protect: Any, extra: Iterable[str] = ()) -> ProtectionConfig:
+    def from_protect(
+        cls,
+        protect: Any,
+        extra: Iterable[str] = (),
+        *,
+        grace: timedelta | None = None,
+        stores: Iterable[str] = (),
+    ) -> ProtectionConfig:
         """From the policies file's `protect:` section (policies.model.Protect), plus env globs."""
         base = cls.from_env(extra, check_object_labels=bool(getattr(protect, "object_labels", True)))
         until = getattr(protect, "protect_until_label", None)
@@ -76,15 +89,9 @@ class ProtectionConfig:
             labels=dict(getattr(protect, "labels", DEFAULT_LABELS)),
             until_keys=tuple(dict.fromkeys([*PROTECT_UNTIL_KEYS, *([until] if until else [])])),
             check_object_labels=base.check_object_labels,
+            grace=grace,
+            stores=frozenset(stores),
         )
-
-    @classmethod
-    def from_policies(cls, path: str | None = None) -> ProtectionConfig:
-        """The `protect:` section of the reaper's policies file ($REAPER_POLICIES, else the bundled
-        default), so the executor protects exactly what the planner protected."""
-        from storekeeper.policies.model import load_policies
-
-        return cls.from_protect(load_policies(path).spec.protect)
 
     @classmethod
     def from_env(cls, extra: Iterable[str] = (), *, check_object_labels: bool = True) -> ProtectionConfig:
@@ -104,14 +111,13 @@ class LiveState:
 
     @property
     def version(self) -> str | None:
-        if self.prefix is None:
-            return None
-        return self.prefix.rstrip("/").rsplit("/", 1)[-1]
+        return None if self.prefix is None else version_of_prefix(self.prefix)
 
 
 def read_live(store: ObjectStore, collection: str) -> LiveState:
     """Resolve the pointer and its manifest; any failure to read them protects the whole collection."""
-    from storekeeper.snapshots import load_manifest, read_pointer, version_prefix
+    from storekeeper.layout import version_prefix
+    from storekeeper.snapshots import load_manifest, read_pointer
 
     try:
         version, _etag = read_pointer(store, collection)
@@ -127,7 +133,42 @@ def read_live(store: ObjectStore, collection: str) -> LiveState:
     return LiveState(collection, prefix, applied=frozenset([*manifest.applied, *manifest.deltas]))
 
 
-def _truthy_label(labels: dict[str, str], keys: Iterable[str]) -> str | None:
+# -- the rules, each written once ------------------------------------------------------------------------
+def version_reason(live: LiveState, version: str, planned: str | None = None) -> str | None:
+    """Why snapshot `version` of `live.collection` must stay, or None.
+
+    `planned` is the live version the planner saw (a task's guard): a version that became
+    live, a pointer that vanished or went back since then, keeps the version too.
+    """
+    c = live.collection
+    if live.error:
+        return f"collection {c!r}: {live.error}"
+    current = live.version
+    if current is None:
+        if planned:
+            return f"the pointer of {c!r} vanished since planning (live was {planned})"
+        return f"collection {c!r} has no published pointer: snapshot {version} may be mid-publish"
+    if version == current:
+        if planned and planned != version:
+            return f"snapshot {version} became live after planning (live was {planned})"
+        return f"snapshot {version} is the live snapshot of {c!r} (the pointer's target)"
+    if version > current:  # versions sort in publish order: a newer one may be mid-publish
+        return f"snapshot {version} is newer than the live {current} (it may be mid-publish)"
+    if planned and current < planned:
+        return f"the live version of {c!r} went back from {planned} to {current} since planning"
+    return None
+
+
+def delta_reason(live: LiveState, delta_id: str) -> str | None:
+    """Why a delta must stay: the live snapshot has not applied it (or cannot be read)."""
+    if live.error:
+        return f"collection {live.collection!r}: {live.error}"
+    if delta_id not in live.applied:
+        return f"delta {delta_id} is not applied by the live snapshot ({live.prefix or 'no snapshot yet'})"
+    return None
+
+
+def _truthy_label(labels: Mapping[str, str], keys: Iterable[str]) -> str | None:
     lowered = {k.lower(): v for k, v in labels.items()}
     for k in keys:
         v = lowered.get(k.lower())
@@ -136,7 +177,7 @@ def _truthy_label(labels: dict[str, str], keys: Iterable[str]) -> str | None:
     return None
 
 
-def _protect_until(labels: dict[str, str], keys: Iterable[str], now: datetime) -> str | None:
+def _protect_until(labels: Mapping[str, str], keys: Iterable[str], now: datetime) -> str | None:
     lowered = {k.lower(): v for k, v in labels.items()}
     for k in keys:
         v = lowered.get(k.lower())
@@ -153,7 +194,7 @@ def _protect_until(labels: dict[str, str], keys: Iterable[str], now: datetime) -
     return None
 
 
-def _exact_label(labels: dict[str, str], wanted: dict[str, str | None]) -> str | None:
+def _exact_label(labels: Mapping[str, str], wanted: Mapping[str, str | None]) -> str | None:
     lowered = {k.lower(): v for k, v in labels.items()}
     for k, want in wanted.items():
         v = lowered.get(k.lower())
@@ -162,7 +203,7 @@ def _exact_label(labels: dict[str, str], wanted: dict[str, str | None]) -> str |
     return None
 
 
-def label_reason(labels: dict[str, str] | None, config: ProtectionConfig, now: datetime) -> str | None:
+def label_reason(labels: Mapping[str, str] | None, config: ProtectionConfig, now: datetime) -> str | None:
     """Why these labels/tags/metadata protect their owner, or None."""
     if not labels:
         return None
@@ -180,18 +221,107 @@ def listed_reason(name: str, globs: Iterable[str]) -> str | None:
     return None
 
 
+def grace_reason(name: str, created: datetime | None, grace: timedelta | None, now: datetime) -> str | None:
+    if grace is None:
+        return None
+    if created is None:
+        return f"{name}: age unknown, kept for the grace period ({grace})"
+    if now - created < grace:
+        return f"{name}: younger than the grace period ({grace})"
+    return None
+
+
 @dataclass
 class Protection:
     """Per-run protection checks over one store, with cached pointer/manifest/label reads."""
 
-    store: ObjectStore
+    store: ObjectStore | None
     config: ProtectionConfig = field(default_factory=ProtectionConfig)
     now: datetime = field(default_factory=lambda: datetime.now(UTC))
     _live: dict[str, LiveState] = field(default_factory=dict, init=False, repr=False)
     _bucket_labels: dict[str, dict[str, str]] = field(default_factory=dict, init=False, repr=False)
 
+    # -- THE decision --------------------------------------------------------------------------------
+    def reason(
+        self,
+        kind: TargetKind,
+        name: str,
+        *,
+        created: datetime | None = None,
+        labels: Mapping[str, str] | None = None,
+        planned_live: str | None = None,
+    ) -> str | None:
+        """Why `name` (a `kind`) must not be deleted, or None when it may go.
+
+        `created` (creation or last-modified time) feeds the grace floor; `labels` are the
+        object's metadata / the bucket's labels when they were read (None: not read yet, so
+        only what needs no labels is decided); `planned_live` is the live version a task's
+        guard recorded at planning.
+        """
+        return self._structural(kind, name, created, planned_live) or self._labelled(kind, name, labels)
+
+    def _structural(
+        self, kind: TargetKind, name: str, created: datetime | None, planned_live: str | None
+    ) -> str | None:
+        cfg = self.config
+        if kind == "key":
+            why = self._live_key(name)
+            if why:
+                return why
+            why = listed_reason(name, cfg.protect)
+            if why:
+                return why
+            if cfg.grace is not None and (match_delta_key(name) or match_snapshot_entry(name)):
+                return grace_reason(name, created, cfg.grace, self.now)
+            return None
+        if kind == "version":
+            entry = match_snapshot_entry(name)
+            if entry is None:
+                raise StorekeeperError(f"{name!r} is not a snapshot version prefix")
+            c, v = entry
+            return (
+                version_reason(self.live(c), v, planned_live)
+                or listed_reason(name, cfg.protect)
+                or grace_reason(name, created, cfg.grace, self.now)
+            )
+        if kind == "upload":
+            return listed_reason(name, cfg.protect) or grace_reason(name, created, cfg.grace, self.now)
+        if kind == "bucket":
+            if name in cfg.stores:
+                return f"bucket {name} is a configured store"
+            why = listed_reason(name, cfg.protect)
+            return f"bucket {name} {why}" if why else None
+        # vector: a bucket, or `bucket/index` (a protected bucket protects its indexes)
+        bucket, _, index = name.partition("/")
+        what = f"vector index {name}" if index else f"vector bucket {name}"
+        why = listed_reason(bucket, cfg.protect) or (listed_reason(name, cfg.protect) if index else None)
+        return f"{what} {why}" if why else None
+
+    def _live_key(self, key: str) -> str | None:
+        """Live pointer, live or mid-publish snapshot, unapplied delta: decided from the key (+ manifest)."""
+        c = match_pointer_key(key)
+        if c is not None:
+            return f"{key} is the live pointer of collection {c!r}"
+        entry = match_snapshot_entry(key)
+        if entry is not None:
+            why = version_reason(self.live(entry[0]), entry[1])
+            return f"{key}: {why}" if why else None
+        parts = match_delta_key(key)
+        if parts is not None:
+            return delta_reason(self.live(parts[0]), parts[1])
+        return None
+
+    def _labelled(self, kind: TargetKind, name: str, labels: Mapping[str, str] | None) -> str | None:
+        why = label_reason(labels, self.config, self.now)
+        if not why:
+            return None
+        return f"bucket {name}: {why}" if kind == "bucket" else f"{name}: {why}"
+
+    # -- helpers over the decision ---------------------------------------------------------------------
     def live(self, collection: str) -> LiveState:
         if collection not in self._live:
+            if self.store is None:
+                raise StorekeeperError(f"collection {collection!r}: protection has no object store")
             self._live[collection] = read_live(self.store, collection)
         return self._live[collection]
 
@@ -202,61 +332,19 @@ class Protection:
         else:
             self._live.pop(collection, None)
 
-    # -- keys --------------------------------------------------------------------
-    def structural_reason(self, key: str) -> str | None:
-        """Live pointer, live snapshot, unapplied delta: decided from the key alone (plus the manifest)."""
-        m = POINTER_RE.fullmatch(key)
-        if m:
-            return f"{key} is the live pointer of collection {m['c']!r}"
-        m = SNAPSHOT_KEY_RE.match(key)
-        if m:
-            live = self.live(m["c"])
-            if live.error:
-                return f"collection {m['c']!r}: {live.error}"
-            if live.prefix is not None and key.startswith(live.prefix):
-                return f"{key} belongs to the live snapshot {live.prefix}"
-            # a version not older than the live one may be mid-publish (versions sort in publish order)
-            if live.version is None:
-                return f"{key}: collection {m['c']!r} has no published pointer (may be mid-publish)"
-            if m["v"] > live.version:
-                return f"{key}: version {m['v']} is newer than the live {live.version} (may be mid-publish)"
-            return None
-        m = DELTA_KEY_RE.fullmatch(key)
-        if m:
-            live = self.live(m["c"])
-            if live.error:
-                return f"collection {m['c']!r}: {live.error}"
-            if m["id"] not in live.applied:
-                where = live.prefix or "no snapshot yet"
-                return f"delta {m['id']} is not applied by the live snapshot ({where})"
-        return None
-
-    def key_reason(self, key: str, info: ObjectInfo | None = None) -> str | None:
-        """Why `key` must not be deleted, or None. `info` from head() supplies metadata labels."""
-        reason = listed_reason(key, self.config.protect) or self.structural_reason(key)
-        if reason:
-            return reason
-        if info is not None and info.metadata:
-            r = label_reason(info.metadata, self.config, self.now)
-            if r:
-                return f"{key}: {r}"
-        return None
-
     def needs_head(self) -> bool:
         return self.config.check_object_labels
 
-    # -- buckets -------------------------------------------------------------------
     def bucket_labels(self, bucket: str) -> dict[str, str]:
         if bucket not in self._bucket_labels:
+            if self.store is None:
+                raise StorekeeperError(f"bucket {bucket}: protection has no object store")
             self._bucket_labels[bucket] = self.store.get_bucket_labels(bucket)
         return self._bucket_labels[bucket]
 
-    def bucket_reason(self, bucket: str, labels: dict[str, str] | None = None) -> str | None:
-        """Why the whole bucket must be kept (protect list, labels/tags); a missing bucket raises."""
-        r = listed_reason(bucket, self.config.protect)
-        if r:
-            return f"bucket {bucket} {r}"
-        if labels is None:
-            labels = self.bucket_labels(bucket)
-        r = label_reason(labels, self.config, self.now)
-        return f"bucket {bucket}: {r}" if r else None
+    def bucket_reason(self, bucket: str, labels: Mapping[str, str] | None = None) -> str | None:
+        """`reason("bucket", ...)` with the bucket's labels read (once); a missing bucket raises."""
+        why = self.reason("bucket", bucket)
+        if why:
+            return why
+        return self.reason("bucket", bucket, labels=self.bucket_labels(bucket) if labels is None else labels)

@@ -16,14 +16,13 @@ from typing import Any
 
 from storekeeper import config
 from storekeeper.errors import StorekeeperError
+from storekeeper.layout import report_key
 from storekeeper.models.common import utc_iso
 from storekeeper.models.reports import ReaperReport, plan_digest
 from storekeeper.policies.model import LoadedPolicies, load_policies
 from storekeeper.policies.planner import Planner, gc_paused
 from storekeeper.queues import OutgoingMessage, Queue, QueueSendError, queue_from_env
 from storekeeper.stores import ObjectStore, open_store
-
-REPORT_PREFIX = "reports/reaper/"
 
 
 def open_stores(loaded: LoadedPolicies, store_url: str | None) -> dict[str, ObjectStore]:
@@ -44,10 +43,6 @@ def open_vector_backends(loaded: LoadedPolicies) -> dict[str, Any]:
 
     # one Supabase project per deployment (SUPABASE_URL / SUPABASE_SERVICE_KEY); url is informational
     return {name: open_vector_backend() for name in specs}
-
-
-def report_key(started: datetime) -> str:
-    return f"{REPORT_PREFIX}{started.strftime('%Y%m%dT%H%M%S%fZ')}.json"
 
 
 def run(

@@ -7,17 +7,14 @@ one manifest read per collection. Read-only.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import BaseModel
 
 from storekeeper.errors import StorekeeperError
+from storekeeper.layout import DELTA_PREFIX, LATEST, SNAPSHOT_PREFIX, match_delta_key, match_snapshot_entry
 from storekeeper.policies.model import LoadedPolicies
-from storekeeper.protection import DELTA_KEY_RE
 from storekeeper.stores.base import ObjectStore
-
-_COLL_RE = re.compile(r"^snapshot/(?P<c>[a-z0-9][a-z0-9_-]{0,62})/(?P<v>[^/]+)/")
 
 
 class CollectionStatus(BaseModel):
@@ -63,17 +60,18 @@ def collection_status(store: ObjectStore) -> list[CollectionStatus]:
     from storekeeper.snapshots import resolve
 
     versions: dict[str, set[str]] = {}
-    for info in store.list("snapshot/"):
-        m = _COLL_RE.match(info.key)
-        if m:
-            versions.setdefault(m["c"], set())
-            if m["v"] != "latest":
-                versions[m["c"]].add(m["v"])
+    for info in store.list(SNAPSHOT_PREFIX):
+        entry = match_snapshot_entry(info.key)
+        if entry:
+            c, v = entry
+            versions.setdefault(c, set())
+            if v != LATEST:
+                versions[c].add(v)
     deltas: dict[str, list[str]] = {}
-    for info in store.list("delta/"):
-        m = DELTA_KEY_RE.fullmatch(info.key)
-        if m:
-            deltas.setdefault(m["c"], []).append(m["id"])
+    for info in store.list(DELTA_PREFIX):
+        parts = match_delta_key(info.key)
+        if parts:
+            deltas.setdefault(parts[0], []).append(parts[1])
     out = []
     for c in sorted(set(versions) | set(deltas)):
         ids = deltas.get(c, [])

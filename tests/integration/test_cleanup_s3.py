@@ -12,9 +12,10 @@ import pytest
 
 from storekeeper.cleanup import execute_task
 from storekeeper.cleanup.base import TaskOutcome
+from storekeeper.layout import pointer_key
 from storekeeper.models.cleanup import CleanupTask, TaskGuard
 from storekeeper.models.snapshots import Manifest
-from storekeeper.protection import ProtectionConfig, pointer_key
+from storekeeper.protection import ProtectionConfig
 from storekeeper.stores.base import RequestCounter
 from storekeeper.stores.s3 import S3Store
 from tests.servers.s3_servers import S3Server

@@ -22,11 +22,12 @@ import pytest
 
 from storekeeper import reaper
 from storekeeper.cleanup import TaskOutcome, execute_task, parse_task
+from storekeeper.layout import pointer_key
 from storekeeper.models.reports import ReaperReport
 from storekeeper.models.snapshots import Manifest
 from storekeeper.overflow import route_write
 from storekeeper.policies import parse_policies
-from storekeeper.protection import ProtectionConfig, pointer_key
+from storekeeper.protection import ProtectionConfig
 from storekeeper.queues import LocalQueue, SqsQueue
 from storekeeper.stores import ObjectStore, RequestCounter
 from storekeeper.stores.s3 import S3Store

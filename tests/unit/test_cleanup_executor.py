@@ -11,9 +11,9 @@ import pytest
 from storekeeper.cleanup import ACTIONS, CleanupRunner, TaskFailed, execute_task, parse_task, store_resolver
 from storekeeper.errors import ValidationError
 from storekeeper.idempotency import StorePersistenceLayer
+from storekeeper.layout import pointer_key
 from storekeeper.models.cleanup import CleanupAction, CleanupTask, TaskGuard
 from storekeeper.models.snapshots import Manifest
-from storekeeper.protection import pointer_key
 from storekeeper.stores.base import DeleteResult
 from storekeeper.stores.local import LocalStore
 
@@ -299,7 +299,7 @@ def test_live_and_newer_than_live_versions_survive(store: RecordingStore) -> Non
     publish(store, "docs", V3, live=False)  # written, not yet published
     live = run(store, task("delete_snapshot_version", collection="docs", version=V2, task_id="a"))
     newer = run(store, task("delete_snapshot_version", collection="docs", version=V3, task_id="b"))
-    assert "is the live version" in live.skipped[f"snapshot/docs/{V2}/"]
+    assert "is the live snapshot" in live.skipped[f"snapshot/docs/{V2}/"]
     assert "newer than the live" in newer.skipped[f"snapshot/docs/{V3}/"]
     assert store.exists(f"snapshot/docs/{V3}/chroma.tar.gz")
 

@@ -24,7 +24,7 @@ from storekeeper.deltas import (
     write_delta,
 )
 from storekeeper.errors import CorruptObject, PreconditionFailed, ValidationError
-from storekeeper.models.deltas import DELTA_KEY_RE
+from storekeeper.layout import DELTA_KEY_RE
 from storekeeper.stores.local import LocalStore
 
 record_ids = st.text(

@@ -8,8 +8,10 @@ from types import SimpleNamespace
 
 import pytest
 
+from storekeeper.layout import pointer_key
 from storekeeper.models.snapshots import Manifest
-from storekeeper.protection import Protection, ProtectionConfig, label_reason, pointer_key
+from storekeeper.policies.protect import load_protection_config
+from storekeeper.protection import Protection, ProtectionConfig, label_reason
 from storekeeper.stores.local import LocalStore
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -17,6 +19,11 @@ V1 = "000000000001-aaaaaaaa"
 V2 = "000000000002-bbbbbbbb"
 D_APPLIED = "1700000000000-applied1"
 D_PENDING = "1700000000001-pending1"
+
+
+def labelled(p: Protection, store: LocalStore, key: str) -> str | None:
+    """The protection decision about `key` with its metadata labels read, as the executor asks it."""
+    return p.reason("key", key, labels=store.head(key).metadata)
 
 
 def publish(store: LocalStore, c: str, version: str, applied: list[str]) -> None:
@@ -51,23 +58,23 @@ def store(tmp_path: Path) -> LocalStore:
 
 def test_live_pointer_and_live_snapshot_are_protected_old_version_is_not(store: LocalStore) -> None:
     p = Protection(store, now=NOW)
-    assert "live pointer" in (p.key_reason(pointer_key("docs")) or "")
-    assert "live snapshot" in (p.key_reason(f"snapshot/docs/{V2}/db.tar") or "")
-    assert "live snapshot" in (p.key_reason(f"snapshot/docs/{V2}/manifest.json") or "")
-    assert p.key_reason(f"snapshot/docs/{V1}/db.tar") is None
+    assert "live pointer" in (p.reason("key", pointer_key("docs")) or "")
+    assert "live snapshot" in (p.reason("key", f"snapshot/docs/{V2}/db.tar") or "")
+    assert "live snapshot" in (p.reason("key", f"snapshot/docs/{V2}/manifest.json") or "")
+    assert p.reason("key", f"snapshot/docs/{V1}/db.tar") is None
     assert p.live("docs").version == V2
 
 
 def test_unapplied_delta_protected_applied_delta_not(store: LocalStore) -> None:
     p = Protection(store, now=NOW)
-    assert "not applied" in (p.key_reason(f"delta/docs/{D_PENDING}.delta") or "")
-    assert p.key_reason(f"delta/docs/{D_APPLIED}.delta") is None
+    assert "not applied" in (p.reason("key", f"delta/docs/{D_PENDING}.delta") or "")
+    assert p.reason("key", f"delta/docs/{D_APPLIED}.delta") is None
 
 
 def test_without_pointer_every_delta_is_unapplied(tmp_path: Path) -> None:
     s = LocalStore(tmp_path / "bucket-b")
     s.put(f"delta/new/{D_APPLIED}.delta", b"d")
-    reason = Protection(s, now=NOW).key_reason(f"delta/new/{D_APPLIED}.delta")
+    reason = Protection(s, now=NOW).reason("key", f"delta/new/{D_APPLIED}.delta")
     assert reason is not None
     assert "no snapshot yet" in reason
 
@@ -76,21 +83,21 @@ def test_broken_pointer_protects_whole_collection(tmp_path: Path) -> None:
     s = LocalStore(tmp_path / "bucket-c")
     s.put(pointer_key("docs"), f"snapshot/docs/{V1}/".encode())  # manifest missing
     p = Protection(s, now=NOW)
-    assert "live manifest unreadable" in (p.key_reason(f"snapshot/docs/{V2}/db.tar") or "")
-    assert "live manifest unreadable" in (p.key_reason(f"delta/docs/{D_APPLIED}.delta") or "")
+    assert "live manifest unreadable" in (p.reason("key", f"snapshot/docs/{V2}/db.tar") or "")
+    assert "live manifest unreadable" in (p.reason("key", f"delta/docs/{D_APPLIED}.delta") or "")
     s.put(pointer_key("other"), b"garbage")
-    assert "pointer of 'other' unreadable" in (p.key_reason("snapshot/other/x/db.tar") or "")
+    assert "pointer of 'other' unreadable" in (p.reason("key", "snapshot/other/x/db.tar") or "")
 
 
 def test_cache_is_per_instance_and_forget_rereads(store: LocalStore) -> None:
     p = Protection(store, now=NOW)
-    assert p.key_reason(f"snapshot/docs/{V1}/db.tar") is None
+    assert p.reason("key", f"snapshot/docs/{V1}/db.tar") is None
     store.requests.reset()
-    p.key_reason(f"snapshot/docs/{V1}/manifest.json")
+    p.reason("key", f"snapshot/docs/{V1}/manifest.json")
     assert store.requests.total() == 0  # cached
     store.put(pointer_key("docs"), f"snapshot/docs/{V1}/".encode())
     p.forget("docs")
-    assert p.key_reason(f"snapshot/docs/{V1}/db.tar") is not None
+    assert p.reason("key", f"snapshot/docs/{V1}/db.tar") is not None
 
 
 def test_object_metadata_labels(store: LocalStore) -> None:
@@ -99,10 +106,10 @@ def test_object_metadata_labels(store: LocalStore) -> None:
     store.put("images/c.png", b"c", metadata={"protect-until": (NOW - timedelta(days=1)).isoformat()})
     store.put("images/d.png", b"d", metadata={"storekeeper-protect": "false"})
     p = Protection(store, now=NOW)
-    assert "storekeeper-protect=true" in (p.key_reason("images/a.png", store.head("images/a.png")) or "")
-    assert "future" in (p.key_reason("images/b.png", store.head("images/b.png")) or "")
-    assert p.key_reason("images/c.png", store.head("images/c.png")) is None
-    assert p.key_reason("images/d.png", store.head("images/d.png")) is None
+    assert "storekeeper-protect=true" in (labelled(p, store, "images/a.png") or "")
+    assert "future" in (labelled(p, store, "images/b.png") or "")
+    assert labelled(p, store, "images/c.png") is None
+    assert labelled(p, store, "images/d.png") is None
 
 
 def test_policy_file_labels_any_value_and_exact_value(store: LocalStore) -> None:
@@ -110,9 +117,9 @@ def test_policy_file_labels_any_value_and_exact_value(store: LocalStore) -> None
     store.put("k/shared.bin", b"a", metadata={"shared": "true"})
     store.put("k/notshared.bin", b"a", metadata={"shared": "no"})
     p = Protection(store, now=NOW)
-    assert "keep=whatever" in (p.key_reason("k/keep.bin", store.head("k/keep.bin")) or "")
-    assert p.key_reason("k/shared.bin", store.head("k/shared.bin")) is not None
-    assert p.key_reason("k/notshared.bin", store.head("k/notshared.bin")) is None
+    assert "keep=whatever" in (labelled(p, store, "k/keep.bin") or "")
+    assert labelled(p, store, "k/shared.bin") is not None
+    assert labelled(p, store, "k/notshared.bin") is None
 
 
 def test_from_protect_section() -> None:
@@ -131,9 +138,9 @@ def test_from_protect_section() -> None:
 
 def test_protect_list_exact_and_glob(store: LocalStore) -> None:
     p = Protection(store, ProtectionConfig(protect=("keep/*", "exact.txt", "shared-*")), now=NOW)
-    assert p.key_reason("keep/x/y") is not None
-    assert p.key_reason("exact.txt") is not None
-    assert p.key_reason("exact.txt.bak") is None
+    assert p.reason("key", "keep/x/y") is not None
+    assert p.reason("key", "exact.txt") is not None
+    assert p.reason("key", "exact.txt.bak") is None
     assert p.bucket_reason("shared-session") is not None
 
 
@@ -166,12 +173,12 @@ def test_versions_newer_than_live_or_without_pointer_are_protected(store: LocalS
     v3 = "000000000003-cccccccc"
     store.put(f"snapshot/docs/{v3}/db.tar", b"half-published")
     p = Protection(store, now=NOW)
-    assert "newer than the live" in (p.key_reason(f"snapshot/docs/{v3}/db.tar") or "")
-    assert p.key_reason(f"snapshot/docs/{V1}/db.tar") is None
+    assert "newer than the live" in (p.reason("key", f"snapshot/docs/{v3}/db.tar") or "")
+    assert p.reason("key", f"snapshot/docs/{V1}/db.tar") is None
 
     fresh = LocalStore(tmp_path / "bucket-b")
     fresh.put(f"snapshot/new/{V1}/db.tar", b"first version, pointer not written yet")
-    why = Protection(fresh, now=NOW).key_reason(f"snapshot/new/{V1}/db.tar")
+    why = Protection(fresh, now=NOW).reason("key", f"snapshot/new/{V1}/db.tar")
     assert "no published pointer" in (why or "")
 
 
@@ -183,9 +190,9 @@ def test_executor_default_protection_is_the_policies_files(
     policies.write_text("protect:\n  names: ['reports/keep-me.json', 'golden-*']\npolicies: []\n")
     monkeypatch.setenv("REAPER_POLICIES", str(policies))
     monkeypatch.delenv("STOREKEEPER_PROTECT", raising=False)
-    cfg = ProtectionConfig.from_policies()
+    cfg = load_protection_config()
     store = LocalStore(tmp_path / "bucket-c")
     p = Protection(store, cfg, now=NOW)
-    assert p.key_reason("reports/keep-me.json") is not None
+    assert p.reason("key", "reports/keep-me.json") is not None
     assert p.bucket_reason("golden-set", labels={}) is not None
-    assert p.key_reason("reports/other.json") is None
+    assert p.reason("key", "reports/other.json") is None

@@ -150,6 +150,11 @@ class Context:
             self._protection = Protection(self.store, self.config, self.now)
         return self._protection
 
+    @property
+    def vector_protection(self) -> Protection:
+        """Protection of vector buckets and indexes: names only, no object store."""
+        return Protection(None, self.config, self.now)
+
     def skip(self, target: str, reason: str) -> None:
         log.info("cleanup %s: keeping %s: %s", self.task.task_id, target, reason)
         self.outcome.skipped[target] = reason
@@ -224,6 +229,11 @@ class Context:
             found[key] = None  # the listing ended before them: gone
         return found
 
+    def key_reason(self, info: ObjectInfo, headed: bool) -> str | None:
+        """Protection of one object as listed (or HEADed: then its metadata labels count too)."""
+        labels = info.metadata if headed else None
+        return self.protection.reason("key", info.key, created=info.last_modified, labels=labels)
+
     def check_objects(self, infos: Iterable[ObjectInfo], *, headed: bool) -> list[ObjectInfo]:
         """Keep what may be deleted; record the rest with reasons.
 
@@ -233,7 +243,7 @@ class Context:
         """
         allowed = []
         for info in infos:
-            reason = self.protection.key_reason(info.key, info if headed else None) or self.guard_reason(info)
+            reason = self.key_reason(info, headed) or self.guard_reason(info)
             if reason:
                 self.skip(info.key, reason)
             else:
@@ -247,7 +257,7 @@ class Context:
             if h is None:
                 self.outcome.missing.append(info.key)
                 continue
-            reason = self.protection.key_reason(h.key, h) or self.guard_reason(h)
+            reason = self.key_reason(h, True) or self.guard_reason(h)
             if reason:
                 self.skip(h.key, reason)
             else:

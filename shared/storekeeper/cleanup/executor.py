@@ -63,6 +63,10 @@ def execute_task(
     if action_cls is None:  # pragma: no cover - every CleanupAction is registered (tested)
         outcome.errors["action"] = f"no handler registered for action {task.action.value}"
         return outcome.finish()
+    if protection is None:  # the policies file's, built once per cold start
+        from storekeeper.policies.protect import default_protection_config
+
+        protection = default_protection_config()
     resolve = resolve_store or store_resolver()
     counted: ObjectStore | None = None
     before: dict[str, int] = {}
@@ -73,7 +77,7 @@ def execute_task(
             before = dict(store.requests.counts)
         ctx = Context(
             task=task,
-            config=protection or ProtectionConfig.from_policies(),
+            config=protection,
             now=now,
             dry_run=dry,
             outcome=outcome,

@@ -10,7 +10,6 @@ from __future__ import annotations
 from storekeeper.cleanup.base import Action, Context, register
 from storekeeper.errors import StorekeeperError
 from storekeeper.models.cleanup import CleanupAction
-from storekeeper.protection import listed_reason
 
 
 def _folder(keys: list[str]) -> str:
@@ -43,7 +42,7 @@ class AbortUploads(Action):
             if upload is None:
                 ctx.outcome.missing.append(target)  # completed or aborted meanwhile
                 continue
-            reason = listed_reason(key, ctx.config.protect)
+            reason = ctx.protection.reason("upload", key, created=upload.initiated)
             if reason is None and cutoff is not None and upload.initiated >= cutoff:
                 reason = f"upload initiated at {upload.initiated.isoformat()}, after the planned cutoff"
             if reason:

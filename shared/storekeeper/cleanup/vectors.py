@@ -11,7 +11,6 @@ from typing import Any
 from storekeeper.cleanup.base import Action, Context, VectorBackend, register
 from storekeeper.errors import BucketNotFound, NotFound, StorekeeperError
 from storekeeper.models.cleanup import CleanupAction
-from storekeeper.protection import listed_reason
 
 
 def _name(item: Any) -> str:
@@ -29,9 +28,10 @@ def _backend(ctx: Context) -> VectorBackend:
 
 
 def _protected(ctx: Context, target: str) -> bool:
-    reason = listed_reason(target, ctx.config.protect)
+    """`target` is a vector bucket or `bucket/index`: the one protection decision, no object store."""
+    reason = ctx.vector_protection.reason("vector", target)
     if reason:
-        ctx.skip(target, f"{target} {reason}")
+        ctx.skip(target, reason)
         return True
     return False
 
@@ -45,7 +45,7 @@ class DeleteVectorIndex(Action):
         vb, bucket, index = _backend(ctx), ctx.task.bucket, ctx.task.index
         assert index is not None  # the model validator guarantees it
         target = f"index:{bucket}/{index}"
-        if _protected(ctx, bucket) or _protected(ctx, f"{bucket}/{index}"):
+        if _protected(ctx, f"{bucket}/{index}"):
             return
         names = {_name(i) for i in vb.list_indexes(bucket)}  # BucketNotFound: failed, names the bucket
         if index not in names:

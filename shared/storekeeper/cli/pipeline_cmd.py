@@ -11,6 +11,7 @@ from rich.table import Table
 
 from storekeeper.cli.common import JsonOpt, StoreOpt, console, emit_json, friendly_errors, store_url
 from storekeeper.errors import NotFound, ValidationError
+from storekeeper.layout import REJECTED_PREFIX
 from storekeeper.stores import open_store
 
 
@@ -109,7 +110,7 @@ def register(app: typer.Typer) -> None:
             table.add_row(name, str(value))
         console.print(table)
         for did, reason in result.rejected.items():
-            console.print(f"[yellow]rejected[/] {did}: {reason} (kept under delta-rejected/)")
+            console.print(f"[yellow]rejected[/] {did}: {reason} (kept under {REJECTED_PREFIX})")
 
     @app.command("query")
     def query_command(

@@ -13,6 +13,7 @@ from rich.table import Table
 from storekeeper import config
 from storekeeper.cli.common import JsonOpt, StoreOpt, console, emit_json, friendly_errors, store_url
 from storekeeper.idempotency import persistence_from_env
+from storekeeper.layout import COLLECTION_PATTERN
 from storekeeper.producer import FUNCTION_NAME, parse_jsonl, put
 from storekeeper.queues import queue_from_env
 from storekeeper.stores import open_store
@@ -51,7 +52,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("put")
     def put_command(
-        collection: Annotated[str, typer.Argument(help="Collection name ([a-z0-9][a-z0-9_-]{0,62}).")],
+        collection: Annotated[str, typer.Argument(help=f"Collection name ({COLLECTION_PATTERN}).")],
         file: Annotated[
             Path,
             typer.Option("--file", "-f", exists=True, dir_okay=False, readable=True, help="JSONL records."),

@@ -7,6 +7,7 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, StringConstraints, model_validator
 
+from storekeeper.layout import COLLECTION_RE
 from storekeeper.models.common import BucketName, ObjectKey, Prefix, Strict, Token, UtcDatetime
 from storekeeper.models.snapshots import Version
 
@@ -48,7 +49,7 @@ class CleanupTask(Strict):
     prefix: Prefix | None = None
     index: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,62}$")] | None = None
     version: Version | None = None
-    collection: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")] | None = None
+    collection: Annotated[str, StringConstraints(pattern=COLLECTION_RE.pattern)] | None = None
     policy: Annotated[str, StringConstraints(min_length=1, max_length=128)]
     reason: Annotated[str, StringConstraints(min_length=1, max_length=1024)]
     planned_at: UtcDatetime

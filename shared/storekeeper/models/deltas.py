@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Annotated, Any, Self
 
 from pydantic import (
@@ -19,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from storekeeper.layout import match_delta_key
 from storekeeper.models.common import CollectionName, RecordId, Strict, Token, UtcDatetime
 
 MAX_METADATA_BYTES = 16 * 1024
@@ -29,7 +29,6 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 #: metadata keys chromadb refuses (`chroma:document`, `$...`, `#...`) or silently drops (other `chroma:...`)
 RESERVED_KEY_PREFIXES = ("chroma:", "$", "#")
 MetadataValue = str | int | float | bool
-DELTA_KEY_RE = re.compile(r"^delta/(?P<c>[a-z0-9][a-z0-9_-]{0,62})/(?P<id>\d{13}-[a-z0-9]{6,32})\.delta$")
 
 
 # -- what chromadb stores exactly (measured against the real client; see docs/records.md) -------------
@@ -226,17 +225,17 @@ class DeltaNotification(Strict):
 
     @model_validator(mode="after")
     def _key_matches(self) -> Self:
-        m = DELTA_KEY_RE.fullmatch(self.delta_key)
-        if not m:
+        parts = match_delta_key(self.delta_key)
+        if parts is None:
             raise ValueError(
                 f"delta_key {self.delta_key!r} is not delta/<collection>/<13-digit-ms>-<suffix>.delta"
             )
-        if m["c"] != self.collection:
+        if parts[0] != self.collection:
             raise ValueError(f"delta_key {self.delta_key!r} is not under collection {self.collection!r}")
         return self
 
     @property
     def delta_id(self) -> str:
-        m = DELTA_KEY_RE.fullmatch(self.delta_key)
-        assert m is not None
-        return m["id"]
+        parts = match_delta_key(self.delta_key)
+        assert parts is not None
+        return parts[1]

@@ -6,11 +6,11 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
+from storekeeper.layout import DELTA_ID_RE, VERSION_RE, archive_key, version_prefix
 from storekeeper.models.common import CollectionName, Strict, UtcDatetime
 
-VERSION_PATTERN = r"^\d{12}-[a-z0-9]{8}$"
-Version = Annotated[str, StringConstraints(pattern=VERSION_PATTERN)]
-DeltaId = Annotated[str, StringConstraints(pattern=r"^\d{13}-[a-z0-9]{6,32}$")]
+Version = Annotated[str, StringConstraints(pattern=VERSION_RE.pattern)]
+DeltaId = Annotated[str, StringConstraints(pattern=DELTA_ID_RE.pattern)]
 
 
 class Manifest(Strict):
@@ -38,8 +38,8 @@ class Manifest(Strict):
 
     @property
     def prefix(self) -> str:
-        return f"snapshot/{self.collection}/{self.version}/"
+        return version_prefix(self.collection, self.version)
 
     @property
     def archive_key(self) -> str:
-        return self.prefix + self.archive
+        return archive_key(self.collection, self.version, self.archive)

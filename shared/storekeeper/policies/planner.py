@@ -30,27 +30,27 @@ from functools import partial
 from typing import Any
 
 from storekeeper.errors import NotFound, StorekeeperError
+from storekeeper.layout import (
+    DELTA_PREFIX,
+    SNAPSHOT_PREFIX,
+    match_delta_key,
+    match_version_key,
+    version_prefix,
+)
 from storekeeper.models.cleanup import CleanupAction, CleanupTask, TaskGuard
 from storekeeper.models.reports import Decision, PolicySummary, Verdict, trusted_decision
 from storekeeper.overflow import group_members
 from storekeeper.policies.access import Access
 from storekeeper.policies.filters import Filter, Selection, UsageRatio
 from storekeeper.policies.model import Policy, PolicyFile, Protect, StoreSpec
+from storekeeper.policies.protect import protection_config
 from storekeeper.policies.resources import Resource, ResourceKind
-from storekeeper.protection import (
-    DELTA_KEY_RE,
-    LiveState,
-    Protection,
-    ProtectionConfig,
-    label_reason,
-    listed_reason,
-)
+from storekeeper.protection import LiveState, Protection, TargetKind
 from storekeeper.stores.base import ObjectInfo, ObjectStore
 
 K = ResourceKind
 MAX_KEYS_PER_TASK = 1000
 MAX_LISTED_SKIPS = 1000
-_VERSION_KEY_RE = re.compile(r"^snapshot/(?P<c>[a-z0-9][a-z0-9_-]{0,62})/(?P<v>\d{12}-[a-z0-9]{8})/")
 _TEST_NAME_RE = re.compile(r"^test-(?P<id>[a-z0-9]+)-")
 
 
@@ -238,9 +238,13 @@ class Planner:
         self.cap = policies.defaults.max_deletions if max_deletions is None else max_deletions
         prot: Protect = policies.protect
         self.protect = prot
-        self.pconfig = ProtectionConfig.from_protect(prot, extra_protect)
         self.views: dict[str, StoreView] = {}
         self.vectors: dict[str, VectorView] = {}
+        #: store buckets named in the file are never deleted by a bucket policy
+        configured = {stores[n].bucket for n, spec in policies.stores.items() if spec.kind == "objects"}
+        self.pconfig = protection_config(policies, extra_protect, stores=configured)
+        #: protection of what lives outside any object store (vector buckets and indexes)
+        self.protection = Protection(None, self.pconfig, now)
         for name, spec in policies.stores.items():
             if spec.kind == "objects":
                 st = stores[name]
@@ -250,8 +254,6 @@ class Planner:
                 reg = spec.labels_registry
                 registry = (stores[reg.store], reg.key) if reg is not None else None
                 self.vectors[name] = VectorView(name, spec, vector_backends[name], registry, self.access)
-        #: store buckets named in the file are never deleted by a bucket policy
-        self.configured_buckets = {v.store.bucket for v in self.views.values()}
         self._planned: dict[str, str] = {}  # resource ident -> policy
         self._deletions = 0
         self._etags: dict[str, str] = {}  # key -> etag seen in the listing, for task guards
@@ -403,13 +405,14 @@ class Planner:
             ]
         if kind is K.delta:
             out = []
-            for i in view.listing(policy.prefix if policy.prefix.startswith("delta/") else "delta/"):
-                m = DELTA_KEY_RE.fullmatch(i.key)
-                if not m:
+            for i in view.listing(policy.prefix if policy.prefix.startswith(DELTA_PREFIX) else DELTA_PREFIX):
+                parts = match_delta_key(i.key)
+                if parts is None:
                     continue
-                chain = view.chain(m["c"])
+                c, delta_id = parts
+                chain = view.chain(c)
                 facts: dict[str, object] = {
-                    "applied": m["id"] in chain.live.applied and not chain.live.error,
+                    "applied": delta_id in chain.live.applied and not chain.live.error,
                     "live_version": chain.live.version,
                 }
                 out.append(
@@ -421,17 +424,17 @@ class Planner:
                         i.size,
                         i.last_modified,
                         i.etag,
-                        collection=m["c"],
+                        collection=c,
                         facts=facts,
                     )
                 )
             return out
         if kind is K.snapshot_version:
             groups: dict[tuple[str, str], list[ObjectInfo]] = {}
-            for i in view.listing("snapshot/"):
-                m = _VERSION_KEY_RE.match(i.key)
-                if m:
-                    groups.setdefault((m["c"], m["v"]), []).append(i)
+            for i in view.listing(SNAPSHOT_PREFIX):
+                cv = match_version_key(i.key)
+                if cv:
+                    groups.setdefault(cv, []).append(i)
             out = []
             for (c, v), items in sorted(groups.items()):
                 chain = view.chain(c)
@@ -440,7 +443,7 @@ class Planner:
                         K.snapshot_version,
                         view.name,
                         bucket,
-                        f"snapshot/{c}/{v}/",
+                        version_prefix(c, v),
                         sum(i.size for i in items),
                         max(i.last_modified for i in items),
                         None,
@@ -493,52 +496,24 @@ class Planner:
         return out
 
     # -- protection -------------------------
+    def _target(self, r: Resource) -> tuple[Protection, TargetKind, str]:
+        """What `Protection.reason` is asked about for this resource."""
+        if r.kind in (K.object, K.delta):
+            return self.views[r.store].protection, "key", r.name
+        if r.kind is K.upload:  # never live data: its key on the protect list, and the grace floor
+            return self.views[r.store].protection, "upload", str(r.facts["key"])
+        if r.kind is K.snapshot_version:
+            return self.views[r.store].protection, "version", r.name
+        if r.kind is K.bucket:
+            return self.views[r.store].protection, "bucket", r.name
+        return self.protection, "vector", r.name
+
     def _structural(self, policy: Policy, r: Resource) -> str | None:
         """Protection decided without labels: live data, protect list, configured stores, grace."""
-        return self._structural_live(policy, r) or self._pipeline_grace(r)
-
-    def _pipeline_grace(self, r: Resource) -> str | None:
-        """`defaults.grace` is a floor for what the pipeline writes: no snapshot version, delta or
-        upload younger than it is ever planned, whatever a policy's own filters say, so the
-        reaper can never race a compactor or producer that is still running."""
-        if r.kind not in (K.snapshot_version, K.delta, K.upload):
-            return None
-        grace = self.pf.defaults.grace
-        if r.created is None:
-            return f"{r.name}: age unknown, kept for the grace period ({grace})"
-        if self.now - r.created < grace:
-            return f"{r.name}: younger than the grace period ({grace})"
-        return None
-
-    def _structural_live(self, policy: Policy, r: Resource) -> str | None:
-        if r.kind in (K.object, K.delta):
-            view = self.views[r.store]
-            return view.protection.key_reason(r.name)
-        if r.kind is K.upload:  # never live data: only the protect list (by the upload's key) applies
-            return listed_reason(str(r.facts["key"]), self.pconfig.protect)
-        if r.kind is K.snapshot_version:
-            live_error = r.facts.get("live_error")
-            if live_error:
-                return f"collection {r.collection!r}: {live_error}"
-            live_v = r.facts.get("live_version")
-            live = live_v if isinstance(live_v, str) else None
-            if r.version == live:
-                return f"{r.name} is the live snapshot of {r.collection!r} (pointer target)"
-            # the executor refuses these too (they may be mid-publish): the dry run must say so
-            if live is None:
-                return f"collection {r.collection!r} has no published pointer: {r.version} may be mid-publish"
-            if (r.version or "") > live:
-                return f"{r.version} is newer than the live {live} (it may be mid-publish)"
-            return listed_reason(r.name, self.pconfig.protect)
-        if r.kind is K.bucket:
-            if policy.action == "delete" and r.name in self.configured_buckets:
-                return f"bucket {r.name} is a configured store"
-            if policy.action == "delete":
-                return listed_reason(r.name, self.pconfig.protect)
-            return None
-        name = r.name.split("/", 1)[0] if r.kind is K.vector_index else r.name
-        why = listed_reason(name, self.pconfig.protect) or listed_reason(r.name, self.pconfig.protect)
-        return f"{r.kind.value} {r.name} {why}" if why else None
+        if policy.action != "delete":
+            return None  # nothing is deleted (create-overflow reads the population)
+        protection, kind, name = self._target(r)
+        return protection.reason(kind, name, created=r.created)
 
     def _overflow_selection(self, policy: Policy, population: list[Resource], sel: Selection) -> Selection:
         """An overflow bucket is needed only when every member of the group is past the threshold."""
@@ -585,7 +560,8 @@ class Planner:
         return {}
 
     def _label_protection(self, r: Resource) -> str | None:
-        return label_reason(r.labels or {}, self.pconfig, self.now)
+        protection, kind, name = self._target(r)
+        return protection.reason(kind, name, created=r.created, labels=r.labels or {})
 
     # -- tasks -------------------------
     def _tasks(self, policy: Policy, rows: list[_Row]) -> list[CleanupTask]:
@@ -622,8 +598,8 @@ class Planner:
             groups: dict[str | None, list[_Row]] = {}
             if kind is K.delta:  # per collection: each task carries its collection's live version
                 for d in planned:
-                    m = DELTA_KEY_RE.fullmatch(d.name)
-                    groups.setdefault(m["c"] if m else None, []).append(d)
+                    parts = match_delta_key(d.name)
+                    groups.setdefault(parts[0] if parts else None, []).append(d)
             else:
                 groups[None] = planned
             for coll, ds in groups.items():
@@ -659,7 +635,9 @@ class Planner:
         elif kind is K.snapshot_version:
             view = self.views[policy.store]
             for d in planned:
-                _, c, v, _ = d.name.split("/", 3)
+                cv = match_version_key(d.name)
+                assert cv is not None  # the population holds version prefixes only
+                c, v = cv
                 guard = TaskGuard(live_version=view.chain(c).live.version, last_modified_before=self.now)
                 add(
                     [d],

@@ -18,9 +18,10 @@ Nothing here imports chromadb at module level (the reaper reads pointers too).
 
 from __future__ import annotations
 
+from storekeeper.layout import manifest_key
 from storekeeper.snapshots.archive import ARCHIVE_NAME, pack_archive, safe_extract
 from storekeeper.snapshots.cache import DEFAULT_CACHE_DIR, Lease, SnapshotCache
-from storekeeper.snapshots.manifest import Published, load_manifest, manifest_key, resolve, write_snapshot
+from storekeeper.snapshots.manifest import Published, load_manifest, resolve, write_snapshot
 from storekeeper.snapshots.pointer import new_version, pointer_key, publish, read_pointer, version_prefix
 from storekeeper.snapshots.reader import open_snapshot
 

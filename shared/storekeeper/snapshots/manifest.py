@@ -11,14 +11,11 @@ from typing import Any
 import pydantic
 
 from storekeeper.errors import CorruptObject, NotFound, PointerTargetMissing
+from storekeeper.layout import manifest_key
 from storekeeper.models.snapshots import Manifest
 from storekeeper.snapshots.archive import compression, sha256_file
-from storekeeper.snapshots.pointer import read_pointer, version_prefix
+from storekeeper.snapshots.pointer import read_pointer
 from storekeeper.stores.base import ObjectStore
-
-
-def manifest_key(collection: str, version: str) -> str:
-    return version_prefix(collection, version) + "manifest.json"
 
 
 def load_manifest(store: ObjectStore, collection: str, version: str) -> Manifest:

@@ -1,35 +1,13 @@
 """The pointer: `snapshot/<c>/latest/pointer.txt` names the published version, changed only by a
-conditional write (DESIGN §3.1). Version names are made here too: they sort in publish order."""
+conditional write (DESIGN §3.1). Its key, its body and version names are `storekeeper.layout`'s."""
 
 from __future__ import annotations
 
-import re
-import secrets
-import string
-
 from storekeeper.errors import CorruptObject, NotFound
-from storekeeper.models.snapshots import VERSION_PATTERN
-from storekeeper.names import check_collection
+from storekeeper.layout import new_version, parse_pointer_body, pointer_key, version_prefix
 from storekeeper.stores.base import ObjectStore
 
-_VERSION_RE = re.compile(VERSION_PATTERN)
-_SUFFIX = string.ascii_lowercase + string.digits
-
-
-def pointer_key(collection: str) -> str:
-    return f"snapshot/{check_collection(collection)}/latest/pointer.txt"
-
-
-def version_prefix(collection: str, version: str) -> str:
-    if not _VERSION_RE.fullmatch(version):
-        raise CorruptObject("<snapshot>", None, f"version {version!r:.60} is not <12-digit seq>-<8 chars>")
-    return f"snapshot/{check_collection(collection)}/{version}/"
-
-
-def new_version(parent: str | None) -> str:
-    """Parent's sequence + 1 and a random suffix: sorts in publish order, unique under races."""
-    seq = int(parent.split("-", 1)[0]) + 1 if parent else 1
-    return f"{seq:012d}-" + "".join(secrets.choice(_SUFFIX) for _ in range(8))
+__all__ = ["new_version", "pointer_key", "publish", "read_pointer", "version_prefix"]
 
 
 def read_pointer(store: ObjectStore, collection: str) -> tuple[str | None, str | None]:
@@ -40,12 +18,12 @@ def read_pointer(store: ObjectStore, collection: str) -> tuple[str | None, str |
     except NotFound:
         return None, None
     text = res.body.decode("utf-8", errors="replace").strip()
-    m = re.fullmatch(rf"snapshot/{re.escape(collection)}/({VERSION_PATTERN[1:-1]})/", text)
-    if not m:
+    version = parse_pointer_body(collection, text)
+    if version is None:
         raise CorruptObject(
             store.url, key, f"pointer must be snapshot/{collection}/<version>/, got {text!r:.80}"
         )
-    return m[1], res.etag
+    return version, res.etag
 
 
 def publish(store: ObjectStore, collection: str, version: str, expected_etag: str | None) -> str:

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from storekeeper.errors import NotFound, PointerTargetMissing
+from storekeeper.layout import manifest_key
 from storekeeper.models.snapshots import Manifest
 from storekeeper.names import check_collection
 from storekeeper.snapshots.cache import Lease, SnapshotCache
-from storekeeper.snapshots.manifest import load_manifest, manifest_key, resolve
+from storekeeper.snapshots.manifest import load_manifest, resolve
 from storekeeper.stores.base import ObjectStore
 
 
