@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from storekeeper.collection_config import create_config, read_config
 from storekeeper.compaction_budget import (
     RATES,
     Budget,
@@ -313,8 +314,9 @@ class _Attempt:
             if self.cache.downloads > downloads:
                 rates.timed("fetch", parent_bytes, t0)
         self.hook("after_download")
-        dimension = parent.dimension if parent else None
-        dist = parent.distance if parent else self.cfg.distance
+        config = read_config(store, c)  # fixed by the first put: decides a first snapshot's shape too
+        dimension = parent.dimension if parent else (config.dimension if config else None)
+        dist = parent.distance if parent else (config.distance if config else self.cfg.distance)
         applied: list[str] = []
         delta_bytes = 0
         with chroma.persistent_client(tree) as client:
@@ -373,6 +375,8 @@ class _Attempt:
             if result.pending:
                 result.status = "incomplete"
             return
+        if config is None and dimension is not None:  # a collection from before configs existed
+            create_config(store, c, dimension, dist)  # type: ignore[arg-type]
         version = new_version(parent.version if parent else None)
         archive = work / ARCHIVE_NAME
         t0 = time.monotonic()

@@ -36,6 +36,7 @@ from urllib.parse import unquote_plus
 
 import pydantic
 
+from storekeeper.collection_config import CollectionConfig, cached_config, config_key, create_config
 from storekeeper.deltas import (
     DeltaContent,
     RecordUpdate,
@@ -48,7 +49,14 @@ from storekeeper.deltas import (
 from storekeeper.errors import CorruptObject, NotFound, StorekeeperError, ValidationError
 from storekeeper.layout import parse_incoming_key
 from storekeeper.models.common import Token
-from storekeeper.models.deltas import ChromaId, DeltaNotification, PutRequest, UpdateRecord, UpsertRecord
+from storekeeper.models.deltas import (
+    DEFAULT_DISTANCE,
+    ChromaId,
+    DeltaNotification,
+    PutRequest,
+    UpdateRecord,
+    UpsertRecord,
+)
 from storekeeper.names import check_collection
 from storekeeper.queues import OutgoingMessage, Queue, QueueSendError
 from storekeeper.snapshots import resolve
@@ -330,6 +338,42 @@ def _notify(queue: Queue, notes: list[DeltaNotification]) -> list[str]:
     return []
 
 
+def check_collection_config(store: ObjectStore, request: PutRequest) -> None:
+    """Refuse a put whose dimension (or distance) differs from the collection's config.
+
+    The first put with vectors creates the config (create-only: of two racing first
+    writes one wins, the other is refused here); delete- and update-only puts need none.
+    """
+    dim = request.dimension
+    if dim is None:
+        return
+    c = request.collection
+    cfg = cached_config(store, c)
+    if cfg is None:
+        legacy, source = collection_dimension(store, c)  # a collection from before configs existed
+        if legacy is not None and legacy != dim:  # refused: write nothing, not even the config
+            raise ValidationError(
+                "upserts[0].embedding", f"has dimension {dim} but collection {c!r} has {legacy} ({source})"
+            )
+        cfg = create_config(store, c, dim, request.distance or DEFAULT_DISTANCE)
+
+    def clash(cfg: CollectionConfig) -> bool:
+        return cfg.dimension != dim or (request.distance is not None and request.distance != cfg.distance)
+
+    if clash(cfg):
+        cfg = cached_config(store, c, refresh=True) or cfg  # the cache may predate a re-created collection
+    if cfg.dimension != dim:
+        raise ValidationError(
+            "upserts[0].embedding",
+            f"has dimension {dim} but collection {c!r} has {cfg.dimension} ({config_key(c)})",
+        )
+    if clash(cfg):
+        raise ValidationError(
+            "distance",
+            f"is {request.distance!r} but collection {c!r} uses {cfg.distance!r} ({config_key(c)})",
+        )
+
+
 def put_unchecked(
     request: PutRequest,
     *,
@@ -337,17 +381,10 @@ def put_unchecked(
     queue: Queue,
     on_delta: Any = None,
 ) -> PutResult:
-    """The put without idempotency: validate against the collection, encode all, write all, notify."""
-    dim = request.dimension
-    if dim is not None:
-        known, source = collection_dimension(store, request.collection)
-        if known is not None and known != dim:
-            raise ValidationError(
-                "upserts[0].embedding",
-                f"has dimension {dim} but collection {request.collection!r} has {known} ({source})",
-            )
+    """The put without idempotency: encode all, check against the collection, write all, notify."""
     contents = plan_deltas(request)
     blobs = [encode_delta(c) for c in contents]  # validates every delta before anything is written
+    check_collection_config(store, request)  # may create the config: after every other check
     result = PutResult(
         collection=request.collection, upserts=len(request.upserts), deletes=len(request.deletes)
     )

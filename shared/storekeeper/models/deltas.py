@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Annotated, Any, Self
+from typing import Annotated, Any, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -29,6 +29,8 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 #: metadata keys chromadb refuses (`chroma:document`, `$...`, `#...`) or silently drops (other `chroma:...`)
 RESERVED_KEY_PREFIXES = ("chroma:", "$", "#")
 MetadataValue = str | int | float | bool
+Distance = Literal["l2", "cosine", "ip"]
+DEFAULT_DISTANCE: Distance = "l2"
 
 
 # -- what chromadb stores exactly (measured against the real client; see docs/records.md) -------------
@@ -178,6 +180,8 @@ class PutRequest(Strict):
     deletes: list[ChromaId] = Field(default_factory=list)
     updates: list[UpdateRecord] = Field(default_factory=list)
     request_id: Token | None = None
+    #: only used by a collection's first write (its config); a later put naming another is refused
+    distance: Distance | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
