@@ -420,7 +420,7 @@ class _Attempt:
                 self.hook("mid_delta_removal")
             if not part:
                 continue
-            res = self.store.delete_many(part)
+            res = self.store.purge_many(part)  # versioned bucket: applied deltas go with their versions
             self.result.removed.extend(parse_delta_key(k)[1] for k in res.deleted)
             self.result.removal_errors.update({parse_delta_key(k)[1]: e for k, e in res.errors.items()})
 

@@ -284,12 +284,20 @@ def unique_bucket_name(prefix: str = "t") -> str:
 
 
 def empty_and_delete_bucket(client: Any, bucket: str) -> None:
-    """Best-effort teardown: delete every object (all pages), then the bucket."""
+    """Best-effort teardown: delete every object (all pages, every version), then the bucket."""
     with contextlib.suppress(Exception):
         for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
             keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
             if keys:
                 client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+    with contextlib.suppress(Exception):
+        for page in client.get_paginator("list_object_versions").paginate(Bucket=bucket):
+            versions = [
+                {"Key": v["Key"], "VersionId": v["VersionId"]}
+                for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+            ]
+            if versions:
+                client.delete_objects(Bucket=bucket, Delete={"Objects": versions, "Quiet": True})
     with contextlib.suppress(Exception):
         client.delete_bucket(Bucket=bucket)
 

@@ -125,6 +125,20 @@ def snapshot_prefix(collection: str | None = None) -> str:
     return SNAPSHOT_PREFIX if collection is None else f"{SNAPSHOT_PREFIX}{check_collection(collection)}/"
 
 
+#: prefixes whose keys are immutable once written: deleted, they go with every version
+PURGED_PREFIXES = (DELTA_PREFIX, SNAPSHOT_PREFIX)
+
+
+def purged_on_delete(key: str) -> bool:
+    """Keys whose deletion must free their bytes on a versioned bucket (DESIGN §3 invariant 7).
+
+    Applied deltas and reaped snapshot versions are finished with once their guards pass; a
+    delete marker would keep them billed for the bucket's whole noncurrent retention. The
+    pointer is never deleted (protection), so its prefix being here changes nothing for it.
+    """
+    return key.startswith(PURGED_PREFIXES)
+
+
 def pointer_key(collection: str) -> str:
     return f"{snapshot_prefix(collection)}{LATEST}/{POINTER_NAME}"
 

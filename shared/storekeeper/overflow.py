@@ -96,7 +96,7 @@ def group_usage(store: ObjectStore, base: str, capacity: int) -> list[MemberUsag
     out = []
     for name in names:
         u = store.for_bucket(name).usage()
-        out.append(MemberUsage(name, u.bytes, u.objects, capacity))
+        out.append(MemberUsage(name, u.billed_bytes, u.objects, capacity))  # noncurrent versions count
     return out
 
 

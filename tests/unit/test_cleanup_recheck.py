@@ -10,10 +10,10 @@ import pytest
 from moto import mock_aws
 
 from storekeeper.cleanup import execute_task
-from storekeeper.cleanup.base import _just_before
 from storekeeper.models.cleanup import CleanupTask, TaskGuard
 from storekeeper.protection import ProtectionConfig
 from storekeeper.stores import RequestCounter
+from storekeeper.stores.base import key_before as _just_before
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 PAGE = 100

@@ -187,6 +187,26 @@ def test_no_lifecycle_rule_expires_deltas(tpl: dict[str, Any]) -> None:
     assert ids["expire-noncurrent-versions"]["NoncurrentVersionExpiration"]["NoncurrentDays"] >= 14
 
 
+def test_noncurrent_snapshots_and_deltas_expire_within_a_day(tpl: dict[str, Any]) -> None:
+    """DESIGN §3.7: a deleted archive or delta must not stay billed for the general 30 days."""
+    rules = props(tpl, "StoreBucket")["LifecycleConfiguration"]["Rules"]
+    for prefix in ("snapshot/", "delta/"):
+        (rule,) = [r for r in rules if _rule_prefixes(r) == [prefix] and "NoncurrentVersionExpiration" in r]
+        assert rule["NoncurrentVersionExpiration"]["NoncurrentDays"] <= 1
+        assert not {"ExpirationInDays", "ExpirationDate", "Transitions"} & set(rule)
+    # whoever deletes by VersionId may list versions and read the versioning status
+    for fn in ("CompactorFunction", "ReaperFunction", "CleanupFunction"):
+        assert _allowed(tpl, fn, "s3:ListBucketVersions"), fn
+        assert _allowed(tpl, fn, "s3:GetBucketVersioning"), fn
+    for fn in ("CompactorFunction", "CleanupFunction"):
+        denies = [st for st in statements(props(tpl, fn)) if st["Effect"] == "Deny"]
+        assert any(
+            "s3:DeleteObjectVersion" in as_list(st["Action"]) and sub_text(r).endswith("/latest/pointer.txt")
+            for st in denies
+            for r in as_list(st["Resource"])
+        ), fn
+
+
 def test_bucket_is_private_versioned_encrypted_and_tls_only(tpl: dict[str, Any]) -> None:
     b = props(tpl, "StoreBucket")
     assert set(b["PublicAccessBlockConfiguration"].values()) == {True}
@@ -234,7 +254,8 @@ def test_s3_write_and_delete_are_scoped_to_prefixes(tpl: dict[str, Any]) -> None
 
     assert keys("ProducerFunction", "s3:PutObject") == ["/delta/*"]
     assert keys("ProducerFunction", "s3:DeleteObject") == []
-    assert keys("CompactorFunction", "s3:DeleteObject") == ["/delta/*"]
+    assert keys("CompactorFunction", "s3:DeleteObject") == ["/delta/*", "/snapshot/*"]
+    assert keys("CompactorFunction", "s3:DeleteObjectVersion") == ["/delta/*", "/snapshot/*"]
     assert keys("CompactorFunction", "s3:PutObject") == ["/snapshot/*"]
     assert keys("ReaperFunction", "s3:PutObject") == ["/reports/reaper/*"]
     assert keys("ReaperFunction", "s3:DeleteObject") == []

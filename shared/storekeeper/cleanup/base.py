@@ -18,9 +18,10 @@ from typing import Any, ClassVar, Literal, Protocol
 from pydantic import BaseModel, Field
 
 from storekeeper.errors import NotFound, StorekeeperError
+from storekeeper.layout import purged_on_delete
 from storekeeper.models.cleanup import CleanupAction, CleanupTask
 from storekeeper.protection import Protection, ProtectionConfig
-from storekeeper.stores.base import ObjectInfo, ObjectStore
+from storekeeper.stores.base import ObjectInfo, ObjectStore, key_before
 
 log = logging.getLogger("storekeeper.cleanup")
 
@@ -28,6 +29,7 @@ Status = Literal["executed", "skipped", "noop", "dry_run", "failed"]
 #: how many keys an outcome keeps when it is stored (idempotency record) or printed
 OUTCOME_LIST_LIMIT = 200
 HEAD_WORKERS = 8
+
 #: a key-set re-check scans at most SLACK x targets + BASE unrelated objects before HEADing the rest
 LIST_SCAN_SLACK = 2
 LIST_SCAN_BASE = 1000
@@ -64,6 +66,7 @@ class TaskOutcome(BaseModel):
     skipped: dict[str, str] = Field(default_factory=dict)  # target -> reason kept
     errors: dict[str, str] = Field(default_factory=dict)  # target -> cause
     requests: dict[str, int] = Field(default_factory=dict)  # backend requests by operation
+    versions_removed: int = 0  # versions deleted for good by VersionId (versioned buckets)
     message: str = ""
 
     def finish(self) -> TaskOutcome:
@@ -209,7 +212,7 @@ class Context:
         prefix = folder + "/" if folder else ""
         budget = LIST_SCAN_SLACK * len(want) + LIST_SCAN_BASE
         i = extra = 0
-        for info in self.store.list(prefix, start_after=_just_before(want[0])):
+        for info in self.store.list(prefix, start_after=key_before(want[0])):
             while i < len(want) and want[i] < info.key:
                 found[want[i]] = None  # the scan passed it: gone
                 i += 1
@@ -264,26 +267,30 @@ class Context:
                 out.append(h)
         return out
 
-    def delete_keys(self, keys: list[str]) -> bool:
-        """Batched delete (or, in a dry run, a record of it); True when every key went."""
-        if not keys:
+    def delete_keys(self, infos: list[ObjectInfo], *, purge_all: bool = False) -> bool:
+        """Batched delete of checked objects (or, in a dry run, a record of it); True when every key went.
+
+        On a versioned bucket, keys the layout is finished with (`purged_on_delete`, or every key
+        when `purge_all`) go with all their versions, each only if its current etag is still the
+        one checked; everything else gets a plain delete and keeps versioning's protection.
+        """
+        if not infos:
             return True
         if self.dry_run:
-            self.outcome.would_delete.extend(keys)
+            self.outcome.would_delete.extend(i.key for i in infos)
             return True
-        res = self.store.delete_many(keys)
-        self.outcome.deleted.extend(res.deleted)
-        for k, cause in res.errors.items():
-            self.outcome.errors[k] = cause
-        return not res.errors
-
-
-def _just_before(key: str) -> str | None:
-    """A string that sorts before `key` and after almost everything smaller (S3 StartAfter is exclusive)."""
-    last = ord(key[-1])
-    if last > 33 and not 0xDC00 <= last - 1 <= 0xDFFF:
-        return key[:-1] + chr(last - 1)
-    return key[:-1] or None
+        purge = {i.key: i.etag for i in infos if purge_all or purged_on_delete(i.key)}
+        plain = [i.key for i in infos if i.key not in purge]
+        ok = True
+        for res in (self.store.purge_many(purge, etags=purge), self.store.delete_many(plain)):
+            self.outcome.deleted.extend(res.deleted)
+            self.outcome.versions_removed += res.versions_removed
+            for k, why in res.kept.items():
+                self.skip(k, why)
+            for k, cause in res.errors.items():
+                self.outcome.errors[k] = cause
+            ok = ok and not res.errors and not res.kept
+        return ok
 
 
 class Action(ABC):

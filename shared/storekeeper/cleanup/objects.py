@@ -18,6 +18,19 @@ def _bucket_protected(ctx: Context) -> bool:
     return False
 
 
+def _purge_leftovers(ctx: Context) -> bool:
+    """Versioned bucket being deleted: remove the noncurrent versions and delete markers left behind."""
+    if ctx.dry_run or not ctx.store.versioned:
+        return True
+    # only keys whose newest entry is a delete marker: an object written meanwhile is current, and
+    # waits for the next round's checks (etag "" never matches a current object, so purge keeps it)
+    gone = {v.key: "" for v in ctx.store.list_versions("") if v.is_latest and v.delete_marker}
+    res = ctx.store.purge_many(gone, etags=gone)
+    ctx.outcome.versions_removed += res.versions_removed
+    ctx.outcome.errors.update(res.errors)
+    return not res.errors
+
+
 @register
 class DeleteObjects(Action):
     """Delete the listed keys that still exist, still match the guard and are not protected."""
@@ -37,7 +50,7 @@ class DeleteObjects(Action):
             else:
                 present.append(info)
         allowed = ctx.check_objects(present, headed=False)
-        ctx.delete_keys([i.key for i in allowed])
+        ctx.delete_keys(allowed)
 
 
 @register
@@ -61,7 +74,7 @@ class DeletePrefix(Action):
             ctx.outcome.missing.append(prefix)
             return
         allowed = ctx.check_objects(infos, headed=False)
-        ctx.delete_keys([i.key for i in allowed])
+        ctx.delete_keys(allowed)
 
 
 @register
@@ -93,7 +106,8 @@ class DeleteBucket(Action):
                 kept = len(ctx.outcome.skipped)
                 ctx.skip(f"bucket:{bucket}", f"bucket {bucket} not emptied: {kept} object(s) must be kept")
                 return
-            if not ctx.delete_keys([i.key for i in allowed]):
+            # the whole bucket goes: on a versioned bucket every version of it too (else it never empties)
+            if not ctx.delete_keys(allowed, purge_all=True) or not _purge_leftovers(ctx):
                 return  # per-key errors are in the outcome: failed, retried by SQS
             if ctx.dry_run:
                 ctx.outcome.would_delete.append(f"bucket:{bucket}")

@@ -48,8 +48,8 @@ class DeleteSnapshotVersion(Action):
             ctx.skip(prefix, reason)
             return
         manifest = prefix + MANIFEST_NAME
-        body = [i.key for i in allowed if i.key != manifest]
-        last = [i.key for i in allowed if i.key == manifest]
+        body = [i for i in allowed if i.key != manifest]
+        last = [i for i in allowed if i.key == manifest]
         # manifest LAST: a half-deleted version still has its manifest and is recognisable
         if ctx.delete_keys(body):
             ctx.delete_keys(last)

@@ -46,6 +46,8 @@ class FilterEnv(Protocol):
 
     def bucket_usage(self, bucket: str) -> int: ...
 
+    def freed_bytes(self, r: Resource) -> int: ...
+
     def population(self) -> list[Resource]: ...
 
 
@@ -342,13 +344,15 @@ class Watermark(SetFilter):
             )
             return sel
         target = low * env.capacity
+        # on a versioned bucket deleting a plain object frees nothing (its noncurrent version stays
+        # billed): such candidates are never chosen to reach the low watermark
         remaining = _oldest_first(
             sel,
             candidates,
-            eligible,
+            lambda r: env.freed_bytes(r) > 0 and eligible(r),
             start=usage,
             target=target,
-            weight=lambda r: r.size,
+            weight=env.freed_bytes,
             chosen=f"oldest first: usage {ratio:.3f} >= high {high}, cleaning down to low {low}",
             passed=f"not needed: usage already at the low watermark {low}",
         )

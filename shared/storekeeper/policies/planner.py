@@ -35,6 +35,7 @@ from storekeeper.layout import (
     SNAPSHOT_PREFIX,
     match_delta_key,
     match_version_key,
+    purged_on_delete,
     version_prefix,
 )
 from storekeeper.models.cleanup import CleanupAction, CleanupTask, TaskGuard
@@ -83,16 +84,30 @@ class StoreView:
         return items
 
     def usage_bytes(self) -> int:
-        return sum(i.size for i in self.listing(""))
+        """Billed bytes: current objects, and on a versioned bucket every noncurrent version too."""
+        return sum(i.size for i in self.listing("")) + self._noncurrent_bytes(self.store)
 
     def bucket_usage(self, bucket: str) -> int:
         if bucket == self.store.bucket:
             return self.usage_bytes()
         if bucket not in self._bucket_usage:
-            self._bucket_usage[bucket] = sum(
-                i.size for i in self.access.list(self.store.for_bucket(bucket), "")
-            )
+            other = self.store.for_bucket(bucket)
+            listed = sum(i.size for i in self.access.list(other, ""))
+            self._bucket_usage[bucket] = listed + self._noncurrent_bytes(other)
         return self._bucket_usage[bucket]
+
+    def _noncurrent_bytes(self, store: ObjectStore) -> int:
+        """One version listing on versioned buckets (none elsewhere): what deletes left billed."""
+        if not self.access.call(lambda: store.versioned):
+            return 0
+        return self.access.call(lambda: store.usage("")).noncurrent_bytes
+
+    def freed_bytes(self, r: Resource) -> int:
+        """What deleting `r` frees now: on a versioned bucket only what cleanup purges
+        (snapshot versions, deltas); anything else stays billed as a noncurrent version."""
+        if r.kind in (K.delta, K.snapshot_version) or purged_on_delete(r.name):
+            return r.size or 0
+        return 0 if self.access.call(lambda: self.store.versioned) else r.size or 0
 
     def chain(self, collection: str) -> Chain:
         """The live state and every version its manifest-parent chain reaches (published history)."""
@@ -200,6 +215,9 @@ class PolicyEnv:
     def bucket_usage(self, bucket: str) -> int:
         assert self._view is not None
         return self._view.bucket_usage(bucket)
+
+    def freed_bytes(self, r: Resource) -> int:
+        return self._view.freed_bytes(r) if self._view is not None else r.size or 0
 
     def population(self) -> list[Resource]:
         return self._population

@@ -11,7 +11,7 @@ from __future__ import annotations
 import builtins
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -53,16 +53,55 @@ class BucketInfo:
 
 
 @dataclass(frozen=True)
+class ObjectVersion:
+    """One version of a key in a versioned bucket (a delete marker has size 0 and etag "")."""
+
+    key: str
+    version_id: str
+    size: int
+    etag: str
+    last_modified: datetime
+    is_latest: bool
+    delete_marker: bool = False
+
+
+@dataclass(frozen=True)
 class Usage:
+    """What a prefix holds: current objects, plus (versioned buckets) the older versions still billed."""
+
     bytes: int
     objects: int
+    noncurrent_bytes: int = 0
+    noncurrent_versions: int = 0
+    delete_markers: int = 0
+
+    @property
+    def billed_bytes(self) -> int:
+        """Bytes the provider bills: current objects and every noncurrent version."""
+        return self.bytes + self.noncurrent_bytes
 
 
 @dataclass
 class DeleteResult:
     deleted: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)  # key -> cause
+    kept: dict[str, str] = field(
+        default_factory=dict
+    )  # key -> why it was not deleted (changed since checked)
     requests: int = 0
+    #: versions removed for good by `purge_many` (VersionId deletes; 0 on unversioned buckets)
+    versions_removed: int = 0
+
+
+def key_before(key: str) -> str | None:
+    """A string that sorts before `key` and after almost everything smaller.
+
+    S3's StartAfter / KeyMarker are exclusive: listing from `key_before(k)` starts at `k`.
+    """
+    last = ord(key[-1])
+    if last > 33 and not 0xDC00 <= last - 1 <= 0xDFFF:
+        return key[:-1] + chr(last - 1)
+    return key[:-1] or None
 
 
 class RequestCounter:
@@ -181,16 +220,77 @@ class ObjectStore(ABC):
             result.requests += 1
         return result
 
+    def purge_many(self, keys: Iterable[str], *, etags: Mapping[str, str] | None = None) -> DeleteResult:
+        """Delete for good: on a versioned bucket every version of each key goes (by VersionId).
+
+        For what the layout says is finished with (applied deltas, reaped snapshot versions)
+        once its guards have passed: a plain delete there would only add a delete marker and
+        leave the bytes billed. Only the versions seen by the listing are deleted, so a write
+        that lands meanwhile survives; a key whose current etag is no longer `etags[key]` is
+        kept whole (`DeleteResult.kept`; `""` keeps any current object: only delete-marked
+        leftovers go). Unversioned backends: the same as `delete_many`.
+        """
+        checked = sorted({check_key(k) for k in keys})
+        if not checked:
+            return DeleteResult()
+        if not self.versioned:
+            return self.delete_many(checked)
+        return self._purge(checked, dict(etags or {}))
+
+    @property
+    def versioned(self) -> bool:
+        """True when the bucket keeps older versions (versioning enabled or suspended)."""
+        return False
+
     def list(self, prefix: str = "", *, start_after: str | None = None) -> Iterator[ObjectInfo]:
         """Every object under `prefix`, in key order, following every page."""
         return self._list(check_prefix(prefix), start_after)
 
+    def list_level(self, prefix: str = "") -> tuple[builtins.list[ObjectInfo], builtins.list[str]]:
+        """One '/'-delimited level: the objects directly under `prefix` and its sub-prefixes, in key order."""
+        return self._list_delimited(check_prefix(prefix))
+
+    def _list_delimited(self, prefix: str) -> tuple[builtins.list[ObjectInfo], builtins.list[str]]:
+        """Backends without a delimiter listing derive the level from a full listing."""
+        objects: builtins.list[ObjectInfo] = []
+        subs: builtins.list[str] = []
+        for info in self._list(prefix, None):
+            slash = info.key.find("/", len(prefix))
+            if slash < 0:
+                objects.append(info)
+            elif not subs or subs[-1] != info.key[: slash + 1]:
+                subs.append(info.key[: slash + 1])
+        return objects, subs
+
+    def list_versions(self, prefix: str = "", *, key_marker: str | None = None) -> Iterator[ObjectVersion]:
+        """Every version and delete marker under `prefix` (keys after `key_marker`), key order, newest first
+        within a key. Unversioned backends list their current objects as the only versions."""
+        check_prefix(prefix)
+        if self.versioned:
+            return self._list_versions(prefix, key_marker)
+        return (
+            ObjectVersion(i.key, "null", i.size, i.etag, i.last_modified, is_latest=True)
+            for i in self._list(prefix, key_marker)
+        )
+
     def usage(self, prefix: str = "") -> Usage:
-        total = count = 0
-        for info in self.list(prefix):
-            total += info.size
-            count += 1
-        return Usage(bytes=total, objects=count)
+        """Current bytes and objects; on a versioned bucket noncurrent versions and delete markers too."""
+        total = count = old_bytes = old = markers = 0
+        if self.versioned:
+            for v in self.list_versions(prefix):
+                if v.delete_marker:
+                    markers += 1
+                elif v.is_latest:
+                    total += v.size
+                    count += 1
+                else:
+                    old_bytes += v.size
+                    old += 1
+        else:
+            for info in self.list(prefix):
+                total += info.size
+                count += 1
+        return Usage(total, count, old_bytes, old, markers)
 
     # -- incomplete uploads (optional capability) -----------------------------
     def list_incomplete_uploads(self, prefix: str = "") -> builtins.list[IncompleteUpload]:
@@ -257,6 +357,12 @@ class ObjectStore(ABC):
 
     @abstractmethod
     def _list(self, prefix: str, start_after: str | None) -> Iterator[ObjectInfo]: ...
+
+    def _list_versions(self, prefix: str, key_marker: str | None) -> Iterator[ObjectVersion]:
+        raise NotImplementedError(f"{self.scheme} stores are not versioned")
+
+    def _purge(self, keys: builtins.list[str], etags: dict[str, str]) -> DeleteResult:
+        raise NotImplementedError(f"{self.scheme} stores are not versioned")
 
     @abstractmethod
     def _create_bucket(self, name: str) -> BucketInfo: ...

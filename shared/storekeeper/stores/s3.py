@@ -9,12 +9,17 @@ have no wildcard DNS for virtual-host buckets.
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from botocore.exceptions import BotoCoreError, ClientError
 
 from storekeeper.errors import (
     BackendError,
@@ -33,9 +38,20 @@ from storekeeper.stores.base import (
     IncompleteUpload,
     ObjectInfo,
     ObjectStore,
+    ObjectVersion,
     RequestCounter,
 )
 
+log = logging.getLogger("storekeeper.stores.s3")
+
+#: what a boto3 call raises for a backend failure; anything else is a bug and propagates as itself
+S3_ERRORS = (ClientError, BotoCoreError)
+
+#: how long a bucket's versioning status is trusted before it is read again (seconds)
+VERSIONING_TTL = 300.0
+#: a purge's version scan reads at most SLACK x keys + BASE unrelated versions before listing per key
+PURGE_SCAN_SLACK = 2
+PURGE_SCAN_BASE = 1000
 #: files at least this large go through the multipart transfer manager
 MULTIPART_THRESHOLD = 16 * 1024 * 1024
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
@@ -77,6 +93,11 @@ def _error_parts(exc: Exception) -> tuple[str, int, str]:
     return "", 0, f"{type(exc).__name__}: {exc}"
 
 
+def _info(o: dict[str, Any]) -> ObjectInfo:
+    """One `Contents` entry of a ListObjectsV2 page."""
+    return ObjectInfo(key=o["Key"], size=int(o["Size"]), etag=o["ETag"], last_modified=o["LastModified"])
+
+
 class S3Store(ObjectStore):
     scheme = "s3"
     max_delete_batch = 1000
@@ -93,6 +114,8 @@ class S3Store(ObjectStore):
         self.client = client if client is not None else make_client()
         #: MaxKeys per list_objects_v2 page (tests lower it to prove every page is followed)
         self.list_page_size = list_page_size
+        self._versioning: tuple[bool, float] | None = None  # (versioned, monotonic time read)
+        self._versioning_lock = threading.Lock()
 
     def for_bucket(self, bucket: str) -> S3Store:
         return S3Store(
@@ -101,6 +124,143 @@ class S3Store(ObjectStore):
             client=self.client,
             list_page_size=self.list_page_size,
         )
+
+    # -- versioning ------------------------------------------------------------------
+    @property
+    def versioned(self) -> bool:
+        """GetBucketVersioning, read once per VERSIONING_TTL (versioning can be switched on, never off).
+
+        Suspended counts as versioned: the versions written while it was on are still billed.
+        A bucket whose versioning cannot be read (no s3:GetBucketVersioning, a server without
+        the call) is treated as unversioned, with a warning: deletes then work as before.
+        """
+        with self._versioning_lock:
+            now = time.monotonic()
+            if self._versioning is None or now - self._versioning[1] > VERSIONING_TTL:
+                self._versioning = (self._read_versioning(), now)
+            return self._versioning[0]
+
+    def _read_versioning(self) -> bool:
+        self.requests.add("get_bucket_versioning")
+        try:
+            status = self.client.get_bucket_versioning(Bucket=self.bucket).get("Status")
+        except S3_ERRORS as exc:
+            err = self._fail(exc, "get_bucket_versioning")
+            if isinstance(err, BucketNotFound):
+                raise err from exc
+            log.warning("s3://%s: versioning unknown, treated as off (%s)", self.bucket, err.cause)
+            return False
+        return status in ("Enabled", "Suspended")
+
+    def _list_versions(self, prefix: str, key_marker: str | None) -> Iterator[ObjectVersion]:
+        args: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Prefix": prefix,
+            "PaginationConfig": {"PageSize": self.list_page_size},
+        }
+        if key_marker:
+            args["KeyMarker"] = key_marker
+        for page in self._pages("list_object_versions", "list_versions", args):
+            # a page carries versions and delete markers in two lists: merge them back into key
+            # order, newest first within a key (the order S3 keeps them in)
+            rows = [
+                ObjectVersion(
+                    v["Key"],
+                    str(v.get("VersionId") or "null"),
+                    int(v.get("Size") or 0),
+                    v.get("ETag", ""),
+                    v["LastModified"],
+                    bool(v.get("IsLatest")),
+                )
+                for v in page.get("Versions", [])
+            ]
+            rows += [
+                ObjectVersion(
+                    m["Key"],
+                    str(m.get("VersionId") or "null"),
+                    0,
+                    "",
+                    m["LastModified"],
+                    bool(m.get("IsLatest")),
+                    delete_marker=True,
+                )
+                for m in page.get("DeleteMarkers", [])
+            ]
+            rows.sort(key=lambda v: (v.key, not v.is_latest, -v.last_modified.timestamp()))
+            yield from rows
+
+    def _versions_of(self, keys: list[str]) -> dict[str, list[ObjectVersion]]:
+        """Every version of each of `keys` (sorted): one version-listing scan across them, bounded.
+
+        The scan lists the keys' longest common prefix and stops past the last key; a sparse key set
+        that would read more than PURGE_SCAN_SLACK x len(keys) + PURGE_SCAN_BASE unrelated versions
+        lists the remaining keys one by one instead. (No KeyMarker: moto 5 drops the first version
+        at or after a KeyMarker given without a VersionIdMarker, where AWS starts after the marker.)
+        """
+        found: dict[str, list[ObjectVersion]] = {k: [] for k in keys}
+        if not keys:
+            return found
+        first, last = keys[0], keys[-1]
+        n = next((i for i, (a, b) in enumerate(zip(first, last, strict=False)) if a != b), len(first))
+        budget = PURGE_SCAN_SLACK * len(keys) + PURGE_SCAN_BASE
+        extra = 0
+        for v in self._list_versions(first[:n], None):
+            if v.key > last:
+                return found
+            if v.key in found:
+                found[v.key].append(v)
+                continue
+            extra += 1
+            if extra > budget:
+                for k in keys:
+                    if k > v.key:
+                        found[k] = [x for x in self._list_versions(k, None) if x.key == k]
+                return found
+        return found
+
+    def _purge(self, keys: list[str], etags: dict[str, str]) -> DeleteResult:
+        result = DeleteResult()
+        targets: list[ObjectVersion] = []
+        for key, versions in self._versions_of(keys).items():
+            latest = next((v for v in versions if v.is_latest), None)
+            want = etags.get(key)
+            if (
+                want is not None
+                and latest is not None
+                and not latest.delete_marker
+                and latest.etag.strip('"') != want.strip('"')
+            ):
+                result.kept[key] = f"{key} changed since it was checked (etag {latest.etag} != {want})"
+                continue
+            targets.extend(versions)
+        failed: dict[str, str] = {}
+        for i in range(0, len(targets), self.max_delete_batch):
+            batch = targets[i : i + self.max_delete_batch]
+            self.requests.add("delete_versions")
+            result.requests += 1
+            try:
+                resp = self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={
+                        "Objects": [{"Key": v.key, "VersionId": v.version_id} for v in batch],
+                        "Quiet": True,
+                    },
+                )
+            except S3_ERRORS as exc:
+                cause = self._fail(exc, "delete_objects (versions)").cause
+                failed.update(dict.fromkeys((v.key for v in batch), cause))
+                continue
+            errs = resp.get("Errors", [])
+            failed.update(
+                {
+                    e["Key"]: f"{e.get('Code')}: {e.get('Message')} (version {e.get('VersionId')})"
+                    for e in errs
+                }
+            )
+            result.versions_removed += len(batch) - len(errs)
+        result.errors.update(failed)
+        result.deleted.extend(k for k in keys if k not in failed and k not in result.kept)
+        return result
 
     # -- error mapping -----------------------------------------------------------
     def _fail(
@@ -129,7 +289,7 @@ class S3Store(ObjectStore):
         try:
             resp = self.client.get_object(Bucket=self.bucket, Key=key)
             body = resp["Body"].read()
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise self._fail(exc, "get", key) from exc
         return GetResult(body=body, etag=resp["ETag"], metadata=dict(resp.get("Metadata") or {}))
 
@@ -152,7 +312,7 @@ class S3Store(ObjectStore):
             args["IfMatch"] = if_match
         try:
             resp = self.client.put_object(**args)
-        except Exception as exc:
+        except S3_ERRORS as exc:
             err = self._fail(exc, "put", key)
             if if_match is not None and type(err) is NotFound:
                 # AWS answers If-Match on a missing object with 404 NoSuchKey: the condition did not hold
@@ -179,13 +339,15 @@ class S3Store(ObjectStore):
             try:
                 with open(path, "rb") as body:
                     resp = self.client.put_object(Body=body, IfNoneMatch="*", **args)
-            except Exception as exc:
+            except S3_ERRORS as exc:
                 raise self._fail(exc, "put", key) from exc  # "put": a 409 is a lost create race too
             return str(resp["ETag"])
         extra: dict[str, Any] = {"ContentType": content_type}
         if metadata:
             extra["Metadata"] = dict(metadata)
         self.requests.add("put_file")
+        from boto3.exceptions import S3UploadFailedError
+
         try:
             self.client.upload_file(
                 str(path),
@@ -194,7 +356,7 @@ class S3Store(ObjectStore):
                 ExtraArgs=extra,
                 Config=_transfer_config(),
             )
-        except Exception as exc:
+        except (*S3_ERRORS, S3UploadFailedError) as exc:
             # S3UploadFailedError wraps the ClientError; keep its code in the message
             inner = exc.__cause__ or exc.__context__
             raise self._fail(inner if isinstance(inner, Exception) else exc, "put_file", key) from exc
@@ -212,7 +374,7 @@ class S3Store(ObjectStore):
         try:
             self.client.download_file(self.bucket, key, str(tmp), Config=_transfer_config())
             tmp.replace(path)
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise self._fail(exc, "get_file", key) from exc
         finally:
             tmp.unlink(missing_ok=True)
@@ -222,7 +384,7 @@ class S3Store(ObjectStore):
         self.requests.add("head")
         try:
             resp = self.client.head_object(Bucket=self.bucket, Key=key)
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise self._fail(exc, "head", key) from exc
         return ObjectInfo(
             key=key,
@@ -239,7 +401,7 @@ class S3Store(ObjectStore):
             args["IfMatch"] = if_match
         try:
             self.client.delete_object(**args)
-        except Exception as exc:
+        except S3_ERRORS as exc:
             err = self._fail(exc, "delete", key)
             if type(err) is NotFound:  # already gone (If-Match on a missing key answers 404): idempotent
                 return
@@ -251,7 +413,7 @@ class S3Store(ObjectStore):
             resp = self.client.delete_objects(
                 Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
             )
-        except Exception as exc:
+        except S3_ERRORS as exc:
             cause = self._fail(exc, "delete_objects").cause
             result.errors.update(dict.fromkeys(keys, cause))
             return
@@ -267,21 +429,37 @@ class S3Store(ObjectStore):
         }
         if start_after:
             args["StartAfter"] = start_after
-        pages = self.client.get_paginator("list_objects_v2").paginate(**args)
-        it = iter(pages)
+        for page in self._pages("list_objects_v2", "list", args):
+            for o in page.get("Contents", []):
+                yield _info(o)
+
+    def _pages(self, operation: str, counted_as: str, args: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every page of a paginated listing, each counted as one request; failures typed."""
+        it = iter(self.client.get_paginator(operation).paginate(**args))
         while True:
             try:
                 page = next(it)
             except StopIteration:
                 return
-            except Exception as exc:
-                self.requests.add("list")
-                raise self._fail(exc, "list", prefix or None) from exc
-            self.requests.add("list")
-            for o in page.get("Contents", []):
-                yield ObjectInfo(
-                    key=o["Key"], size=int(o["Size"]), etag=o["ETag"], last_modified=o["LastModified"]
-                )
+            except S3_ERRORS as exc:
+                self.requests.add(counted_as)
+                raise self._fail(exc, counted_as, args.get("Prefix") or None) from exc
+            self.requests.add(counted_as)
+            yield page
+
+    def _list_delimited(self, prefix: str) -> tuple[list[ObjectInfo], list[str]]:
+        objects: list[ObjectInfo] = []
+        subs: list[str] = []
+        args = {
+            "Bucket": self.bucket,
+            "Prefix": prefix,
+            "Delimiter": "/",
+            "PaginationConfig": {"PageSize": self.list_page_size},
+        }
+        for page in self._pages("list_objects_v2", "list_level", args):
+            objects.extend(_info(o) for o in page.get("Contents", []))
+            subs.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
+        return objects, subs
 
     # -- incomplete multipart uploads -----------------------------------------------------
     def _list_incomplete_uploads(self, prefix: str) -> list[IncompleteUpload]:
@@ -294,7 +472,7 @@ class S3Store(ObjectStore):
                 self.requests.add("list_uploads")
                 for u in page.get("Uploads", []):
                     out.append(IncompleteUpload(u["Key"], u["UploadId"], u["Initiated"]))
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise self._fail(exc, "list_multipart_uploads", prefix or None) from exc
         return out
 
@@ -302,7 +480,7 @@ class S3Store(ObjectStore):
         self.requests.add("abort_upload")
         try:
             self.client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-        except Exception as exc:
+        except S3_ERRORS as exc:
             if _error_parts(exc)[0] == "NoSuchUpload":  # aborted or completed meanwhile: idempotent
                 return
             raise self._fail(exc, "abort_multipart_upload", key) from exc
@@ -320,7 +498,7 @@ class S3Store(ObjectStore):
                 for b in page.get("Buckets", []):
                     created: datetime | None = b.get("CreationDate")
                     out.append(BucketInfo(name=b["Name"], created_at=created))
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise self._fail(exc, "list_buckets") from exc
         return out
 
@@ -336,7 +514,7 @@ class S3Store(ObjectStore):
             self.requests.add("head_bucket")
             try:
                 self.client.head_bucket(Bucket=name)
-            except Exception as exc:
+            except S3_ERRORS as exc:
                 code, status, _ = _error_parts(exc)
                 if status == 403:  # the name exists but belongs to another account
                     raise BucketAlreadyExists(
@@ -348,7 +526,7 @@ class S3Store(ObjectStore):
                 raise BucketAlreadyExists(f"s3://{name}", None, "create_bucket: bucket already exists")
         try:
             self.client.create_bucket(**args)
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise self._fail(exc, "create_bucket", bucket=name) from exc
         return BucketInfo(name=name)
 
@@ -356,14 +534,14 @@ class S3Store(ObjectStore):
         self.requests.add("delete_bucket")
         try:
             self.client.delete_bucket(Bucket=name)
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise self._fail(exc, "delete_bucket", bucket=name) from exc
 
     def _get_bucket_labels(self, name: str) -> dict[str, str]:
         self.requests.add("get_bucket_tagging")
         try:
             resp = self.client.get_bucket_tagging(Bucket=name)
-        except Exception as exc:
+        except S3_ERRORS as exc:
             if _error_parts(exc)[0] == "NoSuchTagSet":
                 return {}
             raise self._fail(exc, "get_bucket_tagging", bucket=name) from exc
@@ -377,5 +555,5 @@ class S3Store(ObjectStore):
                 self.client.put_bucket_tagging(Bucket=name, Tagging={"TagSet": tags})
             else:
                 self.client.delete_bucket_tagging(Bucket=name)
-        except Exception as exc:
+        except S3_ERRORS as exc:
             raise self._fail(exc, "put_bucket_tagging", bucket=name) from exc
