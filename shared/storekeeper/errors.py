@@ -71,3 +71,25 @@ class BackendError(StoreError):
 
 class PointerTargetMissing(StoreError):
     """The published pointer names a snapshot whose manifest or archive is gone: alarm, never 'repair'."""
+
+
+# -- readers (storekeeper.Reader; docs/readers.md says what to do about each) ------------------------
+class UnknownCollection(NotFound):
+    """Neither a published snapshot, a collection config nor a pending delta: a wrong name (or store)."""
+
+
+class SnapshotUnavailable(StoreError):
+    """A reader has no version it can serve: the published one is corrupt or missing (the cause says
+    which) and nothing was open before. A reader already serving keeps serving and never raises this."""
+
+
+class ReaderClosed(StorekeeperError):
+    """The reader was closed."""
+
+
+class NotVisible(StorekeeperError, TimeoutError):
+    """`Reader.wait_visible` timed out before a published version held every given delta."""
+
+
+class DeltaRejected(StorekeeperError):
+    """A delta waited for was quarantined under delta-rejected/ (the reason says why): it never appears."""

@@ -43,8 +43,11 @@ def default_store_url() -> str:
     return os.environ.get("STOREKEEPER_STORE") or f"file://{default_home() / 'stores' / 'default'}"
 
 
-def open_store(url: str | None = None, *, counter: RequestCounter | None = None) -> ObjectStore:
-    """Open the store a URL names; no network I/O happens here."""
+def open_store(
+    url: str | None = None, *, counter: RequestCounter | None = None, create: bool = True
+) -> ObjectStore:
+    """Open the store a URL names; no network I/O happens here. `create=False`: a file:// store that
+    does not exist is not made (its operations raise BucketNotFound, as on the other backends)."""
     url = url or default_store_url()
     scheme, sep, rest = url.partition("://")
     if not sep:
@@ -56,7 +59,7 @@ def open_store(url: str | None = None, *, counter: RequestCounter | None = None)
             raise InvalidName("store", "file:// needs an absolute path without '..'", url)
         from storekeeper.stores.local import LocalStore
 
-        return LocalStore(Path(rest), counter=counter)
+        return LocalStore(Path(rest), counter=counter, create=create)
     bucket = check_bucket(rest.rstrip("/"), "store")
     if scheme == "s3":
         from storekeeper.stores.s3 import S3Store
