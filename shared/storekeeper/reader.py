@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from storekeeper import config
+from storekeeper import config, layout
 from storekeeper.errors import (
     BucketNotFound,
     CorruptObject,
@@ -35,8 +35,8 @@ from storekeeper.errors import (
     UnknownCollection,
     ValidationError,
 )
-from storekeeper.models.snapshots import VERSION_PATTERN, Manifest
-from storekeeper.names import check_collection
+from storekeeper.layout import check_collection
+from storekeeper.models.snapshots import Manifest
 from storekeeper.snapshots.cache import SnapshotCache
 from storekeeper.snapshots.manifest import load_manifest
 from storekeeper.snapshots.pointer import read_pointer
@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 DEFAULT_REFRESH_S = 5.0
 MAX_BACKOFF_S = 300.0
 MAX_K = 10_000
-_DELTA_ID_RE = r"^\d{13}-[a-z0-9]{6,32}$"
 _SHAPE = "must be a non-empty list of numbers, or of equally long lists of numbers"
 
 __all__ = ["QueryResult", "Reader"]
@@ -249,16 +248,16 @@ class Reader:
         """No pointer: an empty collection if its config or a pending delta exists, else unknown."""
         c = self.collection
         try:
-            self.store.get(f"collection/{c}/config.json")
+            self.store.get(layout.collection_config_key(c))
             return
         except BucketNotFound:
             raise
         except NotFound:
             pass
-        if next(iter(self.store.list(f"delta/{c}/")), None) is not None:
+        if next(iter(self.store.list(layout.delta_prefix(c))), None) is not None:
             return
         raise UnknownCollection(
-            self.store.url, f"snapshot/{c}/", f"no collection {c!r} here (no snapshot, config or delta)"
+            self.store.url, layout.snapshot_prefix(c), f"no collection {c!r} (no snapshot, config or delta)"
         )
 
     def _open(self, version: str, *, re_resolve: bool) -> OpenVersion:
@@ -307,9 +306,7 @@ class Reader:
         log.warning("reader %s: cannot open %s (retry in %.0f s): %s", key[1], key[2], delay, exc)
 
     def _open_pinned(self, version: str) -> OpenVersion:
-        import re
-
-        if not re.fullmatch(VERSION_PATTERN, version):
+        if not isinstance(version, str) or not layout.VERSION_RE.fullmatch(version):
             raise ValidationError("version", "must be <12-digit sequence>-<8 chars>", version)
         try:
             return self._open(version, re_resolve=False)
@@ -395,11 +392,9 @@ class Reader:
         read that named the served version. Raises DeltaRejected if one was quarantined,
         NotVisible after `timeout` seconds.
         """
-        import re
-
         pending = set()
         for d in delta_ids:
-            if not isinstance(d, str) or not re.fullmatch(_DELTA_ID_RE, d):
+            if not isinstance(d, str) or not layout.DELTA_ID_RE.fullmatch(d):
                 raise ValidationError("delta_ids", "each must be a delta id (<13-digit ms>-<suffix>)", d)
             pending.add(d)
         if not math.isfinite(timeout) or timeout < 0:
@@ -416,11 +411,10 @@ class Reader:
             if not pending:
                 return self.version
             for d in sorted(pending - gone.keys()):
-                if not self.store.exists(f"delta/{c}/{d}.delta"):
-                    if self.store.exists(f"delta-rejected/{c}/{d}.delta"):
-                        raise DeltaRejected(
-                            f"delta {d} of {c} was rejected (see delta-rejected/{c}/{d}.reason.json)"
-                        )
+                if not self.store.exists(layout.delta_key(c, d)):
+                    if self.store.exists(layout.rejected_key(c, d)):
+                        why = layout.rejected_reason_key(c, d)
+                        raise DeltaRejected(f"delta {d} of {c} was rejected (the reason is in {why})")
                     gone[d] = self._reads
             if time.monotonic() >= deadline:
                 why = f"; newest version not served: {self.last_error}" if self.last_error else ""

@@ -204,7 +204,7 @@ def test_missing_new_version_keeps_serving_and_nothing_to_serve_raises(
 def test_unknown_collection_and_store_are_errors_an_empty_collection_is_not(
     store: LocalStore, cache: SnapshotCache, tmp_path: Path
 ) -> None:
-    with pytest.raises(UnknownCollection, match="no collection 'nope'"):
+    with pytest.raises(UnknownCollection, match="no collection 'nope' "):
         Reader(store, "nope", cache=cache)
     with pytest.raises(BucketNotFound):
         Reader(f"file://{tmp_path}/no-such-bucket", "docs", cache=cache)
