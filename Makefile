@@ -9,7 +9,7 @@ export ANONYMIZED_TELEMETRY := False
 export POWERTOOLS_TRACE_DISABLED := true
 export POWERTOOLS_METRICS_NAMESPACE := storekeeper
 
-.PHONY: setup demo test test-fast lint bench build validate sam-venv sizes clean
+.PHONY: setup demo test test-fast lint bench build validate sam-venv sizes clean chromium
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "python3 >= 3.11 needed, found %s" % sys.version'
@@ -29,7 +29,12 @@ lint: setup
 	$(BIN)/mypy
 	$(BIN)/cfn-lint template.yaml
 
-test: lint
+# headless Chromium opens the `status --html` page in a test (Debian's package; root or sudo)
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
+
+test: lint chromium
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
 test-fast: setup

@@ -1,8 +1,10 @@
 """Reaper Lambda: on an EventBridge schedule, plan every policy, write the report, send cleanup tasks.
 
 Thin on purpose: parse the event, call storekeeper.reaper.run, emit metrics. A
-dry run unless REAPER_APPLY=true; a scheduled rule may force a dry run with
-`detail: {"dry_run": true}`, never force a real one. Must not import chromadb.
+dry run unless REAPER_APPLY=true. Accepts an EventBridge rule event (with or
+without `version`), EventBridge Scheduler's input and a rule's constant input;
+their overrides (`dry_run`, `policies`, `max_deletions`: storekeeper.models.schedule)
+may force a dry run, never a real one. Must not import chromadb.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
-from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from storekeeper import config, reaper
+from storekeeper import config, gauges, reaper
+from storekeeper.models.schedule import ReaperOverrides, ReaperTrigger
 from storekeeper.tracing import make_tracer
 
 logger = Logger()
@@ -24,9 +26,9 @@ tracer = make_tracer()  # no X-Ray SDK import unless tracing is on
 
 
 @tracer.capture_method
-def _run(dry_run_forced: bool) -> dict[str, Any]:
-    apply = config.env_flag(config.REAPER_APPLY) and not dry_run_forced
-    report = reaper.run(apply=apply)
+def _run(overrides: ReaperOverrides) -> dict[str, Any]:
+    apply = config.env_flag(config.REAPER_APPLY) and not overrides.dry_run
+    report = reaper.run(apply=apply, policies_path=overrides.policies, max_deletions=overrides.max_deletions)
     totals = report.totals()
     matched = sum(s.matched for s in report.summaries)
     metrics.add_metric(name="Matched", unit=MetricUnit.Count, value=matched)
@@ -35,6 +37,8 @@ def _run(dry_run_forced: bool) -> dict[str, Any]:
     metrics.add_metric(name="Deferred", unit=MetricUnit.Count, value=totals["deferred"])
     metrics.add_metric(name="TasksSent", unit=MetricUnit.Count, value=report.sent)
     metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=totals["errors"])
+    if report.status is not None:
+        gauges.emit(report.status, report.forecasts)
     for s in report.summaries:
         logger.info(
             "policy evaluated", extra=s.model_dump(mode="json", exclude={"notes"}) | {"notes": s.notes[:5]}
@@ -58,7 +62,6 @@ def _run(dry_run_forced: bool) -> dict[str, Any]:
 @logger.inject_lambda_context(correlation_id_path="id")
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
-@event_parser(model=EventBridgeModel)
-def handler(event: EventBridgeModel, context: LambdaContext) -> dict[str, Any]:
-    detail = event.detail if isinstance(event.detail, dict) else {}
-    return _run(bool(detail.get("dry_run", False)))
+@event_parser(model=ReaperTrigger)
+def handler(event: ReaperTrigger, context: LambdaContext) -> dict[str, Any]:
+    return _run(event.overrides)

@@ -8,21 +8,34 @@ re-checks every task's guard when it executes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from storekeeper import config
+from storekeeper import config, history
 from storekeeper.errors import StorekeeperError
 from storekeeper.layout import report_key
 from storekeeper.models.common import utc_iso
 from storekeeper.models.reports import ReaperReport, plan_digest
+from storekeeper.models.status import Measurement, StoreStatus
 from storekeeper.policies.model import LoadedPolicies, load_policies
 from storekeeper.policies.planner import Planner, gc_paused
 from storekeeper.queues import OutgoingMessage, Queue, QueueSendError, queue_from_env
 from storekeeper.stores import ObjectStore, open_store
+from storekeeper.stores.base import ObjectInfo
+
+
+@dataclass(frozen=True)
+class PlanPreview:
+    """What an --apply run is about to send, for a confirmation prompt."""
+
+    tasks: int
+    planned: int
+    bytes_planned: int
 
 
 def open_stores(loaded: LoadedPolicies, store_url: str | None) -> dict[str, ObjectStore]:
@@ -57,8 +70,12 @@ def run(
     vector_backends: Mapping[str, Any] | None = None,
     max_deletions: int | None = None,
     write_report: bool = True,
+    confirm: Callable[[PlanPreview], bool] | None = None,
 ) -> ReaperReport:
-    """Plan (always), write the report (always), send the tasks (only when `apply`)."""
+    """Plan (always), write the report (always), send the tasks (only when `apply`).
+
+    `confirm` (the CLI's prompt) sees the plan before anything is sent; False makes the run a dry run.
+    """
     loaded = policies or load_policies(policies_path)
     apply = config.env_flag(config.REAPER_APPLY) if apply is None else apply
     if max_deletions is None and os.environ.get(config.REAPER_MAX_DELETIONS):
@@ -73,8 +90,20 @@ def run(
     with gc_paused():  # the digest too: it runs over every decision the plan just built
         plan = planner.plan()
         digest = plan_digest(plan.decisions, plan.tasks)
+    measured = _measure(loaded, planner, opened, vectors, home, started)
+    earlier = history.load(home) if write_report else []
+    outlook = history.forecasts(
+        measured, [*history.points(earlier), history.point_of(measured, "now")], now=started
+    )
     errors = list(plan.errors)
     sent = 0
+    if apply and plan.tasks and confirm is not None:
+        preview = PlanPreview(
+            tasks=len(plan.tasks),
+            planned=sum(d.verdict == "planned" for d in plan.decisions),
+            bytes_planned=sum(s.bytes_planned for s in plan.summaries),
+        )
+        apply = confirm(preview)
     if apply and plan.tasks:
         q = queue if queue is not None else queue_from_env(config.CLEANUP_QUEUE_URL, "cleanup")
         messages = [
@@ -102,6 +131,8 @@ def run(
         sent=sent,
         errors=errors,
         report_key=key if write_report else None,
+        status=measured,
+        forecasts=outlook,
     )
     if write_report:
         try:
@@ -110,7 +141,36 @@ def run(
             report = report.model_copy(
                 update={"report_key": None, "errors": [*report.errors, f"report not written: {exc}"]}
             )
+        else:
+            _write_page(home, history.status_from(measured, [*earlier, history.run_of(report)]))
     return report
+
+
+def _measure(
+    loaded: LoadedPolicies,
+    planner: Planner,
+    stores: Mapping[str, ObjectStore],
+    vectors: Mapping[str, Any],
+    home: ObjectStore,
+    now: datetime,
+) -> Measurement:
+    """The stores as the planner listed them (its cached full listing: no second listing)."""
+    from storekeeper.status import measure
+
+    def listing(name: str, store: ObjectStore) -> list[ObjectInfo]:
+        view = planner.views.get(name)
+        return view.listing("") if view is not None else list(store.list(""))
+
+    return measure(loaded, stores, vectors, home=home, now=now, lister=listing)
+
+
+def _write_page(home: ObjectStore, st: StoreStatus) -> None:
+    """reports/reaper/latest.html next to the report: the status page as of this run (best effort)."""
+    from storekeeper.status_page import render_html
+
+    # best effort: the report is what counts; the next run or `status --html` makes the page again
+    with contextlib.suppress(StorekeeperError):
+        home.put(history.LATEST_PAGE, render_html(st).encode(), content_type="text/html; charset=utf-8")
 
 
 def describe_run(report: ReaperReport) -> str:

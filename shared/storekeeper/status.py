@@ -1,118 +1,143 @@
-"""What `storekeeper status` reports: per collection live version, records and pending deltas;
-bucket usage against capacity and watermarks; vector buckets against the quota.
+"""Measure the stores: per collection live version, records, pointer age, pending deltas and kept
+versions; bucket usage against capacity and watermarks; vector buckets against the quota.
 
-One listing of `snapshot/` and one of `delta/` (all pages), plus one pointer and
-one manifest read per collection. Read-only.
+One full listing per object store (the reaper passes the listing its planner already made),
+plus one pointer and a few manifest reads per collection. Read-only. The reaper writes the
+result into every report, which is where `status`'s history and forecasts come from.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel
-
 from storekeeper.errors import StorekeeperError
-from storekeeper.layout import DELTA_PREFIX, LATEST, SNAPSHOT_PREFIX, match_delta_key, match_snapshot_entry
-from storekeeper.policies.model import LoadedPolicies
-from storekeeper.stores.base import ObjectStore
+from storekeeper.layout import (
+    DELTA_PREFIX,
+    LATEST,
+    SNAPSHOT_PREFIX,
+    match_delta_key,
+    match_pointer_key,
+    match_snapshot_entry,
+)
+from storekeeper.models.status import (
+    BucketStatus,
+    CollectionStatus,
+    Measurement,
+    StoreStatus,
+    VectorStatus,
+    VersionStat,
+)
+from storekeeper.policies.model import LoadedPolicies, StoreSpec
+from storekeeper.stores.base import ObjectInfo, ObjectStore
+
+__all__ = [
+    "MAX_VERSIONS_READ",
+    "bucket_status",
+    "collection_status",
+    "measure",
+    "store_status",
+    "vector_status",
+]
+
+#: manifests read per collection for the snapshot history (the newest ones)
+MAX_VERSIONS_READ = 20
 
 
-class CollectionStatus(BaseModel):
-    collection: str
-    live_version: str | None
-    record_count: int | None
-    dimension: int | None
-    versions: int
-    pending_deltas: int
-    applied_deltas_present: int
-    error: str | None = None
+def _delta_time(delta_id: str) -> datetime:
+    """Creation time from the delta id's 13-digit epoch-ms prefix (DESIGN §2)."""
+    return datetime.fromtimestamp(int(delta_id[:13]) / 1000, UTC)
 
 
-class BucketStatus(BaseModel):
-    store: str
-    bucket: str
-    bytes: int
-    objects: int
-    capacity: int | None
-    ratio: float | None
-    high: float
-    low: float
-    hard: float
-    state: str  # ok / above-high / above-hard / no-capacity
+def collection_status(
+    store: ObjectStore, listing: Iterable[ObjectInfo], *, now: datetime, store_name: str = "main"
+) -> list[CollectionStatus]:
+    """Every collection that has snapshots, a pointer or deltas in `listing` (a listing of the store)."""
+    from storekeeper.snapshots import load_manifest, resolve
 
-
-class VectorStatus(BaseModel):
-    store: str
-    buckets: int
-    quota: int
-    names: list[str]
-    error: str | None = None
-
-
-class StoreStatus(BaseModel):
-    store: str
-    collections: list[CollectionStatus]
-    buckets: list[BucketStatus]
-    vectors: list[VectorStatus]
-
-
-def collection_status(store: ObjectStore) -> list[CollectionStatus]:
-    from storekeeper.snapshots import resolve
-
-    versions: dict[str, set[str]] = {}
-    for info in store.list(SNAPSHOT_PREFIX):
-        entry = match_snapshot_entry(info.key)
-        if entry:
-            c, v = entry
-            versions.setdefault(c, set())
-            if v != LATEST:
-                versions[c].add(v)
-    deltas: dict[str, list[str]] = {}
-    for info in store.list(DELTA_PREFIX):
-        parts = match_delta_key(info.key)
-        if parts:
-            deltas.setdefault(parts[0], []).append(parts[1])
+    versions: dict[str, dict[str, list[int]]] = {}  # c -> version -> [bytes, objects]
+    pointers: dict[str, datetime] = {}
+    deltas: dict[str, list[tuple[str, datetime]]] = {}
+    for info in listing:
+        if info.key.startswith(SNAPSHOT_PREFIX):
+            c = match_pointer_key(info.key)
+            if c is not None:
+                pointers[c] = info.last_modified
+                versions.setdefault(c, {})
+                continue
+            entry = match_snapshot_entry(info.key)
+            if entry and entry[1] != LATEST:
+                stat = versions.setdefault(entry[0], {}).setdefault(entry[1], [0, 0])
+                stat[0] += info.size
+                stat[1] += 1
+        elif info.key.startswith(DELTA_PREFIX):
+            parts = match_delta_key(info.key)
+            if parts:
+                deltas.setdefault(parts[0], []).append((parts[1], _delta_time(parts[1])))
     out = []
     for c in sorted(set(versions) | set(deltas)):
+        kept = versions.get(c, {})
         ids = deltas.get(c, [])
+        base: dict[str, Any] = {
+            "store": store_name,
+            "collection": c,
+            "versions": len(kept),
+            "versions_bytes": sum(s[0] for s in kept.values()),
+            "pointer_updated": pointers.get(c),
+            "pointer_age_s": (now - pointers[c]).total_seconds() if c in pointers else None,
+        }
         try:
-            pub = resolve(store, c)
+            pub = resolve(store, c) if c in pointers else None
         except StorekeeperError as exc:
-            out.append(
-                CollectionStatus(
-                    collection=c,
-                    live_version=None,
-                    record_count=None,
-                    dimension=None,
-                    versions=len(versions.get(c, ())),
-                    pending_deltas=len(ids),
-                    applied_deltas_present=0,
-                    error=str(exc),
-                )
-            )
+            out.append(CollectionStatus(**base, pending_deltas=len(ids), error=str(exc)))
             continue
         applied = set(pub.manifest.applied) | set(pub.manifest.deltas) if pub else set()
+        pending = [t for i, t in ids if i not in applied]
+        history = []
+        for v in sorted(kept, reverse=True)[:MAX_VERSIONS_READ]:
+            row = VersionStat(
+                version=v, bytes=kept[v][0], objects=kept[v][1], live=pub is not None and v == pub.version
+            )
+            try:
+                man = pub.manifest if pub and v == pub.version else load_manifest(store, c, v)
+                row = row.model_copy(
+                    update={
+                        "record_count": man.record_count,
+                        "parent": man.parent,
+                        "created_at": man.created_at,
+                    }
+                )
+            except StorekeeperError:
+                pass  # half-written or removed meanwhile: bytes only
+            history.append(row)
         out.append(
             CollectionStatus(
-                collection=c,
+                **base,
                 live_version=pub.version if pub else None,
                 record_count=pub.manifest.record_count if pub else 0,
                 dimension=pub.manifest.dimension if pub else None,
-                versions=len(versions.get(c, ())),
-                pending_deltas=sum(i not in applied for i in ids),
-                applied_deltas_present=sum(i in applied for i in ids),
+                pending_deltas=len(pending),
+                oldest_pending_age_s=(now - min(pending)).total_seconds() if pending else None,
+                applied_deltas_present=len(ids) - len(pending),
+                history=history,
             )
         )
     return out
 
 
-def bucket_status(name: str, store: ObjectStore, loaded: LoadedPolicies | None) -> BucketStatus:
-    spec = loaded.spec.stores.get(name) if loaded else None
-    usage = store.usage()
-    cap = spec.capacity if spec else None
+def bucket_status(
+    name: str, store: ObjectStore, spec: StoreSpec | None, listing: Iterable[ObjectInfo]
+) -> BucketStatus:
+    """Usage from a listing (noncurrent versions count where the backend lists them) vs the limits."""
+    total = count = 0
+    for info in listing:
+        total += info.size
+        count += 1
     wm = spec.watermarks if spec else None
     high, low, hard = (wm.high, wm.low, wm.hard) if wm else (0.85, 0.70, 0.95)
-    ratio = usage.bytes / cap if cap else None
+    cap = spec.capacity if spec else None
+    ratio = total / cap if cap else None
     state = (
         "no-capacity"
         if ratio is None
@@ -125,8 +150,8 @@ def bucket_status(name: str, store: ObjectStore, loaded: LoadedPolicies | None) 
     return BucketStatus(
         store=name,
         bucket=store.bucket,
-        bytes=usage.bytes,
-        objects=usage.objects,
+        bytes=total,
+        objects=count,
         capacity=cap,
         ratio=ratio,
         high=high,
@@ -136,7 +161,7 @@ def bucket_status(name: str, store: ObjectStore, loaded: LoadedPolicies | None) 
     )
 
 
-def vector_status(loaded: LoadedPolicies | None, backends: dict[str, Any]) -> list[VectorStatus]:
+def vector_status(loaded: LoadedPolicies | None, backends: Mapping[str, Any]) -> list[VectorStatus]:
     out: list[VectorStatus] = []
     if loaded is None:
         return out
@@ -154,13 +179,61 @@ def vector_status(loaded: LoadedPolicies | None, backends: dict[str, Any]) -> li
     return out
 
 
-def store_status(
-    store: ObjectStore, loaded: LoadedPolicies | None = None, vector_backends: dict[str, Any] | None = None
-) -> StoreStatus:
-    """Status of the run's store (named `main` in the policies file, if it has one)."""
-    return StoreStatus(
-        store=store.url,
-        collections=collection_status(store),
-        buckets=[bucket_status("main", store, loaded)],
+Lister = Callable[[str, ObjectStore], list[ObjectInfo]]
+
+
+def _list_all(_name: str, store: ObjectStore) -> list[ObjectInfo]:
+    return list(store.list(""))
+
+
+def measure(
+    loaded: LoadedPolicies,
+    stores: Mapping[str, ObjectStore],
+    vector_backends: Mapping[str, Any] | None = None,
+    *,
+    home: ObjectStore | None = None,
+    now: datetime | None = None,
+    lister: Lister = _list_all,
+) -> Measurement:
+    """Every object store of the policies file (collections and usage) and every vector store.
+
+    `lister(name, store)` gives a full listing of one store; the reaper passes its planner's
+    cached one, so measuring costs it no second listing. A store that cannot be read is
+    reported with its error; the others are still measured.
+    """
+    now = now or datetime.now(UTC)
+    buckets: list[BucketStatus] = []
+    collections: list[CollectionStatus] = []
+    for name, store in stores.items():
+        spec = loaded.spec.stores.get(name)
+        try:
+            listing = lister(name, store)
+            buckets.append(bucket_status(name, store, spec, listing))
+            collections.extend(collection_status(store, listing, now=now, store_name=name))
+        except StorekeeperError as exc:
+            buckets.append(BucketStatus(store=name, bucket=store.bucket, state="error", error=str(exc)))
+    return Measurement(
+        measured_at=now,
+        store=(home or next(iter(stores.values()))).url if (home or stores) else "",
+        collections=collections,
+        buckets=buckets,
         vectors=vector_status(loaded, vector_backends or {}),
     )
+
+
+def store_status(
+    store: ObjectStore,
+    loaded: LoadedPolicies,
+    vector_backends: Mapping[str, Any] | None = None,
+    *,
+    stores: Mapping[str, ObjectStore] | None = None,
+    now: datetime | None = None,
+    history_runs: int | None = None,
+) -> StoreStatus:
+    """The measurement now plus the history and forecasts from the reaper's reports in `store`."""
+    from storekeeper import history
+
+    now = now or datetime.now(UTC)
+    opened = dict(stores) if stores is not None else {"main": store}
+    m = measure(loaded, opened, vector_backends, home=store, now=now)
+    return history.status_from(m, history.load(store, limit=history_runs or history.DEFAULT_RUNS), now=now)

@@ -8,7 +8,18 @@ from __future__ import annotations
 
 import typer
 
-from storekeeper.cli import bench_cmd, cleanup_cmd, invoke_cmd, pipeline_cmd, put_cmd, reaper_cmd, status_cmd
+from storekeeper.cli import (
+    bench_cmd,
+    cleanup_cmd,
+    invoke_cmd,
+    pipeline_cmd,
+    policies_cmd,
+    put_cmd,
+    reaper_cmd,
+    reports_cmd,
+    snapshots_cmd,
+    status_cmd,
+)
 
 app = typer.Typer(
     name="storekeeper",
@@ -24,7 +35,18 @@ def _group() -> None:
     """Keep `storekeeper` a command group even while only one command is registered."""
 
 
-for module in (pipeline_cmd, put_cmd, status_cmd, reaper_cmd, invoke_cmd, bench_cmd, cleanup_cmd):
+for module in (
+    pipeline_cmd,
+    put_cmd,
+    status_cmd,
+    snapshots_cmd,
+    reaper_cmd,
+    reports_cmd,
+    policies_cmd,
+    invoke_cmd,
+    bench_cmd,
+    cleanup_cmd,
+):
     module.register(app)
 
 

@@ -48,3 +48,26 @@ def friendly_errors(as_json: bool) -> Iterator[None]:
 def run(as_json: bool, fn: Callable[[], T]) -> T:
     with friendly_errors(as_json):
         return fn()
+
+
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Skip the confirmation prompt.")]
+
+
+def ask(question: str, *, yes: bool, required: bool = False) -> bool:
+    """Ask before a change in a terminal; `--yes` skips. Without a terminal the answer is yes,
+    unless `required` (then `--yes` must say so): cron keeps working, nothing is guessed."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        if required:
+            console.print(f"[bold red]error:[/] {question} needs confirmation: not a terminal, pass --yes")
+            raise typer.Exit(1)
+        return True
+    return bool(typer.confirm(question, default=False, err=True))
+
+
+def confirm(question: str, *, yes: bool, required: bool = False) -> None:
+    """`ask`, and end the command (exit 1, nothing changed) on a no."""
+    if not ask(question, yes=yes, required=required):
+        console.print("aborted: nothing changed")
+        raise typer.Exit(1)

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from storekeeper.cli.common import JsonOpt, StoreOpt, console, emit_json, friendly_errors
+from storekeeper.cli.common import JsonOpt, StoreOpt, YesOpt, ask, console, emit_json, friendly_errors
 from storekeeper.models.reports import ReaperReport
 from storekeeper.policies.units import format_size
 
@@ -21,7 +21,7 @@ MAX_ROWS = 60
 STYLE = {"planned": "bold red", "protected": "green", "skipped": "dim", "deferred": "yellow"}
 
 
-def _print(report: ReaperReport) -> None:
+def print_report(report: ReaperReport) -> None:
     from storekeeper.reaper import describe_run
 
     shown = [d for d in report.decisions if d.verdict != "skipped"][:MAX_ROWS]
@@ -73,6 +73,11 @@ def register(app: typer.Typer) -> None:
                 "--apply", help="Send the planned cleanup tasks (default: dry run, or REAPER_APPLY)."
             ),
         ] = False,
+        dry_run: Annotated[
+            bool,
+            typer.Option("--dry-run", help="Plan and report only (the default; wins over REAPER_APPLY)."),
+        ] = False,
+        yes: YesOpt = False,
         max_deletions: Annotated[
             int | None, typer.Option("--max-deletions", help="Cap on deletions planned in this run.")
         ] = None,
@@ -82,16 +87,30 @@ def register(app: typer.Typer) -> None:
         """Evaluate the reaper policies and show (or, with --apply, send) the cleanup plan."""
         from storekeeper import reaper
 
+        if apply and dry_run:
+            console.print("[bold red]error:[/] --apply and --dry-run contradict each other")
+            raise typer.Exit(1)
+
+        def prompt(plan: reaper.PlanPreview) -> bool:
+            question = (
+                f"send {plan.tasks} cleanup task(s) ({plan.planned} deletion(s), "
+                f"{format_size(plan.bytes_planned)})?"
+            )
+            return ask(question, yes=yes)
+
         with friendly_errors(as_json):
             report = reaper.run(
                 policies_path=str(policies) if policies else None,
                 store_url=store,
-                apply=True if apply else None,
+                apply=False if dry_run else True if apply else None,
                 max_deletions=max_deletions,
+                confirm=prompt,
             )
         if as_json:
             emit_json(report.model_dump(mode="json"))
         else:
-            _print(report)
+            print_report(report)
+            if apply and not report.apply:
+                console.print("not confirmed: this was a dry run, nothing was sent")
         if report.errors:
             raise typer.Exit(2)

@@ -15,6 +15,7 @@ from pydantic import Field, TypeAdapter
 
 from storekeeper.models.cleanup import CleanupTask
 from storekeeper.models.common import Strict, UtcDatetime
+from storekeeper.models.status import Forecast, Measurement
 
 Verdict = Literal["planned", "protected", "skipped", "deferred"]
 
@@ -65,6 +66,10 @@ class ReaperReport(Strict):
     sent: int = 0
     errors: list[str] = Field(default_factory=list)
     report_key: str | None = None
+    #: the stores as measured during the run: the history behind `status` charts and forecasts
+    status: Measurement | None = None
+    #: when each bucket crosses its watermarks / the vector quota is reached, as fitted at this run
+    forecasts: list[Forecast] = Field(default_factory=list)
 
     def totals(self) -> dict[str, int]:
         out = {"planned": 0, "protected": 0, "skipped": 0, "deferred": 0}

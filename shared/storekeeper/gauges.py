@@ -1,0 +1,78 @@
+"""The reaper's gauges: what `status` shows, as EMF metrics CloudWatch alarms can use.
+
+One EMF document per dimension set (`bucket`, `vector_store`, `collection`), through
+Powertools' EphemeralMetrics so nothing mixes with the handler's own metric set. Names are
+listed in docs/operations.md with what to do when their alarm fires.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
+
+from storekeeper.models.status import Forecast, Measurement
+
+#: forecast targets -> metric name; a gauge only exists while there is a forecast to give
+FORECAST_METRICS = {
+    ("usage", "high"): "DaysToHighWatermark",
+    ("usage", "hard"): "DaysToHardWatermark",
+    ("vector-buckets", "quota"): "DaysToVectorQuota",
+}
+
+
+def _flush(dimensions: dict[str, str], values: list[tuple[str, MetricUnit, float]]) -> None:
+    if not values:
+        return
+    m = EphemeralMetrics()
+    for name, value in dimensions.items():
+        m.add_dimension(name=name, value=value)
+    for name, unit, v in values:
+        m.add_metric(name=name, unit=unit, value=v)
+    m.flush_metrics()
+
+
+def emit(m: Measurement, forecasts: list[Forecast]) -> None:
+    """Print the gauges of one measurement as EMF (stdout: the function's log)."""
+    days = {
+        (f.store, FORECAST_METRICS[f.metric, f.target]): f.days
+        for f in forecasts
+        if (f.metric, f.target) in FORECAST_METRICS and f.days is not None
+    }
+    for b in m.buckets:
+        if b.state == "error":
+            continue
+        values: list[tuple[str, MetricUnit, float]] = [
+            ("UsageBytes", MetricUnit.Bytes, float(b.bytes)),
+            ("UsageObjects", MetricUnit.Count, float(b.objects)),
+        ]
+        if b.ratio is not None:
+            values.append(("UsageRatio", MetricUnit.NoUnit, b.ratio))
+            values.append(("HighWatermark", MetricUnit.NoUnit, b.high))
+        for name in ("DaysToHighWatermark", "DaysToHardWatermark"):
+            if (b.store, name) in days:
+                values.append((name, MetricUnit.Count, float(days[b.store, name] or 0.0)))
+        _flush({"bucket": b.bucket}, values)
+    for v in m.vectors:
+        if v.error:
+            continue
+        values = [
+            ("VectorBuckets", MetricUnit.Count, float(v.buckets)),
+            ("VectorBucketQuota", MetricUnit.Count, float(v.quota)),
+            ("VectorQuotaRatio", MetricUnit.NoUnit, v.buckets / v.quota),
+        ]
+        if (v.store, "DaysToVectorQuota") in days:
+            values.append(
+                ("DaysToVectorQuota", MetricUnit.Count, float(days[v.store, "DaysToVectorQuota"] or 0.0))
+            )
+        _flush({"vector_store": v.store}, values)
+    for c in m.collections:
+        _flush(
+            {"collection": c.collection},
+            [
+                ("PendingDeltas", MetricUnit.Count, float(c.pending_deltas)),
+                ("OldestPendingDeltaAge", MetricUnit.Seconds, float(c.oldest_pending_age_s or 0.0)),
+                ("SnapshotBytes", MetricUnit.Bytes, float(c.versions_bytes)),
+                ("SnapshotVersions", MetricUnit.Count, float(c.versions)),
+                ("SnapshotRecords", MetricUnit.Count, float(c.record_count or 0)),
+                ("PointerAge", MetricUnit.Seconds, float(c.pointer_age_s or 0.0)),
+            ],
+        )

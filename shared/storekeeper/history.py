@@ -1,0 +1,211 @@
+"""History and forecasts from the reaper's reports (`reports/reaper/<timestamp>.json`).
+
+Every report carries the run's measurement (`status`); the charts plot them and the
+forecast fits a Theil-Sen line (the median of pairwise slopes: one odd run, a cleanup
+or a burst, does not bend it) through the recent ones. Too few points give "not enough
+history", never a guess.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from storekeeper.errors import NotFound, StorekeeperError
+from storekeeper.layout import REPORT_PREFIX
+from storekeeper.models.status import Forecast, HistoryPoint, Measurement, RunInfo, StoreStatus
+from storekeeper.stores.base import ObjectStore
+
+LATEST_PAGE = REPORT_PREFIX + "latest.html"
+REPORT_KEY_RE = re.compile(r"^reports/reaper/(\d{8}T\d{6}\d*Z)\.json$")
+DEFAULT_RUNS = 60
+#: the fit looks at this much recent history, and needs at least MIN_POINTS points over MIN_SPAN
+FIT_WINDOW = timedelta(days=30)
+MIN_POINTS = 4
+MIN_SPAN = timedelta(hours=1)
+SECONDS_PER_DAY = 86400.0
+
+
+class _Summary(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    planned: int = 0
+    protected: int = 0
+    skipped: int = 0
+    deferred: int = 0
+    bytes_planned: int = 0
+
+
+class _ReportHead(BaseModel):
+    """The parts of a report the history needs; the decisions are not validated one by one."""
+
+    model_config = ConfigDict(extra="ignore")
+    run_id: str
+    started_at: datetime
+    apply: bool
+    summaries: list[_Summary] = Field(default_factory=list)
+    tasks: list[object] = Field(default_factory=list)
+    sent: int = 0
+    errors: list[str] = Field(default_factory=list)
+    status: Measurement | None = None
+
+
+@dataclass(frozen=True)
+class Run:
+    key: str
+    info: RunInfo
+    status: Measurement | None
+
+
+def report_keys(store: ObjectStore) -> list[str]:
+    """Every report's key, oldest first (the timestamp names sort in time order)."""
+    return sorted(i.key for i in store.list(REPORT_PREFIX) if REPORT_KEY_RE.fullmatch(i.key))
+
+
+def read_run(store: ObjectStore, key: str) -> Run | None:
+    """One report's summary; None for a report that vanished or does not parse (history skips it)."""
+    try:
+        head = _ReportHead.model_validate_json(store.get(key).body)
+    except (NotFound, ValidationError):
+        return None
+    return run_of(head, key)
+
+
+def run_of(report: Any, key: str | None = None) -> Run:
+    """The history entry of a report (a full ReaperReport or the head read back from the store)."""
+    s = report.summaries
+    info = RunInfo(
+        run_id=report.run_id,
+        report_key=key or getattr(report, "report_key", None),
+        started_at=report.started_at,
+        apply=report.apply,
+        planned=sum(x.planned for x in s),
+        protected=sum(x.protected for x in s),
+        skipped=sum(x.skipped for x in s),
+        deferred=sum(x.deferred for x in s),
+        tasks=len(report.tasks),
+        sent=report.sent,
+        errors=len(report.errors),
+        bytes_planned=sum(x.bytes_planned for x in s),
+    )
+    return Run(info.report_key or "", info, report.status)
+
+
+def load(store: ObjectStore, *, limit: int = DEFAULT_RUNS) -> list[Run]:
+    """The newest `limit` runs, oldest first. An unreadable store gives no history, not an error."""
+    try:
+        keys = report_keys(store)[-limit:] if limit > 0 else []
+        runs = [read_run(store, k) for k in keys]
+    except StorekeeperError:
+        return []
+    return [r for r in runs if r is not None]
+
+
+def point_of(m: Measurement, run_id: str) -> HistoryPoint:
+    return HistoryPoint(
+        at=m.measured_at,
+        run_id=run_id,
+        usage={b.store: b.bytes for b in m.buckets if b.state != "error"},
+        capacity={b.store: b.capacity for b in m.buckets if b.capacity},
+        vector_buckets={v.store: v.buckets for v in m.vectors if not v.error},
+        pending={_coll_label(c.store, c.collection): c.pending_deltas for c in m.collections},
+    )
+
+
+def _coll_label(store: str, collection: str) -> str:
+    return collection if store == "main" else f"{store}:{collection}"
+
+
+def points(runs: list[Run]) -> list[HistoryPoint]:
+    return [point_of(r.status, r.info.run_id) for r in runs if r.status is not None]
+
+
+# -- the fit -------------------------------------------------------------------------------------
+
+
+def theil_sen(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """(slope, intercept) of the Theil-Sen line: median pairwise slope, median residual intercept."""
+    slopes = [
+        (ys[j] - ys[i]) / (xs[j] - xs[i])
+        for i in range(len(xs))
+        for j in range(i + 1, len(xs))
+        if xs[j] != xs[i]
+    ]
+    if not slopes:
+        raise ValueError("theil_sen needs two distinct x values")
+    slope = statistics.median(slopes)
+    intercept = statistics.median(y - slope * x for x, y in zip(xs, ys, strict=True))
+    return slope, intercept
+
+
+def forecast_series(
+    series: list[tuple[datetime, float]],
+    limit: float,
+    *,
+    now: datetime,
+    store: str,
+    metric: str,
+    target: str,
+) -> Forecast:
+    """When `series` (time, value) reaches `limit`, fitted over the recent window."""
+    recent = sorted(p for p in series if p[0] >= now - FIT_WINDOW)
+    base = {"store": store, "metric": metric, "target": target, "limit": limit, "points": len(recent)}
+    if recent and recent[-1][1] >= limit:
+        return Forecast(**base, state="already-above", days=0.0, eta=recent[-1][0])
+    if len(recent) < MIN_POINTS or recent[-1][0] - recent[0][0] < MIN_SPAN:
+        return Forecast(**base, state="not-enough-history")
+    xs = [t.timestamp() for t, _ in recent]
+    slope, intercept = theil_sen(xs, [v for _, v in recent])
+    per_day = slope * SECONDS_PER_DAY
+    if slope <= 0:
+        return Forecast(**base, state="not-rising", slope_per_day=per_day)
+    at = max((limit - intercept) / slope, now.timestamp())
+    eta = datetime.fromtimestamp(at, UTC)
+    days = (at - now.timestamp()) / SECONDS_PER_DAY
+    return Forecast(**base, state="ok", slope_per_day=per_day, eta=eta, days=days)
+
+
+def forecasts(m: Measurement, history: list[HistoryPoint], *, now: datetime) -> list[Forecast]:
+    """High and hard watermark per bucket with a capacity; the quota per vector store."""
+    out: list[Forecast] = []
+    for b in m.buckets:
+        if b.state == "error":
+            continue
+        if not b.capacity:
+            out.append(Forecast(store=b.store, metric="usage", target="high", state="no-limit"))
+            continue
+        series = [(p.at, float(p.usage[b.store])) for p in history if b.store in p.usage]
+        for target, ratio in (("high", b.high), ("hard", b.hard)):
+            out.append(
+                forecast_series(
+                    series, ratio * b.capacity, now=now, store=b.store, metric="usage", target=target
+                )
+            )
+    for v in m.vectors:
+        if v.error:
+            continue
+        series = [(p.at, float(p.vector_buckets[v.store])) for p in history if v.store in p.vector_buckets]
+        out.append(
+            forecast_series(
+                series, float(v.quota), now=now, store=v.store, metric="vector-buckets", target="quota"
+            )
+        )
+    return out
+
+
+def status_from(m: Measurement, runs: list[Run], *, now: datetime | None = None) -> StoreStatus:
+    """The measurement `m` with the runs' history (plus `m` itself, once) and the forecasts."""
+    now = now or m.measured_at
+    pts = points(runs)
+    if not any(p.at == m.measured_at for p in pts):
+        pts.append(point_of(m, "now"))
+    return StoreStatus(
+        **dict(m),
+        last_run=runs[-1].info if runs else None,
+        history=pts,
+        forecasts=forecasts(m, pts, now=now),
+    )

@@ -1,0 +1,209 @@
+"""`storekeeper status`: a real local store with two collections (compacted by the real compactor)
+and a reaper history (real reaper runs at different clocks): the table, --json, --check and the
+--html page carry the same figures, and the reaper writes latest.html next to its report."""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime, timedelta
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from storekeeper import reaper
+from storekeeper.cli import app
+from storekeeper.compaction import compact
+from storekeeper.history import LATEST_PAGE, load
+from storekeeper.models.status import StoreStatus
+from storekeeper.policies import parse_policies
+from storekeeper.snapshots import SnapshotCache
+from storekeeper.status import store_status
+from storekeeper.stores.local import LocalStore
+from tests.compaction_support import delta, produce, vec
+
+POLICIES = """
+stores:
+  main:
+    capacity: {cap}
+    watermarks: {{high: 0.8, low: 0.6, hard: 0.9}}
+policies:
+  - name: snapshot-retention
+    resource: snapshot_version
+    store: main
+    filters: [{{type: keep-newest, count: 5}}]
+"""
+
+
+class Cells(HTMLParser):
+    """Text of every <td> per table class, and the ids of every svg."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: dict[str, list[list[str]]] = {}
+        self.svgs: list[str] = []
+        self._table: str | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "table":
+            self._table = a.get("class") or ""
+            self.tables[self._table] = []
+        elif tag == "tr" and self._table is not None:
+            self.tables[self._table].append([])
+        elif tag == "td":
+            self._cell = []
+        elif tag == "svg":
+            self.svgs.append(a.get("id") or "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "td" and self._cell is not None and self._table is not None:
+            self.tables[self._table][-1].append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "table":
+            self._table = None
+
+    def handle_data(self, data: str) -> None:
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def rows(page: str, table: str) -> list[list[str]]:
+    p = Cells()
+    p.feed(page)
+    return [r for r in p.tables[table] if r]
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[LocalStore, Path, datetime]:
+    """Two collections (docs: 3 versions, 12 records; notes: 1 version, 4 records, 1 pending delta)
+    and four reaper runs one day apart while the store grows."""
+    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
+    store = LocalStore(tmp_path / "store")
+    cache = SnapshotCache(tmp_path / "cache")
+    pol = tmp_path / "policies.yaml"
+    pol.write_text(POLICIES.format(cap="40MB"))
+    loaded = parse_policies(pol.read_text(), str(pol))
+    start = datetime.now(UTC) - timedelta(days=4)
+    for day in range(4):
+        if day < 3:
+            produce(store, delta("docs", {f"d{day}-{i}": vec(day * 10 + i, 8) for i in range(4)}))
+            compact(store, "docs", cache=cache)
+        if day == 0:
+            produce(store, delta("notes", {f"n{i}": vec(100 + i, 8) for i in range(4)}))
+            compact(store, "notes", cache=cache)
+        reaper.run(policies=loaded, store_url=store.url, apply=False, now=start + timedelta(days=day))
+    produce(store, delta("notes", {"late": vec(999, 8)}))  # pending, not compacted
+    return store, pol, start
+
+
+def test_status_measures_collections_and_reads_the_reaper_history(
+    world: tuple[LocalStore, Path, datetime],
+) -> None:
+    store, pol, start = world
+    st = store_status(store, parse_policies(pol.read_text(), str(pol)))
+    by = {c.collection: c for c in st.collections}
+    assert set(by) == {"docs", "notes"}
+    assert (by["docs"].record_count, by["docs"].versions, by["docs"].pending_deltas) == (12, 3, 0)
+    assert (by["notes"].record_count, by["notes"].versions, by["notes"].pending_deltas) == (4, 1, 1)
+    assert by["notes"].oldest_pending_age_s is not None
+    assert by["notes"].oldest_pending_age_s < 600
+    assert [h.record_count for h in by["docs"].history] == [12, 8, 4]  # newest first
+    assert by["docs"].history[0].live
+    assert not by["docs"].history[1].live
+    assert by["docs"].versions_bytes == sum(h.bytes for h in by["docs"].history) > 0
+    [bucket] = st.buckets
+    listed = sum(i.size for i in store.list(""))
+    assert bucket.bytes == listed
+    assert bucket.capacity == 40_000_000
+    # 4 reaper runs + now; each run recorded what the store held then
+    assert [p.run_id for p in st.history][-1] == "now"
+    assert len(st.history) == 5
+    assert [p.at for p in st.history[:4]] == [start + timedelta(days=d) for d in range(4)]
+    assert st.history[0].usage["main"] < st.history[2].usage["main"]
+    assert st.last_run is not None
+    assert st.last_run.started_at == start + timedelta(days=3)
+    assert {(f.store, f.target) for f in st.forecasts} == {("main", "high"), ("main", "hard")}
+
+
+def test_status_html_page_carries_the_figures(
+    world: tuple[LocalStore, Path, datetime], tmp_path: Path
+) -> None:
+    store, pol, _ = world
+    page_path = tmp_path / "status.html"
+    res = CliRunner().invoke(
+        app, ["status", "--store", store.url, "--policies", str(pol), "--html", str(page_path), "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    st = StoreStatus.model_validate(data)
+    page = page_path.read_text()
+    coll = {r[0]: r for r in rows(page, "collections")}
+    assert coll["docs"][1] == st.collections[0].live_version
+    assert coll["docs"][2] == "12"
+    assert coll["notes"][2] == "4"
+    assert coll["notes"][4] == "1"
+    [b] = rows(page, "buckets")
+    assert b[4] == "40.0MB"
+    assert b[5] == f"{st.buckets[0].ratio:.1%}"
+    assert b[7] == "ok"
+    assert [r[1] for r in rows(page, "versions-docs")] == ["12", "8", "4"]
+    svgs = Cells()
+    svgs.feed(page)
+    assert {"usage-main", "pending", "snap-records-docs", "snap-bytes-notes"} <= set(svgs.svgs)
+    # the usage chart plots each run as a ratio of the capacity, with the three watermarks
+    usage_svg = page[page.index('id="usage-main"') : page.index("</svg>", page.index('id="usage-main"'))]
+    limits = dict(re.findall(r'data-limit="(\w+)" data-value="([0-9.]+)"', usage_svg))
+    assert limits == {"low": "0.6", "high": "0.8", "hard": "0.9"}
+    plotted = [float(v) for v in re.findall(r'<circle [^>]*data-value="([0-9.e-]+)"', usage_svg)]
+    assert plotted == pytest.approx([p.usage["main"] / 40_000_000 for p in st.history], rel=1e-4)
+    # self-contained: no script, no external reference, a CSP that forbids any fetch
+    assert "<script" not in page
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+    assert "default-src 'none'" in page
+    assert "storekeeper status" in page
+    assert "Last reaper run" in page
+
+
+def test_reaper_writes_latest_html_next_to_its_report(world: tuple[LocalStore, Path, datetime]) -> None:
+    store, _, _start = world
+    page = store.get(LATEST_PAGE).body.decode()
+    runs = load(store)
+    assert len(runs) == 4
+    assert runs[-1].status is not None
+    assert runs[-1].info.run_id in page  # the last run's id in the "last reaper run" table
+    assert 'id="usage-main"' in page
+
+
+def test_check_exits_non_zero_above_the_high_watermark(
+    world: tuple[LocalStore, Path, datetime], tmp_path: Path
+) -> None:
+    store, _, _ = world
+    used = sum(i.size for i in store.list(""))
+    tight = tmp_path / "tight.yaml"
+    tight.write_text(POLICIES.format(cap=int(used / 0.85)))  # ratio 0.85: above high (0.8), below hard
+    ok = CliRunner().invoke(
+        app, ["status", "--store", store.url, "--policies", str(tight.with_name("policies.yaml")), "--check"]
+    )
+    assert ok.exit_code == 0, ok.output
+    res = CliRunner().invoke(
+        app, ["status", "--store", store.url, "--policies", str(tight), "--check", "--json"]
+    )
+    assert res.exit_code == 3, res.output
+    problems = json.loads(res.stdout)["problems"]
+    assert len(problems) == 1
+    assert "above-high" in problems[0]
+
+
+def test_empty_store_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("COLUMNS", "80")
+    store = LocalStore(tmp_path / "empty")
+    res = CliRunner().invoke(app, ["status", "--store", store.url])
+    assert res.exit_code == 0, res.output
+    assert "no collections in this store yet" in res.output
+    assert "last reaper run: none recorded" in res.output
+    assert all(len(line) <= 80 for line in res.output.splitlines())
