@@ -16,16 +16,16 @@ the next compaction, as they would have been.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from storekeeper.errors import CorruptObject, NotFound, PointerTargetMissing, StorekeeperError
+from storekeeper.errors import PointerTargetMissing, StorekeeperError
 from storekeeper.layout import match_version_key, snapshot_prefix
 from storekeeper.models.snapshots import Manifest
 from storekeeper.names import check_collection
 from storekeeper.snapshots import load_manifest, new_version, publish, read_pointer, write_snapshot
+from storekeeper.snapshots.archive import download_verified
 from storekeeper.stores.base import ObjectStore
 
 
@@ -118,27 +118,10 @@ class RollbackPlan:
 
 
 def verify_archive(store: ObjectStore, manifest: Manifest, dest: Path) -> Path:
-    """Download the version's archive to `dest/` and check its size and sha256 against the manifest."""
+    """Download the version's archive into `dest/`, checked against its manifest's sha256."""
     dest.mkdir(parents=True, exist_ok=True)
     path = dest / manifest.archive
-    try:
-        store.get_file(manifest.archive_key, path)
-    except NotFound:
-        raise PointerTargetMissing(
-            store.url, manifest.archive_key, f"version {manifest.version} has no archive: it is gone"
-        ) from None
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    size = path.stat().st_size
-    if size != manifest.size or h.hexdigest() != manifest.sha256:
-        raise CorruptObject(
-            store.url,
-            manifest.archive_key,
-            f"archive does not match its manifest (size {size} vs {manifest.size}, "
-            f"sha256 {h.hexdigest()[:12]}... vs {manifest.sha256[:12]}...): refusing to roll back to it",
-        )
+    download_verified(store, manifest, path)
     return path
 
 

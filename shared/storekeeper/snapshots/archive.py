@@ -6,9 +6,13 @@ from __future__ import annotations
 import hashlib
 import tarfile
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from storekeeper.errors import CorruptObject
+from storekeeper.errors import CorruptObject, NotFound, PointerTargetMissing
+
+if TYPE_CHECKING:
+    from storekeeper.models.snapshots import Manifest
+    from storekeeper.stores.base import ObjectStore
 
 #: uncompressed: float32 vectors barely compress (gzip saved 21 %) and single-threaded gzip
 #: was two thirds of a warm compaction's overhead at 100,000 vectors (docs/performance.md)
@@ -27,6 +31,25 @@ def sha256_file(path: Path) -> str:
         while chunk := fh.read(CHUNK):
             h.update(chunk)
     return h.hexdigest()
+
+
+def download_verified(store: ObjectStore, manifest: Manifest, path: Path) -> None:
+    """Download a version's archive to `path` and check it against the manifest's sha256.
+
+    A missing archive is PointerTargetMissing, a different one CorruptObject (the cache and
+    rollback both refuse to use it).
+    """
+    try:
+        store.get_file(manifest.archive_key, path)
+    except NotFound:
+        raise PointerTargetMissing(
+            store.url, manifest.archive_key, f"archive of version {manifest.version} does not exist"
+        ) from None
+    sha = sha256_file(path)
+    if sha != manifest.sha256:
+        raise CorruptObject(
+            store.url, manifest.archive_key, f"sha256 {sha} does not match the manifest's {manifest.sha256}"
+        )
 
 
 def compression(name: str, where: str) -> str:

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from storekeeper import config
-from storekeeper.errors import CorruptObject, NotFound, PointerTargetMissing
+from storekeeper.errors import CorruptObject
 from storekeeper.models.snapshots import Manifest
-from storekeeper.snapshots.archive import safe_extract, sha256_file
+from storekeeper.snapshots.archive import download_verified, safe_extract
 from storekeeper.stores.base import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -326,20 +326,8 @@ class SnapshotCache:
         staging = self.tempdir("staging")
         try:
             archive = staging / manifest.archive
-            try:
-                store.get_file(manifest.archive_key, archive)
-            except NotFound:
-                raise PointerTargetMissing(
-                    store.url, manifest.archive_key, f"archive of version {manifest.version} does not exist"
-                ) from None
+            download_verified(store, manifest, archive)
             self.downloads += 1
-            sha = sha256_file(archive)
-            if sha != manifest.sha256:
-                raise CorruptObject(
-                    store.url,
-                    manifest.archive_key,
-                    f"sha256 {sha} does not match the manifest's {manifest.sha256}",
-                )
             (staging / "tree").mkdir()
             safe_extract(archive, staging / "tree", where=f"{store.url}/{manifest.archive_key}")
             archive.unlink()
