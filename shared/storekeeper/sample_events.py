@@ -16,6 +16,7 @@ Nothing else in an event is touched; an event naming another bucket is left alon
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -67,7 +68,7 @@ def retarget(event: Any, store: ObjectStore, event_path: Path | None = None) -> 
                 )
                 task["backend"], task["bucket"] = store.scheme, store.bucket
                 rec["body"] = json.dumps(task)
-                rec.pop("md5OfBody", None)
+                rec["md5OfBody"] = hashlib.md5(rec["body"].encode(), usedforsecurity=False).hexdigest()
     return out
 
 
