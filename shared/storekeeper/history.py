@@ -28,6 +28,8 @@ DEFAULT_RUNS = 60
 FIT_WINDOW = timedelta(days=30)
 MIN_POINTS = 4
 MIN_SPAN = timedelta(hours=1)
+#: crossings further out than this are reported as such, not as a date (a near-flat trend)
+HORIZON = timedelta(days=3650)
 SECONDS_PER_DAY = 86400.0
 
 
@@ -164,6 +166,8 @@ def forecast_series(
     if slope <= 0:
         return Forecast(**base, state="not-rising", slope_per_day=per_day)
     at = max((limit - intercept) / slope, now.timestamp())
+    if at - now.timestamp() > HORIZON.total_seconds():
+        return Forecast(**base, state="beyond-horizon", slope_per_day=per_day)
     eta = datetime.fromtimestamp(at, UTC)
     days = (at - now.timestamp()) / SECONDS_PER_DAY
     return Forecast(**base, state="ok", slope_per_day=per_day, eta=eta, days=days)

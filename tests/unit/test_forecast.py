@@ -66,6 +66,11 @@ def test_flat_or_falling_is_not_rising_and_above_is_already_reached() -> None:
     assert history.forecast_series(flat, 8 * GB, now=NOW, store="m", metric="usage", target="high").state == (
         "not-rising"
     )
+    crawl = series(8, 1 * GB, 1000)  # +1 kB/day towards 8 GB: centuries away
+    f = history.forecast_series(crawl, 8 * GB, now=NOW, store="m", metric="usage", target="high")
+    assert f.state == "beyond-horizon"
+    assert f.eta is None
+    assert f.text == "not within 10 years"
     above = series(2, 9 * GB, 0)
     f = history.forecast_series(above, 8 * GB, now=NOW, store="m", metric="usage", target="high")
     assert f.state == "already-above"
@@ -97,7 +102,7 @@ def test_forecasts_cover_both_watermarks_and_the_vector_quota() -> None:
 def test_any_history_gives_a_state_never_an_exception(values: list[float], limit: float) -> None:
     s = [(NOW - timedelta(hours=6 * (len(values) - i)), v) for i, v in enumerate(values)]
     f = history.forecast_series(s, limit, now=NOW, store="m", metric="usage", target="high")
-    assert f.state in ("ok", "not-enough-history", "not-rising", "already-above")
+    assert f.state in ("ok", "not-enough-history", "not-rising", "beyond-horizon", "already-above")
     if f.state == "ok":
         assert f.days is not None
         assert f.days >= 0

@@ -102,7 +102,9 @@ class RunInfo(_Read):
     bytes_planned: int = 0
 
 
-ForecastState = Literal["ok", "not-enough-history", "not-rising", "already-above", "no-limit"]
+ForecastState = Literal[
+    "ok", "not-enough-history", "not-rising", "beyond-horizon", "already-above", "no-limit"
+]
 
 
 class Forecast(_Read):
@@ -125,6 +127,7 @@ class Forecast(_Read):
         return {
             "not-enough-history": f"not enough history ({self.points} point(s))",
             "not-rising": "not rising",
+            "beyond-horizon": "not within 10 years",
             "already-above": "already reached",
             "no-limit": "no limit set",
         }.get(self.state, self.state)
