@@ -105,6 +105,10 @@ def _count(done: Compactions) -> dict[str, Any]:
         metrics.add_metric(name="SnapshotsPublished", unit=MetricUnit.Count, value=int(bool(r.applied)))
         metrics.add_metric(name="RaceLost", unit=MetricUnit.Count, value=r.races_lost)
         metrics.add_metric(name="DeltasRejected", unit=MetricUnit.Count, value=len(r.rejected))
+        metrics.add_metric(name="VersionsRemoved", unit=MetricUnit.Count, value=len(r.retired))
+        if r.retention_errors:
+            logger.warning("retention left versions behind", extra={"collection": r.collection,
+                           "errors": r.retention_errors})  # fmt: skip
         logger.info("compaction done", extra={"collection": r.collection, "status": r.status,
                     "version": r.version, "applied": len(r.applied), "rejected": r.rejected,
                     "pending": len(r.pending), "races_lost": r.races_lost})  # fmt: skip

@@ -99,6 +99,8 @@ class CompactionResult:
     record_count: int | None = None
     dimension: int | None = None
     size: int | None = None  # bytes of the archive this run published
+    retired: list[str] = field(default_factory=list)  # superseded versions removed after publishing
+    retention_errors: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,6 +153,8 @@ class CompactionSettings:
     min_interval_s: float = 0.0
     #: retention: superseded versions kept besides the live one (0 = the compactor removes none)
     keep_versions: int = 0
+    #: the grace floor for retention; None = the policies file's `defaults.grace` (1 h by default)
+    retention_grace_s: float | None = None
 
 
 def compact(
@@ -165,6 +169,7 @@ def compact(
     rates: Rates | None = None,
     free_bytes: Callable[[Path], int] = disk_free,
     total_ms: int | None = None,
+    clock: Callable[[], datetime] | None = None,
     **overrides: Any,
 ) -> CompactionResult:
     """Apply every pending delta of `collection` once and publish; see the module doc for the protocol.
@@ -175,7 +180,8 @@ def compact(
     `coalesce`, a collection published less than `settings.min_interval_s` ago is left alone
     (status "coalesced", its deltas pending for a later run). Raises PointerTargetMissing /
     CorruptObject when the published snapshot is gone or damaged (nothing is published then),
-    PreconditionFailed after `max_attempts` lost races.
+    PreconditionFailed after `max_attempts` lost races. `clock` (default: the wall clock) is
+    what coalescing and retention compare ages with (a simulation passes an accelerated one).
     """
     check_collection(collection)
     cfg = replace(settings or CompactionSettings(), **overrides)
@@ -190,6 +196,7 @@ def compact(
         hooks=hooks,
         coalesce=coalesce,
         free_bytes=free_bytes,
+        clock=clock or (lambda: datetime.now(UTC)),
     )
     retrying = Retrying(
         retry=retry_if_exception_type(PreconditionFailed),
@@ -222,6 +229,7 @@ class _Attempt:
     hooks: Hook | None
     coalesce: bool
     free_bytes: Callable[[Path], int]
+    clock: Callable[[], datetime]
 
     def hook(self, step: str) -> None:
         if self.hooks is not None:
@@ -290,7 +298,7 @@ class _Attempt:
             shutil.rmtree(work, ignore_errors=True)
 
     def _too_soon(self, parent: Manifest) -> bool:
-        age = (datetime.now(UTC) - parent.created_at).total_seconds()
+        age = (self.clock() - parent.created_at).total_seconds()
         return 0 <= age < self.cfg.min_interval_s
 
     def _merge(
@@ -408,6 +416,29 @@ class _Attempt:
         result.record_count, result.dimension, result.size = count, dimension, size
         self.cache.adopt(manifest, tree)
         self._remove([*result.already_applied, *applied])
+        if self.cfg.keep_versions > 0:
+            self._retire()
+
+    def _retire(self) -> None:
+        """Remove superseded versions beyond the newest N (see storekeeper.retention); its failure
+        never fails the compaction that was just published."""
+        from storekeeper.retention import retire
+
+        protection = None
+        if self.cfg.retention_grace_s is not None:
+            from storekeeper.policies.protect import default_protection_config
+
+            grace = timedelta(seconds=self.cfg.retention_grace_s)
+            protection = replace(default_protection_config(), grace=grace)
+        try:
+            done = retire(
+                self.store, self.c, keep=self.cfg.keep_versions, protection=protection, now=self.clock()
+            )
+        except Exception as exc:  # reported; the next compaction tries again
+            self.result.retention_errors["*"] = f"{type(exc).__name__}: {exc}"
+            return
+        self.result.retired.extend(done.removed)
+        self.result.retention_errors.update(done.errors)
 
     def _remove(self, ids: list[str]) -> None:
         """Delete applied deltas (safe: their snapshot is published); errors are reported, not raised."""

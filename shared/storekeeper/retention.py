@@ -1,0 +1,95 @@
+"""The compactor's own retention: superseded snapshot versions beyond the newest N go after publishing.
+
+Not a reaper policy (DESIGN §5): it keeps storage bounded in a default deployment, where the
+reaper only dry-runs. It chooses nothing by itself beyond "older than the live version and not
+among the newest N": whether a version may go is decided by the one protection function
+(`Protection.reason`: never the live or a newer, maybe mid-publish, version; never inside the
+grace floor; never one carrying a protect label or on the protect list), and the removal is the
+cleanup executor's `delete_snapshot_version`, which asks it again right before deleting and
+removes the manifest last. The same code runs when a reaper task removes a version.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from storekeeper.layout import match_version_key, snapshot_prefix
+from storekeeper.models.cleanup import CleanupAction, CleanupTask, TaskGuard
+from storekeeper.protection import ProtectionConfig
+from storekeeper.snapshots import read_pointer
+from storekeeper.stores.base import ObjectStore
+
+POLICY = "compactor-retention"
+
+
+@dataclass
+class Retired:
+    """What one retention pass removed, kept, or failed to remove (version -> reason)."""
+
+    removed: list[str] = field(default_factory=list)
+    kept: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def superseded(
+    store: ObjectStore, collection: str, keep: int
+) -> tuple[str | None, list[tuple[str, datetime]]]:
+    """(live version, [(version, newest object time)] older than live beyond the newest `keep`)."""
+    live, _ = read_pointer(store, collection)
+    if live is None:
+        return None, []
+    newest: dict[str, datetime] = {}
+    for info in store.list(snapshot_prefix(collection)):
+        hit = match_version_key(info.key)
+        if hit is None:
+            continue
+        v = hit[1]
+        if v < live and (v not in newest or info.last_modified > newest[v]):
+            newest[v] = info.last_modified
+    older = sorted(newest.items(), reverse=True)  # versions sort in publish order
+    return live, older[keep:]
+
+
+def retire(
+    store: ObjectStore,
+    collection: str,
+    *,
+    keep: int,
+    protection: ProtectionConfig | None = None,
+    now: datetime | None = None,
+) -> Retired:
+    """Remove superseded versions of `collection` beyond the newest `keep`, each only if the
+    protection function lets it go when it is deleted."""
+    from storekeeper.cleanup.executor import execute_task
+
+    now = now or datetime.now(UTC)
+    if protection is None:
+        from storekeeper.policies.protect import default_protection_config
+
+        protection = default_protection_config()
+    out = Retired()
+    live, candidates = superseded(store, collection, keep)
+    for version, _created in candidates:
+        task = CleanupTask(
+            task_id=f"retire-{collection}-{version}",
+            action=CleanupAction.delete_snapshot_version,
+            backend=store.scheme,
+            bucket=store.bucket,
+            collection=collection,
+            version=version,
+            policy=POLICY,
+            reason=f"superseded: older than live {live} and beyond the newest {keep}",
+            planned_at=now,
+            guard=TaskGuard(live_version=live),
+        )
+        outcome = execute_task(
+            task, resolve_store=lambda _b, _n: store, now=now, dry_run=False, protection=protection
+        )
+        if outcome.errors:
+            out.errors[version] = outcome.message
+        elif outcome.skipped:
+            out.kept[version] = next(iter(outcome.skipped.values()))
+        else:
+            out.removed.append(version)
+    return out
