@@ -9,7 +9,7 @@ export ANONYMIZED_TELEMETRY := False
 export POWERTOOLS_TRACE_DISABLED := true
 export POWERTOOLS_METRICS_NAMESPACE := storekeeper
 
-.PHONY: setup demo test test-fast lint bench build validate sam-venv sizes clean chromium
+.PHONY: setup demo test test-fast lint bench build validate sam-venv sizes clean chromium postgres
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "python3 >= 3.11 needed, found %s" % sys.version'
@@ -34,7 +34,15 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
 
-test: lint chromium
+# PostgreSQL from Debian's packages (the compare-and-swap table of supabase:// stores in tests and
+# `storekeeper devstack`); the fixtures run initdb/postgres as the unprivileged postgres user
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing PostgreSQL (apt-get install postgresql)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
+
+test: lint chromium postgres
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
 test-fast: setup

@@ -21,6 +21,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -320,3 +321,117 @@ def moto(workdir: Path) -> Iterator[S3Server]:
         yield server
     finally:
         server.stop()
+
+
+# -- PostgreSQL (the compare-and-swap table of supabase:// stores) ------------------------------------
+POSTGRES_USER = "postgres"  # the Debian package's system user; initdb refuses to run as root
+
+
+def postgres_bin() -> Path:
+    """The newest /usr/lib/postgresql/<major>/bin holding initdb (Debian's postgresql package)."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+        key=lambda p: int(p.parent.parent.name),
+        reverse=True,
+    )
+    if not found:
+        raise RuntimeError(
+            "PostgreSQL not found under /usr/lib/postgresql: install it (apt-get install postgresql; "
+            "`make test` does this itself)"
+        )
+    return found[0].parent
+
+
+def _as_postgres_user(argv: list[str]) -> list[str]:
+    """Run as the unprivileged postgres user when we are root (initdb and postgres refuse root)."""
+    if os.geteuid() != 0:
+        return argv
+    return ["setpriv", f"--reuid={POSTGRES_USER}", f"--regid={POSTGRES_USER}", "--init-groups", "--", *argv]
+
+
+@dataclass
+class PostgresServer:
+    url: str
+    datadir: Path
+    log: Path
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    def stop(self) -> None:
+        """Fast shutdown (SIGINT: roll back open sessions and exit), SIGKILL after a grace period."""
+        proc = self.proc
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+        import shutil
+
+        shutil.rmtree(self.datadir, ignore_errors=True)
+
+
+def _pg_ready(url: str) -> bool:
+    import psycopg
+
+    with psycopg.connect(url, connect_timeout=2) as conn:
+        conn.execute("SELECT 1")
+    return True
+
+
+def start_postgres(*, attempts: int = 3) -> PostgresServer:
+    """initdb a throwaway cluster (trust auth, 127.0.0.1 only) and start it on a free port.
+
+    The data directory is made with tempfile (not under a root-only pytest dir) and handed to the
+    postgres user when running as root.
+    """
+    import shutil
+    import tempfile
+
+    bindir = postgres_bin()
+    datadir = Path(tempfile.mkdtemp(prefix="storekeeper-pg-"))
+    log = datadir.with_name(datadir.name + ".log")
+    if os.geteuid() == 0:
+        shutil.chown(datadir, POSTGRES_USER, POSTGRES_USER)
+    pgdata = datadir / "data"
+    subprocess.run(
+        _as_postgres_user(
+            [
+                str(bindir / "initdb"),
+                "-D",
+                str(pgdata),
+                "-U",
+                "postgres",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+            ]
+        ),
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+    )
+    last_error: Exception | None = None
+    for _ in range(attempts):
+        port = free_port()
+        flags = ["-h", "127.0.0.1", "-p", str(port), "-k", str(datadir), "-c", "fsync=off"]
+        argv = _as_postgres_user([str(bindir / "postgres"), "-D", str(pgdata), *flags])
+        proc = start_process(argv, log=log)
+        server = PostgresServer(f"postgresql://postgres@127.0.0.1:{port}/postgres", datadir, log, proc)
+        try:
+            ready = partial(_pg_ready, server.url)
+            wait_until(ready, timeout=60, what="PostgreSQL", proc=proc, log=log)
+            return server
+        except RuntimeError as exc:
+            last_error = exc
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
+    shutil.rmtree(datadir, ignore_errors=True)
+    raise RuntimeError(f"PostgreSQL did not start after {attempts} attempts: {last_error}")

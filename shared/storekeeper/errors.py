@@ -69,6 +69,10 @@ class BackendError(StoreError):
     """Any other backend failure, with the backend's own code in the cause."""
 
 
+class AccessDenied(BackendError):
+    """The backend refused the credentials (a wrong or expired key): never reported as a missing bucket."""
+
+
 class PointerTargetMissing(StoreError):
     """The published pointer names a snapshot whose manifest or archive is gone: alarm, never 'repair'."""
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,7 +73,7 @@ def open_spec(spec: StoreSpec) -> ObjectStore:
         client = _cached(
             spec.kind, spec.settings, lambda: create_client(spec.settings["url"], spec.settings["key"])
         )
-        return SupabaseStore(spec.bucket, client=client)
+        return SupabaseStore(spec.bucket, client=client, db_url=spec.settings.get("db_url"))
     raise ValueError(f"unknown backend kind {spec.kind!r}")
 
 
@@ -111,3 +112,30 @@ class Backend:
                 store.delete_many([o.key for o in store.list()])
             with contextlib.suppress(Exception):
                 store.delete_bucket(store.bucket)
+
+
+def every_operation(target: ObjectStore, admin: ObjectStore, tmp: Path) -> dict[str, Callable[[], object]]:
+    """Every store operation on `target`'s bucket (admin: the same backend, for bucket-level calls)."""
+    src = tmp / "upload.bin"
+    src.write_bytes(b"payload")
+    name = target.bucket
+    return {
+        "get": lambda: target.get("k"),
+        "head": lambda: target.head("k"),
+        "exists": lambda: target.exists("k"),
+        "put": lambda: target.put("k", b"1"),
+        "put create-only": lambda: target.put("k", b"1", if_none_match=True),
+        "put if-match": lambda: target.put("k", b"1", if_match='"0123"'),
+        "put_file": lambda: target.put_file("k", src),
+        "put_file create-only": lambda: target.put_file("k", src, if_none_match=True),
+        "get_file": lambda: target.get_file("k", tmp / "out.bin"),
+        "delete": lambda: target.delete("k"),
+        "delete if-match": lambda: target.delete("k", if_match='"0123"'),
+        "delete_many": lambda: target.delete_many(["k", "j"]),
+        "list": lambda: list(target.list()),
+        "list prefix": lambda: list(target.list("a/")),
+        "usage": lambda: target.usage(),
+        "get_bucket_labels": lambda: admin.get_bucket_labels(name),
+        "set_bucket_labels": lambda: admin.set_bucket_labels(name, {"a": "b"}),
+        "delete_bucket": lambda: admin.delete_bucket(name),
+    }

@@ -33,7 +33,9 @@ def _make_backend(
         )
     if kind == "supabase":
         emulator = request.getfixturevalue("supabase_emulator")
-        return Backend(kind, settings={"url": emulator.url, "key": emulator.service_key})
+        return Backend(
+            kind, settings={"url": emulator.url, "key": emulator.service_key, "db_url": emulator.db_url}
+        )
     raise ValueError(kind)
 
 

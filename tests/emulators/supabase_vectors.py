@@ -1,9 +1,11 @@
 """In-memory model of Supabase Storage vector buckets (the S3 Vectors-style API under /storage/v1/vector).
 
-Follows the documented and open-source behaviour of supabase/storage:
+Follows the open-source behaviour of supabase/storage (and what the real server answered):
 - at most `max_buckets` (10 per project) vector buckets -> 400 `S3VectorMaxBucketsExceeded`;
-- deleting a bucket that still has indexes -> 400 `S3VectorBucketNotEmpty`;
-- missing bucket/index -> 404 `S3VectorNotFoundException`, duplicates -> 409 `S3VectorConflictException`;
+- deleting a bucket that still has indexes -> 400 `VectorBucketNotEmpty`;
+- missing bucket/index -> 404 `NotFoundException`, duplicates -> 409 `ConflictException`;
+- quirks: `DeleteVectorBucket` of a missing bucket answers 200; `ListIndexes` of a missing bucket
+  answers 200 {"indexes": []}; `DeleteIndex` in a missing bucket answers 404 naming the index;
 - page sizes: ListVectorBuckets / ListIndexes maxResults 1..500 (default 500), ListVectors 1..1000,
   QueryVectors topK 1..100, PutVectors 1..500 vectors, GetVectors 1..100 keys, DeleteVectors 1..500 keys.
 Errors are raised as `ApiError` and rendered by the HTTP layer.
@@ -55,7 +57,7 @@ def invalid(message: str) -> ApiError:
 
 
 def not_found(name: str) -> ApiError:
-    return ApiError(404, "S3VectorNotFoundException", f'resource "{name}" not found')
+    return ApiError(404, "NotFoundException", f'resource "{name}" not found')
 
 
 @dataclass
@@ -201,7 +203,7 @@ class VectorState:
         if not NAME_RE.fullmatch(name) or len(name) > 63:
             raise invalid("vectorBucketName must be 3-63 chars of a-z, 0-9, '.', '-'")
         if name in self.buckets:
-            raise ApiError(409, "S3VectorConflictException", f'Vector bucket "{name}" already exists')
+            raise ApiError(409, "ConflictException", f'Vector bucket "{name}" already exists')
         if len(self.buckets) >= self.max_buckets:
             raise ApiError(
                 400,
@@ -228,9 +230,12 @@ class VectorState:
         return out
 
     def _do_DeleteVectorBucket(self, body: dict[str, Any]) -> dict[str, Any]:
-        b = self._bucket(body)
+        name = _required(body, "vectorBucketName")
+        b = self.buckets.get(name)
+        if b is None:
+            return {}  # the server deletes nothing and answers 200
         if b.indexes:
-            raise ApiError(400, "S3VectorBucketNotEmpty", f'Vector Bucket "{b.name}" not empty')
+            raise ApiError(400, "VectorBucketNotEmpty", f'Vector Bucket "{b.name}" not empty')
         del self.buckets[b.name]
         return {}
 
@@ -257,7 +262,7 @@ class VectorState:
         if body.get("dataType") != "float32":
             raise invalid("dataType must be float32")
         if name in bucket.indexes:
-            raise ApiError(409, "S3VectorConflictException", f'Vector index "{name}" already exists')
+            raise ApiError(409, "ConflictException", f'Vector index "{name}" already exists')
         if self.max_indexes is not None and len(bucket.indexes) >= self.max_indexes:
             raise ApiError(
                 400,
@@ -285,7 +290,11 @@ class VectorState:
         return {"index": index}
 
     def _do_ListIndexes(self, body: dict[str, Any]) -> dict[str, Any]:
-        bucket = self._bucket(body)
+        name = _required(body, "vectorBucketName")
+        bucket = self.buckets.get(name)
+        if bucket is None:
+            _page_size(body, MAX_LIST_INDEXES, MAX_LIST_INDEXES)
+            return {"indexes": []}  # a missing bucket lists as empty
         page, token = _paginate(list(bucket.indexes), body, MAX_LIST_INDEXES, MAX_LIST_INDEXES)
         out: dict[str, Any] = {
             "indexes": [
@@ -302,6 +311,9 @@ class VectorState:
         return out
 
     def _do_DeleteIndex(self, body: dict[str, Any]) -> dict[str, Any]:
+        name = _required(body, "vectorBucketName")
+        if name not in self.buckets:
+            raise not_found(_required(body, "indexName"))  # names the index, not the bucket
         i = self._index(body)
         del self.buckets[i.bucket].indexes[i.name]
         return {}

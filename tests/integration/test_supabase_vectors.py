@@ -10,6 +10,7 @@ from storekeeper.errors import (
     BucketNotEmpty,
     BucketNotFound,
     InvalidName,
+    NotFound,
     QuotaExceeded,
     ValidationError,
 )
@@ -114,7 +115,7 @@ def test_get_delete_and_validation(backend: SupabaseVectorBackend) -> None:
     with pytest.raises(BackendError) as wrong_dim:
         backend.put_vectors("gdv", "idx3", [VectorRecord("short", [1.0])])
     assert "dimension" in str(wrong_dim.value)
-    with pytest.raises(BucketNotFound):
+    with pytest.raises(NotFound, match="no-such-index"):
         backend.put_vectors("gdv", "no-such-index", [VectorRecord("k", [1.0, 0.0, 0.0])])
     with pytest.raises(InvalidName):
         backend.create_bucket("Bad_Name")
@@ -125,3 +126,44 @@ def test_missing_credentials_name_the_variable(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delenv("SUPABASE_SERVICE_KEY", raising=False)
     with pytest.raises(BackendError, match="SUPABASE_URL"):
         open_vector_backend().list_buckets()
+
+
+def test_deletes_of_what_is_gone_and_an_index_in_a_missing_bucket(
+    supabase_env: SupabaseEmulatorServer,
+) -> None:
+    """The server answers 200 for DeleteVectorBucket / ListIndexes of a missing bucket and 404 for
+    DeleteIndex either way: the adapter says which thing is gone."""
+    backend = open_vector_backend()
+    with pytest.raises(BucketNotFound, match="ghost-vb"):
+        backend.delete_bucket("ghost-vb")
+    with pytest.raises(BucketNotFound, match="ghost-vb"):
+        backend.list_indexes("ghost-vb")
+    with pytest.raises(BucketNotFound, match="ghost-vb"):
+        backend.delete_index("ghost-vb", "idx")
+    backend.create_bucket("real-vb")
+    with pytest.raises(NotFound) as index_gone:
+        backend.delete_index("real-vb", "idx")
+    assert not isinstance(index_gone.value, BucketNotFound)
+    assert backend.list_indexes("real-vb") == []
+    assert backend.get_bucket("real-vb").name == "real-vb"
+    backend.delete_bucket("real-vb")
+    with pytest.raises(BucketNotFound):
+        backend.get_bucket("real-vb")
+
+
+def test_a_bad_key_on_vector_routes_is_access_denied(supabase_env: SupabaseEmulatorServer) -> None:
+    from supabase import create_client
+
+    from storekeeper.errors import AccessDenied
+
+    bad = SupabaseVectorBackend(create_client(supabase_env.url, "wrong-key"))
+    for call in (
+        bad.list_buckets,
+        lambda: bad.get_bucket("vb1"),
+        lambda: bad.delete_bucket("vb1"),
+        lambda: bad.list_indexes("vb1"),
+        lambda: bad.delete_index("vb1", "idx"),
+        lambda: bad.create_bucket("vb1"),
+    ):
+        with pytest.raises(AccessDenied, match="SUPABASE_SERVICE_KEY"):
+            call()

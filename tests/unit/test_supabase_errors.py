@@ -7,6 +7,7 @@ import pytest
 from storage3.exceptions import StorageApiError
 
 from storekeeper.errors import (
+    AccessDenied,
     BackendError,
     BucketAlreadyExists,
     BucketNotEmpty,
@@ -34,7 +35,10 @@ def _store_raise(exc: Exception, conflict: type | None = None) -> Exception:
         ("404", "NoSuchBucket", "Bucket not found", BucketNotFound),
         ("409", "ResourceNotEmpty", "The bucket you tried to delete is not empty", BucketNotEmpty),
         ("400", "InvalidKey", "Invalid key: a/b", InvalidName),
-        ("403", "InvalidJWT", "invalid signature", BackendError),
+        ("403", "InvalidJWT", "invalid signature", AccessDenied),
+        ("403", "AccessDenied", "Invalid Compact JWS", AccessDenied),
+        ("403", "AccessDenied", "signature verification failed", AccessDenied),
+        ("400", "InvalidRequest", "headers must have required property 'authorization'", AccessDenied),
         ("500", "InternalError", "boom", BackendError),
         ("400", "InvalidRequest", "Bulk object requests are limited to 1000", BackendError),
     ],
@@ -43,6 +47,13 @@ def test_store_maps_by_body_status_and_code(status: str, code: str, message: str
     err = _store_raise(StorageApiError(message, code, status))
     assert type(err) is expected
     assert message in str(err) or isinstance(err, InvalidName)
+
+
+def test_a_bad_key_is_access_denied_never_bucket_not_found() -> None:
+    err = _store_raise(StorageApiError("signature verification failed", "AccessDenied", "403"))
+    assert isinstance(err, AccessDenied)
+    assert not isinstance(err, NotFound)
+    assert "SUPABASE_SERVICE_KEY" in str(err)
 
 
 def test_only_a_real_404_is_not_found() -> None:
@@ -66,22 +77,25 @@ def test_transport_errors_are_backend_errors() -> None:
 
 
 @pytest.mark.parametrize(
-    ("status", "code", "expected"),
+    ("status", "code", "index", "expected"),
     [
-        (400, "S3VectorMaxBucketsExceeded", QuotaExceeded),
-        (400, "S3VectorMaxIndexesExceeded", QuotaExceeded),
-        (400, "S3VectorBucketNotEmpty", BucketNotEmpty),
-        (400, "VectorBucketNotEmpty", BucketNotEmpty),
-        (404, "S3VectorNotFoundException", BucketNotFound),
-        (404, "NotFoundException", BucketNotFound),
-        (409, "S3VectorConflictException", BucketAlreadyExists),
-        (400, "InvalidParameter", BackendError),
-        (500, "InternalError", BackendError),
+        (400, "S3VectorMaxBucketsExceeded", None, QuotaExceeded),
+        (400, "S3VectorMaxIndexesExceeded", "idx", QuotaExceeded),
+        (400, "S3VectorBucketNotEmpty", None, BucketNotEmpty),
+        (400, "VectorBucketNotEmpty", None, BucketNotEmpty),
+        (404, "S3VectorNotFoundException", None, BucketNotFound),
+        (404, "NotFoundException", None, BucketNotFound),
+        (404, "NotFoundException", "idx", NotFound),  # an index: the caller checks which is gone
+        (409, "S3VectorConflictException", None, BucketAlreadyExists),
+        (409, "ConflictException", "idx", BucketAlreadyExists),
+        (403, "AccessDenied", None, AccessDenied),
+        (400, "InvalidParameter", "idx", BackendError),
+        (500, "InternalError", None, BackendError),
     ],
 )
-def test_vector_error_codes(status: int, code: str, expected: type) -> None:
+def test_vector_error_codes(status: int, code: str, index: str | None, expected: type) -> None:
     backend = SupabaseVectorBackend(object())
     with pytest.raises(Exception) as caught:
-        backend._raise(StorageApiError("msg", code, status), "op", "vb", "idx")
+        backend._raise(StorageApiError("msg", code, status), "op", "vb", index)
     assert type(caught.value) is expected
     assert "supabase-vectors://vb" in str(caught.value)

@@ -56,6 +56,8 @@ class DeleteVectorIndex(Action):
             return
         try:
             vb.delete_index(bucket, index)
+        except BucketNotFound:
+            raise  # an index in a missing bucket: failed, naming the bucket
         except NotFound:
             ctx.outcome.missing.append(target)
             return

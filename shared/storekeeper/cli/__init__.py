@@ -19,6 +19,7 @@ from storekeeper.cli import (
     reports_cmd,
     snapshots_cmd,
     status_cmd,
+    supabase_cmd,
 )
 
 app = typer.Typer(
@@ -46,6 +47,7 @@ for module in (
     invoke_cmd,
     bench_cmd,
     cleanup_cmd,
+    supabase_cmd,
 ):
     module.register(app)
 

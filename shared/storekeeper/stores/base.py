@@ -199,10 +199,12 @@ class ObjectStore(ABC):
         return self._head(check_key(key))
 
     def exists(self, key: str) -> bool:
-        from storekeeper.errors import NotFound
+        from storekeeper.errors import BucketNotFound, NotFound
 
         try:
             self.head(key)
+        except BucketNotFound:
+            raise  # a missing bucket is not a missing object
         except NotFound:
             return False
         return True

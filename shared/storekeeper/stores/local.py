@@ -238,8 +238,13 @@ class LocalStore(ObjectStore):
             metadata=self._read_meta(key),
         )
 
+    def _require_bucket(self) -> None:
+        if not self.path.is_dir():
+            raise BucketNotFound(self.url, None, "no such bucket")
+
     def _delete(self, key: str, if_match: str | None) -> None:
         self.requests.add("delete")
+        self._require_bucket()
         with self._locked(key):
             if if_match is not None:
                 try:
@@ -268,6 +273,7 @@ class LocalStore(ObjectStore):
 
     def _delete_batch(self, keys: list[str], result: DeleteResult) -> None:
         self.requests.add("delete_batch")
+        self._require_bucket()
         for key in keys:
             try:
                 self._unlink(key)

@@ -314,6 +314,9 @@ class S3Store(ObjectStore):
             resp = self.client.put_object(**args)
         except S3_ERRORS as exc:
             err = self._fail(exc, "put", key)
+            if isinstance(err, PreconditionFailed) and if_match is not None and self._bucket_missing():
+                # moto answers If-Match into a missing bucket with 412: the bucket is the cause
+                raise BucketNotFound(self.url, None, f"put: no such bucket ({err.cause})") from exc
             if if_match is not None and type(err) is NotFound:
                 # AWS answers If-Match on a missing object with 404 NoSuchKey: the condition did not hold
                 raise PreconditionFailed(
@@ -385,7 +388,11 @@ class S3Store(ObjectStore):
         try:
             resp = self.client.head_object(Bucket=self.bucket, Key=key)
         except S3_ERRORS as exc:
-            raise self._fail(exc, "head", key) from exc
+            err = self._fail(exc, "head", key)
+            if type(err) is NotFound and self._bucket_missing():
+                # a HEAD answer has no body: its bare 404 may mean the bucket, not the key
+                raise BucketNotFound(self.url, None, f"head: no such bucket ({err.cause})") from exc
+            raise err from exc
         return ObjectInfo(
             key=key,
             size=int(resp["ContentLength"]),
@@ -393,6 +400,15 @@ class S3Store(ObjectStore):
             last_modified=resp["LastModified"],
             metadata=dict(resp.get("Metadata") or {}),
         )
+
+    def _bucket_missing(self) -> bool:
+        self.requests.add("head_bucket")
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except S3_ERRORS as exc:
+            code, status, _ = _error_parts(exc)
+            return code in ("404", "NoSuchBucket", "NotFound") or status == 404
+        return False
 
     def _delete(self, key: str, if_match: str | None) -> None:
         self.requests.add("delete")
@@ -414,8 +430,10 @@ class S3Store(ObjectStore):
                 Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in keys], "Quiet": True}
             )
         except S3_ERRORS as exc:
-            cause = self._fail(exc, "delete_objects").cause
-            result.errors.update(dict.fromkeys(keys, cause))
+            err = self._fail(exc, "delete_objects")
+            if isinstance(err, BucketNotFound):
+                raise err from exc  # never "every key failed" for a bucket that is gone
+            result.errors.update(dict.fromkeys(keys, err.cause))
             return
         failed = {e["Key"]: f"{e.get('Code')}: {e.get('Message')}" for e in resp.get("Errors", [])}
         result.errors.update(failed)

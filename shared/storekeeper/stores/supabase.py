@@ -1,31 +1,28 @@
 """Supabase Storage backend (`supabase://bucket`) over the real `supabase` / `storage3` client.
 
-What Supabase Storage gives us, and what this adapter builds on top:
+What the real Storage server does (supabase/storage; see docs/supabase.md) and what this adapter
+builds on top:
 
-* **Create-only writes** are native: an upload without `x-upsert: true` fails with 409 "Duplicate"
-  when the key exists; that is atomic on the server and maps to `PreconditionFailed`.
-* **Compare-and-swap is not native**: the REST upload has no If-Match (conditional headers exist
-  only on reads). `put(..., if_match=etag)` and `delete(..., if_match=etag)` therefore take a
-  per-key *update lease* first: the create-only object `.storekeeper/leases/<sha256(key)>.json`
-  holding a random token and an expiry (`lease_seconds`, default 30 s). With the lease held the
-  adapter re-reads the etag, compares, writes, re-reads the new etag and deletes the lease.
-  A lease past its expiry is taken over through a create-only marker named after the stale
-  token, so exactly one contender wins a takeover. Guarantee: among storekeeper writers that use
-  conditional writes, at most one compare-and-swap from a given state succeeds and a stale etag
-  always gets `PreconditionFailed`, *provided each lease holder finishes within `lease_seconds`*
-  (the write is refused locally when less than `lease_margin` seconds remain). Unconditional
-  puts bypass the lease, as on S3 they bypass If-Match. A holder paused past its lease (no
-  fencing is possible without server support) can still overwrite: keep conditional updates short.
-* **Listing** is folder based (`POST /object/list`: one level, folders then files, `limit` and
-  `offset`). The adapter pages every level until a short page and recurses into folders, then
-  yields keys in byte order. Offset paging is not a snapshot: objects created or deleted during
-  a long listing can be missed or seen twice at a page boundary.
-* **Bulk delete**: `DELETE /object/{bucket}` takes at most 1000 keys (`max_delete_batch`).
+* **Conditional writes go through Postgres.** A create-only upload (`x-upsert: false`) is not
+  atomic on the server (its duplicate check is an INSERT in a transaction that is rolled back, and
+  completing the upload always upserts), and there is no If-Match upload. So `put(if_none_match=)`,
+  `put(if_match=)`, `put_file(if_none_match=)` and `delete(if_match=)` are decided by one conditional
+  statement on the project's Postgres (`storekeeper.supabase_cas`, `SUPABASE_DB_URL`) before the
+  upload; without a database URL they raise `AtomicWritesUnavailable`, never a silent overwrite.
+* **Listing** uses `POST /object/list-v2` without a delimiter: one flat, byte-ordered,
+  case-sensitive stream under the prefix, paged by cursor. (The v1 `/object/list` matches and orders
+  on `lower(name)` and merges folders that differ only in case, so walking it invents keys.)
+* **A missing bucket looks empty** to list and remove (`200 []`): when a listing or a delete
+  finds nothing, the adapter asks for the bucket and raises `BucketNotFound` if it is gone.
+* **A bad key on reads looks like a missing bucket** on `/object/{bucket}/...` (the server treats a
+  bad JWT as anonymous), so reads use the `/object/authenticated/` routes, which answer 403:
+  `AccessDenied`, never `BucketNotFound`.
+* **Bulk delete**: `DELETE /object/{bucket}` in batches of 1000 (`max_delete_batch`; the server
+  enforces it only with REQUEST_HARD_LIMITS_ENABLED).
 * **Bucket labels**: Supabase buckets have no tags, so labels live in the bucket itself as the
-  reserved object `.storekeeper/labels.json`. Everything under `.storekeeper/` (labels, leases)
-  is hidden from `list()`, and `delete_bucket` removes it when nothing else is left.
-* **Errors**: Storage puts the real status in the body (`statusCode`), often with HTTP 400; only a
-  body status 404 becomes `NotFound` / `BucketNotFound`; everything else keeps its code.
+  reserved object `.storekeeper/labels.json`, hidden from `list()`; `delete_bucket` removes it
+  when nothing else is left.
+* **Errors**: Storage puts the real status in the body (`statusCode`), often with HTTP 400.
 """
 
 from __future__ import annotations
@@ -35,8 +32,7 @@ import hashlib
 import json
 import os
 import time
-import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +42,7 @@ import httpx
 
 from storekeeper.config import SUPABASE_SERVICE_KEY, SUPABASE_SERVICE_KEY_SECRET_ARN, SUPABASE_URL
 from storekeeper.errors import (
+    AccessDenied,
     BackendError,
     BucketAlreadyExists,
     BucketNotEmpty,
@@ -64,12 +61,23 @@ from storekeeper.stores.base import (
     ObjectStore,
     RequestCounter,
 )
+from storekeeper.stores.supabase_cas import (
+    SUPABASE_DB_URL,
+    AtomicWritesUnavailable,
+    PostgresCas,
+    cas_for_url,
+    db_url_from_env,
+    new_token,
+    norm_etag,
+)
 
 RESERVED_PREFIX = ".storekeeper/"
 LABELS_KEY = ".storekeeper/labels.json"
-LEASES_PREFIX = ".storekeeper/leases/"
 PLACEHOLDER = ".emptyFolderPlaceholder"  # what the dashboard writes for an empty folder
 MAX_DELETE_BATCH = 1000  # supabase/storage: "At most 1000 objects can be deleted per request."
+MAX_LIST_V2_PAGE = 1000  # list-v2 caps `limit` at 1000
+#: conditional writers retry a contended claim this often before reporting PreconditionFailed
+CLAIM_ATTEMPTS = 4
 
 
 def service_key_from_env() -> str:
@@ -112,13 +120,6 @@ def storage_client(client: Any) -> Any:
     return client.storage
 
 
-def _norm_etag(etag: str | None) -> str:
-    value = (etag or "").strip()
-    if value.startswith("W/"):
-        value = value[2:]
-    return value.strip('"')
-
-
 def _parse_time(value: object) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -151,20 +152,39 @@ def _failure(exc: Exception) -> _ApiFailure | None:
     return None
 
 
+ACCESS_CODES = ("AccessDenied", "InvalidJWT", "Unauthorized", "InvalidRequest")
+
+
+def is_access_failure(status: str, code: str, message: str) -> bool:
+    """The server refused the credentials (403, AccessDenied / InvalidJWT, a missing auth header)."""
+    if status in ("401", "403") or code in ("AccessDenied", "InvalidJWT", "Unauthorized"):
+        return True
+    return code == "InvalidRequest" and "authorization" in message.lower()
+
+
 class SupabaseStore(ObjectStore):
     scheme = "supabase"
     max_delete_batch = MAX_DELETE_BATCH
-    #: rows asked per `list` call (Storage has no documented cap; 1000 keeps responses small)
-    list_page_size = 1000
-    #: how long an update lease is valid, how much of it must remain to write, how long to wait for one
+    #: keys asked per list-v2 page (the server caps it at 1000)
+    list_page_size = MAX_LIST_V2_PAGE
+    #: how long a conditional writer's claim lasts before others may settle it, and how much of it
+    #: must remain to start the upload (a claim for put_file adds time for the file's size)
     lease_seconds = 30.0
     lease_margin = 5.0
-    lease_wait_seconds = 5.0
+    upload_bytes_per_second = 1_000_000
 
-    def __init__(self, bucket: str, *, counter: RequestCounter | None = None, client: Any = None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        counter: RequestCounter | None = None,
+        client: Any = None,
+        db_url: str | None = None,
+    ) -> None:
         super().__init__(bucket, counter=counter)
         self._client = client
         self._storage: Any = None
+        self._db_url = db_url
 
     # -- plumbing ------------------------------------------------------------------
     @property
@@ -177,9 +197,22 @@ class SupabaseStore(ObjectStore):
         return self._storage
 
     def for_bucket(self, bucket: str) -> SupabaseStore:
-        other = SupabaseStore(bucket, counter=self.requests, client=self._client)
+        other = SupabaseStore(bucket, counter=self.requests, client=self._client, db_url=self._db_url)
         other._storage = self._storage
         return other
+
+    def cas(self, op: str = "conditional write", key: str | None = None) -> PostgresCas:
+        """The compare-and-swap table; refuses clearly when no database URL is configured."""
+        url = self._db_url if self._db_url is not None else db_url_from_env()
+        if not url:
+            raise AtomicWritesUnavailable(
+                self.url,
+                key,
+                f"{op} needs {SUPABASE_DB_URL}: Supabase Storage has no atomic create-only or "
+                "compare-and-swap upload, so storekeeper decides them in the project's Postgres "
+                "(set SUPABASE_DB_URL and run `storekeeper supabase setup`; see docs/supabase.md)",
+            )
+        return cas_for_url(url)
 
     def _api(self, bucket: str | None = None) -> Any:
         return self.storage.from_(bucket or self.bucket)
@@ -222,6 +255,8 @@ class SupabaseStore(ObjectStore):
                 raise BackendError(where, key, f"{op}: {type(exc).__name__}: {exc}") from exc
             raise exc
         detail = f"{op}: HTTP {fail.status} {fail.code}: {fail.message}"
+        if is_access_failure(fail.status, fail.code, fail.message):
+            raise AccessDenied(where, key, f"access denied, check {SUPABASE_SERVICE_KEY} ({detail})") from exc
         if fail.status == "404":
             if (
                 fail.code in ("NoSuchBucket", "Bucket not found")
@@ -236,9 +271,12 @@ class SupabaseStore(ObjectStore):
                 raise on_conflict(where, key, f"{conflict_cause} ({detail})") from exc
         if fail.code == "InvalidKey":
             raise InvalidName("key", f"Supabase Storage rejects it ({fail.message})", key) from exc
-        if fail.status in ("401", "403") or fail.code in ("InvalidJWT", "Unauthorized", "AccessDenied"):
-            raise BackendError(where, key, f"access denied, check {SUPABASE_SERVICE_KEY} ({detail})") from exc
         raise BackendError(where, key, detail) from exc
+
+    def _require_bucket(self, op: str, bucket: str | None = None) -> None:
+        """Raise BucketNotFound when the bucket is gone (list and remove answer `200 []` for it)."""
+        name = bucket or self.bucket
+        self._call(f"{op}:bucket_check", None, self.storage.get_bucket, name, bucket=name)
 
     def _upload(
         self,
@@ -266,16 +304,41 @@ class SupabaseStore(ObjectStore):
             conflict_cause="create-only upload (x-upsert: false) but the object exists",
         )
 
+    def _key_path(self, *route: str, key: str, bucket: str | None = None) -> list[str]:
+        return [*route, bucket or self.bucket, *key.split("/")]
+
     def _info(self, key: str, bucket: str | None = None) -> dict[str, Any]:
-        info: dict[str, Any] = self._call("head", key, self._api(bucket).info, key, bucket=bucket)
+        # the authenticated route: a bad key is 403 there, not the "Bucket not found" of /object/info/
+        response: httpx.Response = self._call(
+            "head",
+            key,
+            self._api(bucket)._request,
+            "GET",
+            self._key_path("object", "info", "authenticated", key=key, bucket=bucket),
+            bucket=bucket,
+        )
+        info: dict[str, Any] = response.json()
         return info
 
     def _download(self, key: str, bucket: str | None = None) -> httpx.Response:
-        api = self._api(bucket)
         response: httpx.Response = self._call(
-            "get", key, api._request, "GET", ["object", bucket or self.bucket, *key.split("/")], bucket=bucket
+            "get",
+            key,
+            self._api(bucket)._request,
+            "GET",
+            self._key_path("object", "authenticated", key=key, bucket=bucket),
+            bucket=bucket,
         )
         return response
+
+    def _current_etag(self, key: str) -> str | None:
+        """The key's etag in Storage now, None if absent (a missing bucket still raises)."""
+        try:
+            return str(self._info(key).get("etag"))
+        except BucketNotFound:
+            raise
+        except NotFound:
+            return None
 
     # -- objects ---------------------------------------------------------------------
     def _get(self, key: str) -> GetResult:
@@ -286,7 +349,7 @@ class SupabaseStore(ObjectStore):
             body = response.content
             info = self._info(key)
             seen = response.headers.get("etag") or '"' + hashlib.md5(body).hexdigest() + '"'  # noqa: S324
-            if _norm_etag(seen) == _norm_etag(info.get("etag")):
+            if norm_etag(seen) == norm_etag(info.get("etag")):
                 return GetResult(
                     body=body, etag=str(info.get("etag")), metadata=_str_metadata(info.get("metadata"))
                 )
@@ -301,16 +364,27 @@ class SupabaseStore(ObjectStore):
         content_type: str,
         metadata: dict[str, str],
     ) -> str:
+        def upload(upsert: bool) -> None:
+            self._upload(key, data, upsert=upsert, content_type=content_type, metadata=metadata)
+
         if if_match is not None:
-            return self._compare_and_swap(key, data, if_match, content_type, metadata)
-        self._upload(key, data, upsert=not if_none_match, content_type=content_type, metadata=metadata)
+            return self._swap(key, if_match, lambda: upload(True), "put")
+        if if_none_match:
+            return self._create(key, lambda: upload(False), len(data))
+        upload(True)
         return str(self._info(key).get("etag"))
 
     def _put_file(
         self, key: str, path: Path, content_type: str, metadata: dict[str, str], if_none_match: bool
     ) -> str:
-        """Stream a local file (storage3 opens and sends the path itself); create-only via x-upsert."""
-        self._upload(key, path, upsert=not if_none_match, content_type=content_type, metadata=metadata)
+        """Stream a local file (storage3 opens and sends the path itself)."""
+
+        def upload(upsert: bool) -> None:
+            self._upload(key, path, upsert=upsert, content_type=content_type, metadata=metadata)
+
+        if if_none_match:
+            return self._create(key, lambda: upload(False), path.stat().st_size)
+        upload(True)
         return str(self._info(key).get("etag"))
 
     def _head(self, key: str) -> ObjectInfo:
@@ -323,25 +397,30 @@ class SupabaseStore(ObjectStore):
             metadata=_str_metadata(info.get("metadata")),
         )
 
+    def _remove(self, keys: list[str], op: str) -> list[dict[str, Any]]:
+        """Batch remove; an empty answer may mean a missing bucket (`200 []`), so that is checked."""
+        removed: list[dict[str, Any]] = self._call(
+            op, keys[0] if len(keys) == 1 else None, self._api().remove, keys
+        )
+        if not removed:
+            self._require_bucket(op)
+        return removed
+
     def _delete(self, key: str, if_match: str | None) -> None:
         if if_match is None:
-            self._call("delete", key, self._api().remove, [key])
+            self._remove([key], "delete")
             return
-        with self._lease(key) as lease:
-            try:
-                current = self._head(key).etag
-            except NotFound as exc:
-                if isinstance(exc, BucketNotFound):
-                    raise
-                return  # already gone: deleting is idempotent
-            if _norm_etag(current) != _norm_etag(if_match):
-                raise PreconditionFailed(self.url, key, f"If-Match {if_match} but current etag is {current}")
-            lease.check()
-            self._call("delete", key, self._api().remove, [key])
+
+        def remove() -> None:
+            self._remove([key], "delete")
+
+        self._swap(key, if_match, remove, "delete", deletes=True)
 
     def _delete_batch(self, keys: list[str], result: DeleteResult) -> None:
         try:
-            self._call("delete_batch", None, self._api().remove, keys)
+            self._remove(keys, "delete_batch")
+        except (BucketNotFound, AccessDenied):
+            raise  # not a per-key failure
         except StoreError as exc:
             for key in keys:
                 result.errors[key] = str(exc)
@@ -361,68 +440,162 @@ class SupabaseStore(ObjectStore):
             raise BackendError(self.url, key, "sign: the response carried no signedURL")
         return str(url)
 
+    # -- conditional writes, decided in Postgres ------------------------------------------------------
+    def _lease_for(self, size: int) -> float:
+        return self.lease_seconds + size / self.upload_bytes_per_second
+
+    def _check_lease(self, key: str, claimed_at: float, lease: float) -> None:
+        """Refuse to start the upload when others may already settle our claim (a long pause)."""
+        if time.monotonic() - claimed_at > lease - self.lease_margin:
+            raise PreconditionFailed(self.url, key, "the claim ran out before the upload started; retry")
+
+    def _finish(self, cas: PostgresCas, key: str, token: str, etag: str | None) -> None:
+        if not cas.finish(self.bucket, key, token, etag):
+            raise BackendError(
+                self.url,
+                key,
+                "the claim was settled by another writer while this one was uploading (it outlived "
+                f"its lease of {self.lease_seconds:.0f}s); the key may hold either write: re-read it",
+            )
+
+    def _settle_after_failure(
+        self, cas: PostgresCas, key: str, token: str, started: bool, before: str | None
+    ) -> None:
+        """Release our claim after a failure: as it was if nothing was written yet, else with what
+        Storage now holds (unreadable: the claim's lease runs out and the next writer settles it)."""
+        if not started:
+            with contextlib.suppress(StoreError):
+                cas.finish(self.bucket, key, token, before)
+            return
+        try:
+            current = self._current_etag(key)
+        except BucketNotFound:
+            current = None
+        except StoreError:
+            return  # unreadable now: the claim's lease runs out and the next writer settles it
+        with contextlib.suppress(StoreError):
+            cas.finish(self.bucket, key, token, current)
+
+    def _create(self, key: str, upload: Callable[[], None], size: int) -> str:
+        """Create-only: one `INSERT ... ON CONFLICT DO NOTHING` decides the single winner."""
+        cas = self.cas("create-only write", key)
+        token, lease = new_token(), self._lease_for(size)
+        for _ in range(CLAIM_ATTEMPTS):
+            if cas.claim_new(self.bucket, key, token, lease):
+                break
+            row = cas.read(self.bucket, key)
+            if row is None:
+                continue  # deleted meanwhile: try again
+            if row.etag is None and not row.expired:
+                raise PreconditionFailed(
+                    self.url, key, "create-only write, but another writer is creating it"
+                )
+            current = self._current_etag(key)
+            if row.etag is not None and current is not None:
+                raise PreconditionFailed(self.url, key, "create-only write, but the object exists")
+            cas.resync(self.bucket, key, row.generation, current)  # stale claim, or deleted behind our back
+        else:
+            raise PreconditionFailed(self.url, key, "create-only write lost every claim attempt")
+        claimed_at, started = time.monotonic(), False
+        try:
+            existing = self._current_etag(key)
+            if existing is not None:  # written without the table (before set-up, or unconditionally)
+                cas.finish(self.bucket, key, token, existing)
+                raise PreconditionFailed(self.url, key, "create-only write, but the object exists")
+            self._check_lease(key, claimed_at, lease)
+            started = True
+            upload()
+            etag = str(self._info(key).get("etag"))
+        except BaseException:
+            self._settle_after_failure(cas, key, token, started, None)
+            raise
+        self._finish(cas, key, token, etag)
+        return etag
+
+    def _swap(
+        self, key: str, expected: str, write: Callable[[], None], op: str, *, deletes: bool = False
+    ) -> str:
+        """Compare-and-swap: one `UPDATE ... WHERE etag = expected` decides the single winner."""
+        cas = self.cas(f"conditional {op} (If-Match)", key)
+        token, lease = new_token(), self._lease_for(0)
+        for _ in range(CLAIM_ATTEMPTS):
+            if cas.claim_swap(self.bucket, key, expected, token, lease):
+                break
+            row = cas.read(self.bucket, key)
+            current = self._current_etag(key)
+            if row is None:
+                if current is None:
+                    if deletes:
+                        return ""  # already gone: deleting is idempotent
+                    raise PreconditionFailed(self.url, key, f"If-Match {expected} but the object is absent")
+                cas.adopt(self.bucket, key, current)  # first conditional write of this key
+                continue
+            if row.etag is None and not row.expired:
+                raise PreconditionFailed(
+                    self.url, key, "another conditional writer holds the key; re-read and retry"
+                )
+            if row.etag is not None and norm_etag(row.etag) == norm_etag(current):
+                raise PreconditionFailed(self.url, key, f"If-Match {expected} but current etag is {current}")
+            cas.resync(self.bucket, key, row.generation, current)  # stale claim or a bypassing write
+        else:
+            raise PreconditionFailed(self.url, key, f"If-Match {expected}: lost every claim attempt")
+        claimed_at, started = time.monotonic(), False
+        try:
+            current = self._current_etag(key)
+            if current is None or norm_etag(current) != norm_etag(expected):
+                # the row was stale: a write or delete bypassed the table since it was recorded
+                cas.finish(self.bucket, key, token, current)
+                if current is None and deletes:
+                    return ""
+                raise PreconditionFailed(self.url, key, f"If-Match {expected} but current etag is {current}")
+            self._check_lease(key, claimed_at, lease)
+            started = True
+            write()
+            etag = None if deletes else str(self._info(key).get("etag"))
+        except BaseException:
+            self._settle_after_failure(cas, key, token, started, expected)
+            raise
+        self._finish(cas, key, token, etag)
+        return etag or ""
+
     # -- listing -----------------------------------------------------------------------
     def _list(self, prefix: str, start_after: str | None) -> Iterator[ObjectInfo]:
-        folder, _, partial = prefix.rpartition("/")
         show_reserved = prefix.startswith(RESERVED_PREFIX[:-1])  # asked for explicitly: ".storekeeper..."
-        return self._walk(folder, partial, start_after, show_reserved)
-
-    def _list_level(self, folder: str, search: str) -> list[dict[str, Any]]:
-        """Every row of one folder level, following limit/offset pages until a short page."""
-        rows: list[dict[str, Any]] = []
         api = self._api()
+        cursor: str | None = None
+        first = True
         while True:
             options: dict[str, Any] = {
+                "prefix": prefix,
                 "limit": self.list_page_size,
-                "offset": len(rows),
-                "sortBy": {"column": "name", "order": "asc"},
+                "with_delimiter": False,
             }
-            if search:
-                options["search"] = search
-            page: list[dict[str, Any]] = self._call("list", folder or None, api.list, folder, options)
-            rows.extend(page)
-            if len(page) < self.list_page_size:
-                return rows
-
-    def _walk(
-        self, folder: str, partial: str, start_after: str | None, show_reserved: bool
-    ) -> Iterator[ObjectInfo]:
-        entries: list[tuple[str, str, dict[str, Any] | None]] = []  # (sort key, full key, file row or None)
-        seen: set[tuple[str, bool]] = set()
-        for row in self._list_level(folder, partial):
-            name = str(row.get("name") or "")
-            if not name.startswith(partial):
-                continue  # `search` is a case-insensitive LIKE: drop the wider matches
-            full = f"{folder}/{name}" if folder else name
-            is_folder = row.get("id") is None and row.get("metadata") is None
-            if (full + "/" if is_folder else full).startswith(RESERVED_PREFIX) and not show_reserved:
-                continue
-            if not is_folder and name == PLACEHOLDER:
-                continue
-            if (name, is_folder) in seen:
-                continue  # a row repeated across an offset boundary
-            seen.add((name, is_folder))
-            entries.append((full + "/" if is_folder else full, full, None if is_folder else row))
-        entries.sort(key=lambda e: e[0])
-        for sort_key, full, file_row in entries:
-            if file_row is None:
-                if (
-                    start_after is not None
-                    and sort_key <= start_after
-                    and not start_after.startswith(sort_key)
-                ):
-                    continue  # the whole folder sorts before start_after
-                yield from self._walk(full, "", start_after, show_reserved)
-                continue
-            if start_after is not None and full <= start_after:
-                continue
-            meta = file_row.get("metadata") or {}
-            yield ObjectInfo(
-                key=full,
-                size=int(meta.get("size") or meta.get("contentLength") or 0),
-                etag=str(meta.get("eTag") or ""),
-                last_modified=_parse_time(meta.get("lastModified") or file_row.get("updated_at")),
-            )
+            if cursor:
+                options["cursor"] = cursor
+            page = self._call("list", prefix or None, api.list_v2, options)
+            if first and not page.objects and not page.hasNext:
+                self._require_bucket("list")  # a missing bucket lists as empty
+            first = False
+            for obj in page.objects:
+                key = str(obj.name)
+                if not key.startswith(prefix):
+                    continue  # the server's prefix is a LIKE pattern: `_` and `%` match more
+                if start_after is not None and key <= start_after:
+                    continue
+                if key.startswith(RESERVED_PREFIX) and not show_reserved:
+                    continue
+                if key.rpartition("/")[2] == PLACEHOLDER:
+                    continue
+                meta = obj.metadata or {}
+                yield ObjectInfo(
+                    key=key,
+                    size=int(meta.get("size") or meta.get("contentLength") or 0),
+                    etag=str(meta.get("eTag") or ""),
+                    last_modified=_parse_time(meta.get("lastModified") or obj.updated_at),
+                )
+            cursor = page.nextCursor
+            if not page.hasNext or not cursor:
+                return
 
     # -- buckets -----------------------------------------------------------------------------
     def list_buckets(self) -> list[BucketInfo]:
@@ -466,7 +639,7 @@ class SupabaseStore(ObjectStore):
             other = self.for_bucket(name)
             if any(True for _ in other.list()):
                 raise
-            # only storekeeper's own bookkeeping (labels, leases) is left: remove it, then retry
+            # only storekeeper's own bookkeeping (labels) is left: remove it, then retry
             reserved = [info.key for info in other.list(RESERVED_PREFIX)]
             if reserved:
                 result = other.delete_many(reserved)
@@ -503,128 +676,3 @@ class SupabaseStore(ObjectStore):
             bucket=name,
             op="set_labels",
         )
-
-    # -- compare-and-swap through an update lease ----------------------------------------------
-    def _compare_and_swap(
-        self, key: str, data: bytes, if_match: str, content_type: str, metadata: dict[str, str]
-    ) -> str:
-        with self._lease(key) as lease:
-            try:
-                current = self._head(key).etag
-            except NotFound as exc:
-                if isinstance(exc, BucketNotFound):
-                    raise
-                raise PreconditionFailed(
-                    self.url, key, f"If-Match {if_match} but the object is absent"
-                ) from None
-            if _norm_etag(current) != _norm_etag(if_match):
-                raise PreconditionFailed(self.url, key, f"If-Match {if_match} but current etag is {current}")
-            lease.check()
-            self._upload(key, data, upsert=True, content_type=content_type, metadata=metadata)
-            return str(self._info(key).get("etag"))
-
-    @contextlib.contextmanager
-    def _lease(self, key: str) -> Iterator[_Lease]:
-        lease = _Lease(self, key)
-        lease.acquire()
-        try:
-            yield lease
-        finally:
-            lease.release()
-
-
-class _Lease:
-    """A create-only lease object that serialises conditional writers of one key (see module doc)."""
-
-    def __init__(self, store: SupabaseStore, key: str) -> None:
-        self.store = store
-        self.key = key
-        self.lease_key = LEASES_PREFIX + hashlib.sha256(key.encode()).hexdigest() + ".json"
-        self.token = uuid.uuid4().hex
-        self.expires_at = 0.0
-        self.held = False
-
-    def _body(self) -> bytes:
-        self.expires_at = time.time() + self.store.lease_seconds
-        return json.dumps({"key": self.key, "token": self.token, "expires_at": self.expires_at}).encode()
-
-    def _read(self) -> dict[str, Any] | None:
-        try:
-            raw = self.store._download(self.lease_key).content
-        except BucketNotFound:
-            raise
-        except NotFound:
-            return None
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            return {"token": "corrupt-" + hashlib.sha256(raw).hexdigest(), "expires_at": 0}
-        return data if isinstance(data, dict) else {"token": "corrupt", "expires_at": 0}
-
-    def acquire(self) -> None:
-        deadline = time.monotonic() + self.store.lease_wait_seconds
-        delay = 0.02
-        while True:
-            try:
-                self.store._upload(
-                    self.lease_key,
-                    self._body(),
-                    upsert=False,
-                    content_type="application/json",
-                    metadata=None,
-                    op="lease",
-                )
-                self.held = True
-                return
-            except PreconditionFailed:
-                pass
-            holder = self._read()
-            if (
-                holder is not None
-                and float(holder.get("expires_at", 0)) < time.time()
-                and self._take_over(holder)
-            ):
-                return
-            if time.monotonic() >= deadline:
-                until = "" if holder is None else f" until {holder.get('expires_at')}"
-                raise PreconditionFailed(
-                    self.store.url,
-                    self.key,
-                    f"another conditional writer holds the lease {self.lease_key}{until}; re-read and retry",
-                )
-            time.sleep(delay)
-            delay = min(delay * 2, 0.25)
-
-    def _take_over(self, holder: dict[str, Any]) -> bool:
-        """Replace an expired lease; the create-only marker lets exactly one contender do it."""
-        marker = f"{self.lease_key}.takeover-{holder.get('token')}"
-        try:
-            self.store._upload(
-                marker, b"", upsert=False, content_type="application/octet-stream", metadata=None, op="lease"
-            )
-        except PreconditionFailed:
-            return False
-        self.store._upload(
-            self.lease_key,
-            self._body(),
-            upsert=True,
-            content_type="application/json",
-            metadata=None,
-            op="lease",
-        )
-        self.held = True
-        return True
-
-    def check(self) -> None:
-        """Refuse to write when the lease may already have been taken over by someone else."""
-        if time.time() > self.expires_at - self.store.lease_margin:
-            raise PreconditionFailed(self.store.url, self.key, "update lease expired before the write; retry")
-
-    def release(self) -> None:
-        if not self.held:
-            return
-        self.held = False
-        with contextlib.suppress(StoreError):
-            current = self._read()
-            if current is not None and current.get("token") == self.token and time.time() < self.expires_at:
-                self.store._call("lease", self.lease_key, self.store._api().remove, [self.lease_key])

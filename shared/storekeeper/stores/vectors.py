@@ -21,11 +21,13 @@ from typing import Any, NoReturn
 import httpx
 
 from storekeeper.errors import (
+    AccessDenied,
     BackendError,
     BucketAlreadyExists,
     BucketNotEmpty,
     BucketNotFound,
     InvalidName,
+    NotFound,
     QuotaExceeded,
     ValidationError,
 )
@@ -118,6 +120,10 @@ class VectorBackend(ABC):
         """Every vector bucket (all pages), sorted by name."""
 
     @abstractmethod
+    def get_bucket(self, name: str) -> VectorBucketInfo:
+        """One vector bucket: BucketNotFound if absent."""
+
+    @abstractmethod
     def create_bucket(self, name: str) -> VectorBucketInfo:
         """Create-only: BucketAlreadyExists if taken, QuotaExceeded when the project is full."""
 
@@ -135,7 +141,8 @@ class VectorBackend(ABC):
     ) -> VectorIndexInfo: ...
 
     @abstractmethod
-    def delete_index(self, bucket: str, index: str) -> None: ...
+    def delete_index(self, bucket: str, index: str) -> None:
+        """Delete one index: NotFound if the index is gone, BucketNotFound if its bucket is."""
 
     @abstractmethod
     def put_vectors(self, bucket: str, index: str, records: Iterable[VectorRecord]) -> int:
@@ -211,11 +218,17 @@ class SupabaseVectorBackend(VectorBackend):
             raise exc
         status, code, message = str(exc.status), str(exc.code), str(exc.message)
         detail = f"{op}: HTTP {status} {code}: {message}"
+        from storekeeper.stores.supabase import is_access_failure
+
+        if is_access_failure(status, code, message):
+            raise AccessDenied(where, index, f"access denied, check SUPABASE_SERVICE_KEY ({detail})") from exc
         if code in ("S3VectorMaxBucketsExceeded", "S3VectorMaxIndexesExceeded"):
             raise QuotaExceeded(where, index, detail) from exc
         if code in ("S3VectorBucketNotEmpty", "VectorBucketNotEmpty"):
             raise BucketNotEmpty(where, index, f"{detail} (delete its indexes first)") from exc
         if status == "404" or code in ("S3VectorNotFoundException", "NotFoundException"):
+            if index is not None:
+                raise NotFound(where, index, detail) from exc  # the index (callers check the bucket)
             raise BucketNotFound(where, index, detail) from exc
         if status == "409" or code in ("S3VectorConflictException", "ConflictException"):
             raise BucketAlreadyExists(where, index, detail) from exc
@@ -243,13 +256,29 @@ class SupabaseVectorBackend(VectorBackend):
             if not token:
                 return sorted(out, key=lambda b: b.name)
 
+    def get_bucket(self, name: str) -> VectorBucketInfo:
+        check_vector_name(name, "vector bucket")
+        # not storage3's get_bucket: it turns every error (a bad key too) into None
+        response = self._call(
+            "get_vector_bucket",
+            name,
+            None,
+            self.vectors._request.send,
+            http_method="POST",
+            path=["GetVectorBucket"],
+            body={"vectorBucketName": name},
+        )
+        bucket = response.json().get("vectorBucket") or {}
+        return VectorBucketInfo(name, _epoch(bucket.get("creationTime")))
+
     def create_bucket(self, name: str) -> VectorBucketInfo:
         check_vector_name(name, "vector bucket")
         self._call("create_vector_bucket", name, None, self.vectors.create_bucket, name)
         return VectorBucketInfo(name, datetime.now(UTC))
 
     def delete_bucket(self, name: str) -> None:
-        check_vector_name(name, "vector bucket")
+        # the server answers 200 for a missing bucket: ask first, so "already gone" is BucketNotFound
+        self.get_bucket(name)
         self._call("delete_vector_bucket", name, None, self.vectors.delete_bucket, name)
 
     # -- indexes -----------------------------------------------------------------------
@@ -271,6 +300,8 @@ class SupabaseVectorBackend(VectorBackend):
             out.extend(VectorIndexInfo(bucket, i.indexName) for i in page.indexes)
             token = page.nextToken
             if not token:
+                if not out:
+                    self.get_bucket(bucket)  # a missing bucket lists as empty (200 {"indexes": []})
                 return sorted(out, key=lambda i: i.name)
 
     def create_index(
@@ -289,7 +320,11 @@ class SupabaseVectorBackend(VectorBackend):
     def delete_index(self, bucket: str, index: str) -> None:
         check_vector_name(bucket, "vector bucket")
         check_vector_name(index, "index")
-        self._call("delete_index", bucket, index, self.vectors.from_(bucket).delete_index, index)
+        try:
+            self._call("delete_index", bucket, index, self.vectors.from_(bucket).delete_index, index)
+        except NotFound:
+            self.get_bucket(bucket)  # the server says 404 for the index either way: which is gone?
+            raise
 
     # -- vectors -----------------------------------------------------------------------
     def _index(self, bucket: str, index: str) -> Any:
