@@ -151,11 +151,10 @@ def test_delete_batch_collects_per_key_errors(store: S3Store) -> None:
     assert result.requests == 1
 
 
-def test_delete_batch_whole_request_failure_fails_every_key(store: S3Store) -> None:
-    result = store.for_bucket("no-such-bucket").delete_many(["a", "b"])
-    assert result.deleted == []
-    assert set(result.errors) == {"a", "b"}
-    assert "NoSuchBucket" in result.errors["a"]
+def test_delete_batch_into_a_missing_bucket_is_bucket_not_found(store: S3Store) -> None:
+    """Not "every key failed": the bucket is gone, as on every other operation (contract suite)."""
+    with pytest.raises(BucketNotFound, match="NoSuchBucket"):
+        store.for_bucket("no-such-bucket").delete_many(["a", "b"])
 
 
 def test_delete_many_uses_1000_key_batches(store: S3Store) -> None:
