@@ -28,6 +28,9 @@ SUPABASE_URL = "SUPABASE_URL"
 SUPABASE_SERVICE_KEY = "SUPABASE_SERVICE_KEY"
 # in AWS the key is not in the environment: the functions read it from this Secrets Manager secret
 SUPABASE_SERVICE_KEY_SECRET_ARN = "SUPABASE_SERVICE_KEY_SECRET_ARN"  # noqa: S105 - a variable name
+# the project's Postgres, where conditional writes of supabase:// stores are decided (docs/supabase.md)
+SUPABASE_DB_URL = "SUPABASE_DB_URL"
+SUPABASE_DB_URL_SECRET_ARN = "SUPABASE_DB_URL_SECRET_ARN"  # noqa: S105 - a variable name
 
 
 def env_flag(name: str, default: bool = False) -> bool:

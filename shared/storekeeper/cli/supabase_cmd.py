@@ -24,7 +24,8 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Apply storekeeper's migrations (the `storekeeper` schema); safe to run again."""
         from storekeeper.errors import ValidationError
-        from storekeeper.stores.supabase_cas import SUPABASE_DB_URL, PostgresCas, db_url_from_env
+        from storekeeper.config import SUPABASE_DB_URL
+        from storekeeper.stores.supabase_cas import PostgresCas, db_url_from_env
 
         with friendly_errors(as_json):
             url = db_url or db_url_from_env()

@@ -40,7 +40,12 @@ from typing import Any, NoReturn
 
 import httpx
 
-from storekeeper.config import SUPABASE_SERVICE_KEY, SUPABASE_SERVICE_KEY_SECRET_ARN, SUPABASE_URL
+from storekeeper.config import (
+    SUPABASE_DB_URL,
+    SUPABASE_SERVICE_KEY,
+    SUPABASE_SERVICE_KEY_SECRET_ARN,
+    SUPABASE_URL,
+)
 from storekeeper.errors import (
     AccessDenied,
     BackendError,
@@ -62,7 +67,6 @@ from storekeeper.stores.base import (
     RequestCounter,
 )
 from storekeeper.stores.supabase_cas import (
-    SUPABASE_DB_URL,
     AtomicWritesUnavailable,
     PostgresCas,
     cas_for_url,

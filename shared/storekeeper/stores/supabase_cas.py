@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
+from storekeeper.config import SUPABASE_DB_URL, SUPABASE_DB_URL_SECRET_ARN
 from storekeeper.errors import BackendError
 
-SUPABASE_DB_URL = "SUPABASE_DB_URL"
-SUPABASE_DB_URL_SECRET_ARN = "SUPABASE_DB_URL_SECRET_ARN"  # noqa: S105 - a variable name
 TABLE = "storekeeper.object_versions"
 MIGRATIONS = "data/supabase"
 
