@@ -23,8 +23,8 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Apply storekeeper's migrations (the `storekeeper` schema); safe to run again."""
-        from storekeeper.errors import ValidationError
         from storekeeper.config import SUPABASE_DB_URL
+        from storekeeper.errors import ValidationError
         from storekeeper.stores.supabase_cas import PostgresCas, db_url_from_env
 
         with friendly_errors(as_json):
