@@ -53,12 +53,16 @@ def run(as_json: bool, fn: Callable[[], T]) -> T:
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Skip the confirmation prompt.")]
 
 
+def is_terminal() -> bool:
+    return sys.stdin.isatty()
+
+
 def ask(question: str, *, yes: bool, required: bool = False) -> bool:
     """Ask before a change in a terminal; `--yes` skips. Without a terminal the answer is yes,
     unless `required` (then `--yes` must say so): cron keeps working, nothing is guessed."""
     if yes:
         return True
-    if not sys.stdin.isatty():
+    if not is_terminal():
         if required:
             console.print(f"[bold red]error:[/] {question} needs confirmation: not a terminal, pass --yes")
             raise typer.Exit(1)

@@ -13,11 +13,11 @@ from storekeeper.models.reports import ReaperReport
 from storekeeper.policies.units import format_size
 from storekeeper.stores.base import ObjectStore
 
-RunArg = Annotated[str, typer.Argument(help="Run id, report key, `latest`, or `-N` (N runs back).")]
+RunArg = Annotated[str, typer.Argument(help="Run id, report key, `latest`, or `latest~N` (N runs back).")]
 
 
 def _resolve(store: ObjectStore, ref: str) -> str:
-    """A report key from a run id, a key, `latest` or `-N`."""
+    """A report key from a run id, a key, `latest` or `latest~N`."""
     from storekeeper.history import REPORT_KEY_RE, report_keys
 
     keys = report_keys(store)
@@ -25,8 +25,9 @@ def _resolve(store: ObjectStore, ref: str) -> str:
         raise NotFound(store.url, "reports/reaper/", "no reaper report in this store yet")
     if ref == "latest":
         return keys[-1]
-    if ref.startswith("-") and ref[1:].isdigit():
-        n = int(ref[1:])
+    back = ref.removeprefix("latest~")
+    if back != ref and back.isdigit():
+        n = int(back)
         if n >= len(keys):
             raise ValidationError("run", f"only {len(keys)} report(s) in the store", ref)
         return keys[-1 - n]
@@ -134,7 +135,7 @@ def register(app: typer.Typer) -> None:
 
     @reports.command("diff")
     def diff(
-        a: Annotated[str, typer.Argument(help="Older run (id, key, `-1`...).")] = "-1",
+        a: Annotated[str, typer.Argument(help="Older run (id, key, `latest~1`...).")] = "latest~1",
         b: Annotated[str, typer.Argument(help="Newer run (default: latest).")] = "latest",
         store: StoreOpt = None,
         as_json: JsonOpt = False,
