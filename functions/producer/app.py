@@ -119,7 +119,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         request = parse_put_request(event)
         persistence = _idempotency(store) if request.request_id is not None else None
-        result = put(request, store=store, queue=queue, persistence=persistence, lambda_context=context)
+        result = put(
+            request, store=store, queue=queue, persistence=persistence, lambda_context=context
+        ).to_dict()
     except RequestIdReused as exc:
         return _rejected(exc, 409)
     except ValidationError as exc:

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from storekeeper.errors import CorruptObject, ValidationError
+from storekeeper.errors import CorruptObject, NotFound, PreconditionFailed, ValidationError
 from storekeeper.layout import DELTA_ID_RE, delta_key, delta_prefix, match_delta_key, parse_delta_key
 from storekeeper.models.deltas import (
     MAX_DIMENSION,
@@ -482,16 +482,30 @@ def decode_delta(data: bytes, *, expect_key: str | None = None, store: str = "<b
 
 
 # -- store helpers -------------------------------------------------------------------
-def write_delta(store: ObjectStore, content: DeltaContent, *, blob: bytes | None = None) -> DeltaNotification:
+def write_delta(
+    store: ObjectStore, content: DeltaContent, *, blob: bytes | None = None, rewrite_ok: bool = False
+) -> DeltaNotification:
     """Create-only put (a delta is immutable); returns the notification to send for it.
 
     `blob` is `encode_delta(content)` when the caller already encoded it (to validate a
-    whole request before writing anything).
+    whole request before writing anything). `rewrite_ok`: the delta id is derived from
+    the request (a retried put), so finding the very same bytes already there is success;
+    other bytes under that key are a PreconditionFailed.
     """
     if blob is None:
         blob = encode_delta(content)
     key = content.key
-    store.put(key, blob, if_none_match=True, content_type="application/vnd.storekeeper.delta")
+    try:
+        store.put(key, blob, if_none_match=True, content_type="application/vnd.storekeeper.delta")
+    except PreconditionFailed:
+        if not rewrite_ok:
+            raise
+        try:
+            same = store.get(key).body == blob
+        except NotFound:  # compacted and removed meanwhile: it was written, and applied
+            same = True
+        if not same:
+            raise PreconditionFailed(store.url, key, "a different delta already has this id") from None
     return DeltaNotification(
         collection=content.collection,
         delta_key=key,

@@ -29,12 +29,13 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 from urllib.parse import unquote_plus
 
 import pydantic
+from pydantic import Field
 
 from storekeeper.collection_config import CollectionConfig, cached_config, config_key, create_config
 from storekeeper.deltas import (
@@ -48,7 +49,7 @@ from storekeeper.deltas import (
 )
 from storekeeper.errors import CorruptObject, NotFound, StorekeeperError, ValidationError
 from storekeeper.layout import parse_incoming_key
-from storekeeper.models.common import Token
+from storekeeper.models.common import Strict, Token
 from storekeeper.models.deltas import (
     DEFAULT_DISTANCE,
     ChromaId,
@@ -58,6 +59,7 @@ from storekeeper.models.deltas import (
     UpsertRecord,
 )
 from storekeeper.names import check_collection
+from storekeeper.put_plan import PutPlan, RequestIdReused, claim_plan
 from storekeeper.queues import OutgoingMessage, Queue, QueueSendError
 from storekeeper.snapshots import resolve
 from storekeeper.stores.base import ObjectStore
@@ -77,10 +79,6 @@ class RequestInProgress(StorekeeperError):
     """The same request_id is being processed right now; retry later."""
 
 
-class RequestIdReused(ValidationError):
-    """The request_id was already used for a different payload."""
-
-
 class S3RecordsFailed(StorekeeperError):
     """Some records of an S3 event failed; raised after all records were processed."""
 
@@ -91,24 +89,19 @@ class S3RecordsFailed(StorekeeperError):
         super().__init__(f"{len(failures)} S3 record(s) failed: {shown}")
 
 
-@dataclass
-class PutResult:
+class PutResult(Strict):
+    """What a put wrote and whether DeltaQueue heard of it (the direct invoke's answer, typed)."""
+
     collection: str
-    deltas: list[DeltaNotification] = field(default_factory=list)
+    deltas: list[DeltaNotification] = Field(default_factory=list)
     upserts: int = 0
     deletes: int = 0
+    updates: int = 0
     notified: bool = True
-    failed_notifications: list[str] = field(default_factory=list)
+    failed_notifications: list[str] = Field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "collection": self.collection,
-            "deltas": [d.model_dump(mode="json") for d in self.deltas],
-            "upserts": self.upserts,
-            "deletes": self.deletes,
-            "notified": self.notified,
-            "failed_notifications": self.failed_notifications,
-        }
+        return self.model_dump(mode="json")
 
 
 # -- parsing -------------------------------------------------------------------------
@@ -249,6 +242,21 @@ def _upsert_bytes(r: UpsertRecord) -> int:
     return size
 
 
+def planned_delta_id(plan: PutPlan, index: int) -> str:
+    """Chunk `index` of a planned put: the first attempt's ms + index, a suffix from request and body."""
+    digest = hashlib.sha256(f"{plan.request_id}\n{plan.body_sha256}\n{index}".encode()).digest()
+    n, suffix = int.from_bytes(digest[:8], "big"), ""
+    while len(suffix) < 10:
+        n, r = divmod(n, 36)
+        suffix += "0123456789abcdefghijklmnopqrstuvwxyz"[r]
+    return f"{plan.created_ms + index:013d}-{suffix}"
+
+
+def body_sha256(request: PutRequest) -> str:
+    """The hash of everything a put carries but its request_id: what a reused request_id is compared on."""
+    return hashlib.sha256(request.model_dump_json(exclude={"request_id"}).encode()).hexdigest()
+
+
 def plan_deltas(
     request: PutRequest,
     *,
@@ -256,9 +264,14 @@ def plan_deltas(
     max_vectors: int = MAX_VECTORS_PER_DELTA,
     max_bytes: int = MAX_BYTES_PER_DELTA,
     max_deletes: int = MAX_DELETES_PER_DELTA,
+    plan: PutPlan | None = None,
 ) -> list[DeltaContent]:
-    """Cut a request into deltas of at most `max_vectors` upserts / ~`max_bytes`, in request order."""
-    created = now or datetime.now(UTC)
+    """Cut a request into deltas of at most `max_vectors` upserts / ~`max_bytes`, in request order.
+
+    With a `plan` (a request_id's), delta ids and timestamps derive from it and the chunk
+    index, so every attempt of that request writes the very same keys and bytes.
+    """
+    created = datetime.fromtimestamp(plan.created_ms / 1000, UTC) if plan else (now or datetime.now(UTC))
     groups: list[tuple[list[UpsertRecord], list[str], list[RecordUpdate]]] = []
     ups: list[UpsertRecord] = []
     dels: list[str] = []
@@ -300,7 +313,7 @@ def plan_deltas(
 
     out: list[DeltaContent] = []
     base = 0
-    for ups, dels, patches in groups:
+    for index, (ups, dels, patches) in enumerate(groups):
         emb = np.array([r.embedding for r in ups], dtype=np.float64) if ups else np.zeros((0, 0))
         if ups:
             too_big = np.abs(emb) > np.finfo(np.float32).max
@@ -310,7 +323,7 @@ def plan_deltas(
         out.append(
             DeltaContent(
                 collection=request.collection,
-                delta_id=new_delta_id(),
+                delta_id=planned_delta_id(plan, index) if plan else new_delta_id(),
                 created_at=created,
                 ids=[r.id for r in ups],
                 embeddings=emb.astype(np.float32),
@@ -380,27 +393,45 @@ def put_unchecked(
     store: ObjectStore,
     queue: Queue,
     on_delta: Any = None,
+    body_digest: str | None = None,
 ) -> PutResult:
-    """The put without idempotency: encode all, check against the collection, write all, notify."""
+    """The put without idempotency records: encode all, check against the collection, write all, notify.
+
+    With a request_id, the request's plan is claimed once everything validated (a refused
+    request leaves nothing, so the fixed body may reuse its request_id) and the deltas
+    take their ids from it.
+    """
     contents = plan_deltas(request)
     blobs = [encode_delta(c) for c in contents]  # validates every delta before anything is written
     check_collection_config(store, request)  # may create the config: after every other check
-    result = PutResult(
-        collection=request.collection, upserts=len(request.upserts), deletes=len(request.deletes)
-    )
+    plan = None
+    if request.request_id is not None:
+        digest = body_digest or body_sha256(request)
+        plan = claim_plan(
+            store, FUNCTION_NAME, request.request_id, digest, expiry_seconds=IDEMPOTENCY_EXPIRY_SECONDS
+        )
+        contents = plan_deltas(request, plan=plan)
+        blobs = [encode_delta(c) for c in contents]
+    notes: list[DeltaNotification] = []
     for content, blob in zip(contents, blobs, strict=True):
-        result.deltas.append(write_delta(store, content, blob=blob))
+        notes.append(write_delta(store, content, blob=blob, rewrite_ok=plan is not None))
         if on_delta is not None:
-            on_delta(len(content.ids) + len(content.deletes))
-    failed = _notify(queue, result.deltas)
+            on_delta(len(content.ids) + len(content.deletes) + len(content.updates))
+    failed = _notify(queue, notes)
     if failed:
-        result.notified = False
-        result.failed_notifications = failed
         log.error(
             "delta notification failed; the deltas stay pending for the compactor's sweep",
             extra={"queue": queue.url, "failed": failed},
         )
-    return result
+    return PutResult(
+        collection=request.collection,
+        deltas=notes,
+        upserts=len(request.upserts),
+        deletes=len(request.deletes),
+        updates=len(request.updates),
+        notified=not failed,
+        failed_notifications=failed,
+    )
 
 
 class _LocalContext:
@@ -421,10 +452,17 @@ def put(
     persistence: Any = None,
     lambda_context: Any = None,
     on_delta: Any = None,
-) -> dict[str, Any]:
-    """The put, deduplicated on `request.request_id` when a persistence layer is given."""
-    if persistence is None or request.request_id is None:
-        return put_unchecked(request, store=store, queue=queue, on_delta=on_delta).to_dict()
+) -> PutResult:
+    """The put, deduplicated on `request.request_id` (see the module doc and storekeeper.put_plan).
+
+    A completed request answers from its idempotency record and writes nothing. One still
+    "in progress" (a killed attempt, or a duplicate running now) is not refused: it runs
+    again from the same plan, rewriting the same delta keys create-only, so a retry always
+    completes. The same request_id with another body is refused (RequestIdReused).
+    """
+    if request.request_id is None or persistence is None:
+        return put_unchecked(request, store=store, queue=queue, on_delta=on_delta)
+    digest = body_sha256(request)
 
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
     from aws_lambda_powertools.utilities.idempotency.exceptions import (
@@ -434,18 +472,20 @@ def put(
 
     cfg = IdempotencyConfig(
         event_key_jmespath="request_id",
-        payload_validation_jmespath="[collection, upserts[*].id, deletes]",
+        payload_validation_jmespath="body_sha256",
         expires_after_seconds=IDEMPOTENCY_EXPIRY_SECONDS,
     )
     cfg.register_lambda_context(cast(Any, lambda_context or _LocalContext()))
 
-    def run(request: PutRequest) -> dict[str, Any]:
-        return put_unchecked(request, store=store, queue=queue, on_delta=on_delta).to_dict()
+    def run(key: dict[str, str]) -> dict[str, Any]:
+        return put_unchecked(
+            request, store=store, queue=queue, on_delta=on_delta, body_digest=digest
+        ).to_dict()
 
     idempotent_run = cast(
         Callable[..., dict[str, Any]],
         idempotent_function(
-            data_keyword_argument="request",
+            data_keyword_argument="key",
             config=cfg,
             persistence_store=persistence,
             key_prefix="storekeeper.producer.put",
@@ -453,18 +493,21 @@ def put(
     )
 
     try:
-        out = idempotent_run(request=request)
+        out = idempotent_run(key={"request_id": request.request_id, "body_sha256": digest})
     except IdempotencyAlreadyInProgressError:
-        raise RequestInProgress(
-            f"request_id {request.request_id!r} is being processed right now; retry later"
-        ) from None
+        log.warning(
+            "request_id in progress: running it again from its plan (same delta keys, create-only)",
+            extra={"request_id": request.request_id},
+        )
+        return put_unchecked(request, store=store, queue=queue, on_delta=on_delta, body_digest=digest)
     except IdempotencyValidationError:
         raise RequestIdReused(
             "request_id",
-            "was already used for a different payload (collection, ids or deletes differ)",
+            "was already used for a different body (same request_id, other ids, vectors, metadata "
+            "or documents): use a new request_id",
             request.request_id,
         ) from None
-    return out
+    return PutResult.model_validate(out)
 
 
 # -- S3 events -------------------------------------------------------------------------------
@@ -544,7 +587,8 @@ def put_incoming(
     tag = obj.etag or got.etag
     request_id = "s3-" + hashlib.sha256(f"{obj.bucket}/{obj.key}/{tag}".encode()).hexdigest()[:48]
     request = parse_jsonl(collection, _lines(got.body), request_id=request_id)
-    return put(request, store=store, queue=queue, persistence=persistence, lambda_context=lambda_context)
+    result = put(request, store=store, queue=queue, persistence=persistence, lambda_context=lambda_context)
+    return result.to_dict()
 
 
 def handle_s3_event(

@@ -40,12 +40,12 @@ def test_fifo_notifications_group_by_collection_and_dedup_by_delta_id(aws: None,
     sqs = boto3.client("sqs", region_name="us-east-1")
     url = sqs.create_queue(QueueName="deltas.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
     out = put(parse_put_request(request(2100)), store=store, queue=SqsQueue(url))
-    assert out["notified"] is True
+    assert out.notified is True
     got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"])[
         "Messages"
     ]
     assert len(got) == 3
-    keys = [d["delta_key"] for d in out["deltas"]]
+    keys = [d.delta_key for d in out.deltas]
     for msg, key in zip(got, keys, strict=True):  # FIFO: in send order
         note = DeltaNotification.model_validate_json(msg["Body"])
         assert note.delta_key == key
@@ -56,9 +56,9 @@ def test_fifo_notifications_group_by_collection_and_dedup_by_delta_id(aws: None,
 def test_missing_queue_leaves_deltas_pending_and_reports_not_notified(aws: None, store: LocalStore) -> None:
     queue = SqsQueue("https://sqs.us-east-1.amazonaws.com/123456789012/missing.fifo")
     out = put(parse_put_request(request(5)), store=store, queue=queue)
-    assert out["notified"] is False
-    assert out["failed_notifications"] == [d["delta_key"] for d in out["deltas"]]
-    assert [p.key for p in list_pending(store, "docs")] == out["failed_notifications"]
+    assert out.notified is False
+    assert out.failed_notifications == [d.delta_key for d in out.deltas]
+    assert [p.key for p in list_pending(store, "docs")] == out.failed_notifications
 
 
 @pytest.fixture
@@ -95,7 +95,8 @@ def test_dynamodb_idempotency_retry(table: str, store: LocalStore, tmp_path: Pat
     assert len(list_pending(store, "docs")) == 1
     items = boto3.client("dynamodb", region_name="us-east-1").scan(TableName=table)["Items"]
     assert [i["status"]["S"] for i in items] == ["COMPLETED"]
-    assert list(store.list("idempotency/")) == []  # records went to DynamoDB, not the store
+    # records went to DynamoDB; the store keeps only the request's plan (storekeeper.put_plan)
+    assert [o.key.split("/")[1] for o in store.list("idempotency/")] == ["plans"]
 
     # No thread race here: moto's DynamoDB does not make conditional puts atomic across
     # threads, so a race against it would prove nothing (and flake). Concurrency is proven

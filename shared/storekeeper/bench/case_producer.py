@@ -100,9 +100,9 @@ def latency(ctx: BenchContext, result: CaseResult, backend: str) -> None:
         with timed() as t:
             out = put(request, store=store, queue=queue)  # encodes again, writes, notifies
         steps["put"].append(t.seconds)
-        if len(out["deltas"]) != len(blobs) or not out["notified"]:
+        if len(out.deltas) != len(blobs) or not out.notified:
             raise RuntimeError(
-                f"producer put on {backend}: {len(out['deltas'])} deltas, notified={out['notified']}"
+                f"producer put on {backend}: {len(out.deltas)} deltas, notified={out.notified}"
             )
         keyed = parse_put_request(put_event(n, dim, start=(100 + i) * n, request_id=f"bench-{backend}-{i}"))
         with timed() as t:

@@ -80,6 +80,10 @@ def record_metrics(metrics: MetricsSink, outcome: TaskOutcome) -> None:
         metrics.add_metric(name="ObjectsDeleted", unit=MetricUnit.Count, value=outcome.deleted_count)
 
 
+class TaskIdReused(ValidationError):
+    """A task_id already executed for another target: this task fails alone, clearly."""
+
+
 class _NotSaved(Exception):
     """Raised inside the idempotent call so Powertools drops the record; carries the outcome out."""
 
@@ -158,10 +162,19 @@ class CleanupRunner:
         with warnings.catch_warnings():
             if not self._has_context:  # outside Lambda there is no remaining time to record
                 warnings.filterwarnings("ignore", message="Couldn't determine the remaining time")
+            from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyValidationError
+
             try:
                 saved = self._once(task=task.model_dump(mode="json"))
             except _NotSaved as kept:
                 return TaskOutcome.model_validate(kept.outcome)
+            except IdempotencyValidationError:
+                raise TaskIdReused(
+                    "task_id",
+                    "was already used for a task with another target (action, bucket, keys, prefix, index "
+                    "or version differ): a task_id names one task; give this one a new id",
+                    task.task_id,
+                ) from None
         outcome = TaskOutcome.model_validate(saved)
         if not self._fresh:  # answered from the idempotency record: nothing was done this time
             outcome = outcome.model_copy(update={"duplicate": True, "requests": {}})

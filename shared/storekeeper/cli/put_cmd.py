@@ -82,13 +82,14 @@ def register(app: typer.Typer) -> None:
                 )
                 total = len(request.upserts) + len(request.deletes)
                 task = progress.add_task("writing deltas", total=total)
-                result = put(
+                outcome = put(
                     request,
                     store=target,
                     queue=queue,
                     persistence=persistence,
                     on_delta=lambda n: progress.advance(task, n),
                 )
+                result = outcome.to_dict()
         if as_json:
             emit_json(result)
         else:
