@@ -5,10 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pydantic
 import pytest
 
 from storekeeper.policies import PolicyFileError, load_policies, parse_policies
-from storekeeper.policies.filters import REGISTRY, KeepNewest, OlderThan
+from storekeeper.policies.filters import REGISTRY, KeepNewest, OlderThan, register
 from storekeeper.policies.resources import ResourceKind
 from storekeeper.policies.units import parse_duration, parse_ratio, parse_size
 
@@ -183,4 +184,12 @@ def test_every_filter_is_registered_with_its_name() -> None:
         "applied",
     }
     for name, cls in REGISTRY.items():
-        assert cls.model_fields["type"].annotation.__args__ == (name,)  # type: ignore[union-attr]
+        assert cls.type_name == name  # register() set it: the name is written once
+    with pytest.raises(ValueError, match="registered twice"):
+        register("older-than")(OlderThan)
+
+
+def test_a_filter_type_must_be_its_registered_name() -> None:
+    assert OlderThan(age="1h").type == "older-than"  # type: ignore[arg-type]
+    with pytest.raises(pydantic.ValidationError, match="registered name"):
+        OlderThan.model_validate({"type": "ttl", "age": "1h"})

@@ -29,7 +29,8 @@ from pydantic import (
     model_validator,
 )
 
-from storekeeper.policies.resources import Resource, ResourceKind
+from storekeeper.policies.registry import Registry
+from storekeeper.policies.resources import Delta, Resource, ResourceKind, SnapshotVersion
 from storekeeper.policies.units import format_duration, format_size, parse_duration, parse_ratio, parse_size
 
 # the JSON Schema says what a person writes (`storekeeper policies schema`), not the parsed type
@@ -75,10 +76,28 @@ class Selection:
 
 
 class Filter(BaseModel):
+    """A registered filter; `register(name)` sets `type_name`, and `type` must say it."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
     type: str
+    type_name: ClassVar[str] = ""
     kinds: ClassVar[frozenset[ResourceKind]] = ALL_KINDS
     needs_labels: ClassVar[bool] = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _type(cls, data: Any) -> Any:
+        """`type` defaults to the registered name (filters built in code need not repeat it)."""
+        if isinstance(data, dict) and "type" not in data:
+            return {"type": cls.type_name, **data}
+        return data
+
+    @field_validator("type")
+    @classmethod
+    def _registered_name(cls, v: str) -> str:
+        if v != cls.type_name:
+            raise ValueError(f"type {v!r} is not this filter's registered name {cls.type_name!r}")
+        return v
 
     @abstractmethod
     def match(self, r: Resource, env: FilterEnv) -> str | None:
@@ -96,15 +115,8 @@ class SetFilter(Filter):
         """Pick from `candidates` (each passed every item filter); call eligible(r) before choosing r."""
 
 
-REGISTRY: dict[str, type[Filter]] = {}
-
-
-def register(name: str) -> Callable[[type[Filter]], type[Filter]]:
-    def deco(cls: type[Filter]) -> type[Filter]:
-        REGISTRY[name] = cls
-        return cls
-
-    return deco
+REGISTRY: Registry[type[Filter]] = Registry("filter", attr="type_name")
+register = REGISTRY.register
 
 
 def build_filter(raw: object) -> Filter:
@@ -113,11 +125,11 @@ def build_filter(raw: object) -> Filter:
         return raw
     if not isinstance(raw, dict) or "type" not in raw:
         raise ValueError(
-            f"a filter is a mapping with a 'type' (one of {', '.join(sorted(REGISTRY))}), got {raw!r:.80}"
+            f"a filter is a mapping with a 'type' (one of {', '.join(REGISTRY.names())}), got {raw!r:.80}"
         )
     cls = REGISTRY.get(str(raw["type"]))
     if cls is None:
-        raise ValueError(f"unknown filter type {raw['type']!r}: use one of {', '.join(sorted(REGISTRY))}")
+        raise ValueError(f"unknown filter type {raw['type']!r}: use one of {', '.join(REGISTRY.names())}")
     return cls.model_validate(raw)
 
 
@@ -134,7 +146,6 @@ def _age(r: Resource, now: datetime) -> timedelta | None:
 
 @register("name-prefix")
 class NamePrefix(Filter):
-    type: Literal["name-prefix"]
     value: str | list[str]
 
     def match(self, r: Resource, env: FilterEnv) -> str | None:
@@ -146,7 +157,6 @@ class NamePrefix(Filter):
 
 @register("name-glob")
 class NameGlob(Filter):
-    type: Literal["name-glob"]
     pattern: str | list[str]
 
     def match(self, r: Resource, env: FilterEnv) -> str | None:
@@ -159,7 +169,6 @@ class NameGlob(Filter):
 
 @register("name-regex")
 class NameRegex(Filter):
-    type: Literal["name-regex"]
     pattern: str
 
     @field_validator("pattern")
@@ -185,7 +194,6 @@ def _short(r: Resource) -> str:
 
 @register("older-than")
 class OlderThan(Filter):
-    type: Literal["older-than"]
     age: Duration
 
     def match(self, r: Resource, env: FilterEnv) -> str | None:
@@ -199,7 +207,6 @@ class OlderThan(Filter):
 class Ttl(Filter):
     """kube-janitor style: `ttl=24h` counts from creation, `expires=<ISO time>` is absolute."""
 
-    type: Literal["ttl"]
     ttl_label: str = "ttl"
     expires_label: str = "expires"
     needs_labels: ClassVar[bool] = True
@@ -235,7 +242,6 @@ def parse_time(text: str) -> datetime | None:
 class Label(Filter):
     """`key` present (and equal to `value` if given); `absent: true` inverts."""
 
-    type: Literal["label"]
     key: str
     value: str | None = None
     absent: bool = False
@@ -256,7 +262,6 @@ class Label(Filter):
 
 @register("size")
 class SizeFilter(Filter):
-    type: Literal["size"]
     gt: Size | None = None
     lt: Size | None = None
     kinds: ClassVar[frozenset[ResourceKind]] = OBJECTISH
@@ -282,7 +287,6 @@ Level = Literal["low", "high", "hard"]
 class UsageRatio(Filter):
     """A bucket whose bytes / the store's capacity is at least `gte` (a ratio or a watermark name)."""
 
-    type: Literal["usage-ratio"]
     gte: Ratio | Level = "high"
     kinds: ClassVar[frozenset[ResourceKind]] = frozenset({K.bucket})
 
@@ -297,8 +301,7 @@ class UsageRatio(Filter):
     def match(self, r: Resource, env: FilterEnv) -> str | None:
         if not env.capacity:
             return None
-        ratio = env.bucket_usage(r.name) / env.capacity
-        r.facts["usage_ratio"] = ratio
+        ratio = env.bucket_usage(r.name) / env.capacity  # cached per run by the environment
         t = self.threshold(env)
         return f"usage {ratio:.3f} >= {t:.3f} of {format_size(env.capacity)}" if ratio >= t else None
 
@@ -338,7 +341,6 @@ def _oldest_first(
 class Watermark(SetFilter):
     """Usage >= high: delete the oldest eligible candidates until usage <= low; stop if none are left."""
 
-    type: Literal["watermark"]
     high: Ratio | None = None
     low: Ratio | None = None
     kinds: ClassVar[frozenset[ResourceKind]] = frozenset({K.object, K.delta, K.snapshot_version})
@@ -387,7 +389,6 @@ class Watermark(SetFilter):
 class CountAboveQuota(SetFilter):
     """Buckets >= threshold x quota: delete the oldest eligible until count <= target x quota."""
 
-    type: Literal["count-above-quota"]
     threshold: Ratio = 0.9
     target: Ratio = 0.8
     quota: int | None = Field(default=None, ge=1)
@@ -431,7 +432,6 @@ class CountAboveQuota(SetFilter):
 class KeepNewest(SetFilter):
     """Per collection, keep the newest `count` versions (the live one is kept in any case)."""
 
-    type: Literal["keep-newest"]
     count: int = Field(default=3, ge=1)
     kinds: ClassVar[frozenset[ResourceKind]] = frozenset({K.snapshot_version})
 
@@ -440,23 +440,27 @@ class KeepNewest(SetFilter):
     ) -> Selection:
         sel = Selection()
         kept: set[str] = set()
-        by_coll: dict[str, list[Resource]] = {}
-        for r in env.population():
-            if r.facts.get("published"):  # unpublished (crashed) versions are the orphan rule's business
-                by_coll.setdefault(r.collection or "", []).append(r)
+        by_coll: dict[str, list[SnapshotVersion]] = {}
+        for r in _versions(env.population()):
+            if r.published:  # unpublished (crashed) versions are the orphan rule's business
+                by_coll.setdefault(r.collection, []).append(r)
         for versions in by_coll.values():
-            versions.sort(key=lambda v: v.version or "", reverse=True)
+            versions.sort(key=lambda v: v.version, reverse=True)
             kept.update(v.ident for v in versions[: self.count])
-        for r in sorted(candidates, key=lambda c: (c.collection or "", c.version or "")):
+        for r in sorted(_versions(candidates), key=lambda c: (c.collection, c.version)):
             if r.ident in kept:
                 sel.passed.append(
                     (r, f"kept: among the newest {self.count} published versions of {r.collection}")
                 )
-            elif not r.facts.get("published"):
+            elif not r.published:
                 sel.passed.append((r, "never published: left to the orphan rule (unpublished filter)"))
             elif eligible(r):
                 sel.chosen.append((r, f"not among the newest {self.count} versions of {r.collection}"))
         return sel
+
+
+def _versions(resources: list[Resource]) -> list[SnapshotVersion]:
+    return [r for r in resources if isinstance(r, SnapshotVersion)]
 
 
 # -- snapshot / delta facts --------------------------------------------------------------------------
@@ -466,22 +470,24 @@ class KeepNewest(SetFilter):
 class Unpublished(Filter):
     """A snapshot version no pointer chain reached (a crashed compactor's half-written version)."""
 
-    type: Literal["unpublished"]
     kinds: ClassVar[frozenset[ResourceKind]] = frozenset({K.snapshot_version})
 
     def match(self, r: Resource, env: FilterEnv) -> str | None:
-        return None if r.facts.get("published") else "unpublished: no pointer chain reaches this version"
+        if not isinstance(r, SnapshotVersion) or r.published:
+            return None
+        return "unpublished: no pointer chain reaches this version"
 
 
 @register("applied")
 class Applied(Filter):
     """A delta already in the live manifest's `applied` ledger (merged, but not yet removed)."""
 
-    type: Literal["applied"]
     kinds: ClassVar[frozenset[ResourceKind]] = frozenset({K.delta})
 
     def match(self, r: Resource, env: FilterEnv) -> str | None:
-        return f"applied by live version {r.facts.get('live_version')}" if r.facts.get("applied") else None
+        if not isinstance(r, Delta) or not r.applied:
+            return None
+        return f"applied by live version {r.live_version}"
 
 
 def describe(f: Filter) -> str:

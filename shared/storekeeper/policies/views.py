@@ -1,0 +1,211 @@
+"""What the planner reads, each read once per run: object stores (listings, snapshot chains,
+bucket usage), vector projects (buckets, indexes, labels) and the filter environment of a policy."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from storekeeper.errors import NotFound, StorekeeperError
+from storekeeper.layout import purged_on_delete
+from storekeeper.policies.access import Access
+from storekeeper.policies.model import StoreSpec
+from storekeeper.policies.resources import Resource, ResourceKind
+from storekeeper.protection import LiveState, Protection
+from storekeeper.stores.base import ObjectInfo, ObjectStore
+
+_TEST_NAME_RE = re.compile(r"^test-(?P<id>[a-z0-9]+)-")
+
+
+# -- per-store views (cached reads) -------------------------------------------------------------------
+
+
+@dataclass
+class Chain:
+    live: LiveState
+    published: frozenset[str]  # versions reached from the pointer through manifest parents
+
+
+class StoreView:
+    """One object store as the planner sees it during a run: every read cached."""
+
+    def __init__(
+        self, name: str, spec: StoreSpec, store: ObjectStore, access: Access, protection: Protection
+    ):
+        self.name, self.spec, self.store, self.access, self.protection = name, spec, store, access, protection
+        self._listings: dict[str, list[ObjectInfo]] = {}
+        self._chains: dict[str, Chain] = {}
+        self._bucket_usage: dict[str, int] = {}
+
+    def listing(self, prefix: str) -> list[ObjectInfo]:
+        for have, items in self._listings.items():
+            if prefix.startswith(have):
+                return items if have == prefix else [i for i in items if i.key.startswith(prefix)]
+        items = list(self.access.list(self.store, prefix))
+        self._listings[prefix] = items
+        return items
+
+    def usage_bytes(self) -> int:
+        """Billed bytes: current objects, and on a versioned bucket every noncurrent version too."""
+        return sum(i.size for i in self.listing("")) + self._noncurrent_bytes(self.store)
+
+    def bucket_usage(self, bucket: str) -> int:
+        if bucket == self.store.bucket:
+            return self.usage_bytes()
+        if bucket not in self._bucket_usage:
+            other = self.store.for_bucket(bucket)
+            listed = sum(i.size for i in self.access.list(other, ""))
+            self._bucket_usage[bucket] = listed + self._noncurrent_bytes(other)
+        return self._bucket_usage[bucket]
+
+    def _noncurrent_bytes(self, store: ObjectStore) -> int:
+        """One version listing on versioned buckets (none elsewhere): what deletes left billed."""
+        if not self.access.call(lambda: store.versioned):
+            return 0
+        return self.access.call(lambda: store.usage("")).noncurrent_bytes
+
+    def freed_bytes(self, r: Resource) -> int:
+        """What deleting `r` frees now: on a versioned bucket only what cleanup purges
+        (snapshot versions, deltas); anything else stays billed as a noncurrent version."""
+        if r.kind in (ResourceKind.delta, ResourceKind.snapshot_version) or purged_on_delete(r.name):
+            return r.size or 0
+        return 0 if self.access.call(lambda: self.store.versioned) else r.size or 0
+
+    def chain(self, collection: str) -> Chain:
+        """The live state and every version its manifest-parent chain reaches (published history)."""
+        if collection in self._chains:
+            return self._chains[collection]
+        from storekeeper.snapshots import load_manifest
+
+        live = self.protection.live(collection)
+        published: set[str] = set()
+        version = live.version if not live.error else None
+        while version and version not in published:
+            published.add(version)
+            try:
+                manifest = self.access.call(partial(load_manifest, self.store, collection, version))
+                version = manifest.parent
+            except StorekeeperError:
+                break  # an older, already removed (or unreadable) version ends the chain
+        chain = Chain(live, frozenset(published))
+        self._chains[collection] = chain
+        return chain
+
+
+class VectorView:
+    """The vector buckets of one project; labels from the `test-<id>-` convention plus a registry object."""
+
+    def __init__(
+        self,
+        name: str,
+        spec: StoreSpec,
+        backend: Any,
+        registry: tuple[ObjectStore, str] | None,
+        access: Access,
+    ):
+        self.name, self.spec, self.backend, self.registry, self.access = name, spec, backend, registry, access
+        self._buckets: list[Any] | None = None
+        self._registry: dict[str, dict[str, str]] | None = None
+
+    def buckets(self) -> list[Any]:
+        if self._buckets is None:
+            self._buckets = list(self.access.call(self.backend.list_buckets))
+        return self._buckets
+
+    def created(self, bucket: Any) -> datetime | None:
+        """Creation time; Supabase's bucket listing has none, so ask GetVectorBucket (one call per bucket)."""
+        found = created_at(bucket)
+        if found is not None:
+            return found
+        name = attr(bucket, "name")
+        getter = getattr(self.backend, "get_bucket", None) or getattr(
+            getattr(self.backend, "vectors", None), "get_bucket", None
+        )
+        if getter is None:
+            return None
+        resp = self.access.call(partial(getter, name))
+        return created_at(getattr(resp, "vectorBucket", resp)) if resp is not None else None
+
+    def indexes(self, bucket: str) -> list[Any]:
+        return list(self.access.call(lambda: self.backend.list_indexes(bucket)))
+
+    def labels(self, name: str) -> dict[str, str]:
+        labels: dict[str, str] = {}
+        m = _TEST_NAME_RE.match(name)
+        if m:
+            labels["test-id"] = m["id"]
+        labels.update(self._registry_labels().get(name, {}))
+        return labels
+
+    def _registry_labels(self) -> dict[str, dict[str, str]]:
+        if self._registry is None:
+            self._registry = {}
+            if self.registry is not None:
+                store, key = self.registry
+                try:
+                    data = json.loads(self.access.call(lambda: store.get(key)).body)
+                except NotFound:
+                    data = {}
+                if not isinstance(data, dict):
+                    raise StorekeeperError(
+                        f"labels registry {store.url}/{key} must be a JSON object of name -> labels"
+                    )
+                self._registry = {
+                    str(k): {str(a): str(b) for a, b in v.items()}
+                    for k, v in data.items()
+                    if isinstance(v, dict)
+                }
+        return self._registry
+
+
+# -- the filter environment of one policy -------------------------
+
+
+class PolicyEnv:
+    def __init__(self, now: datetime, spec: StoreSpec, view: StoreView | None, population: list[Resource]):
+        self.now = now
+        self.quota = spec.quota
+        self.high, self.low, self.hard = spec.watermarks.high, spec.watermarks.low, spec.watermarks.hard
+        self.capacity = spec.capacity
+        self._view = view
+        self._population = population
+
+    def usage_bytes(self) -> int:
+        assert self._view is not None
+        return self._view.usage_bytes()
+
+    def bucket_usage(self, bucket: str) -> int:
+        assert self._view is not None
+        return self._view.bucket_usage(bucket)
+
+    def freed_bytes(self, r: Resource) -> int:
+        return self._view.freed_bytes(r) if self._view is not None else r.size or 0
+
+    def population(self) -> list[Resource]:
+        return self._population
+
+
+def attr(obj: Any, *names: str) -> str:
+    for n in names:
+        v = obj.get(n) if isinstance(obj, dict) else getattr(obj, n, None)
+        if v:
+            return str(v)
+    raise StorekeeperError(f"vector backend returned an entry without a name: {obj!r:.120}")
+
+
+def created_at(obj: Any) -> datetime | None:
+    for n in ("created_at", "creationTime", "creation_time"):
+        v = obj.get(n) if isinstance(obj, dict) else getattr(obj, n, None)
+        if isinstance(v, datetime):
+            return v
+        if isinstance(v, str):
+            from storekeeper.policies.filters import parse_time
+
+            return parse_time(v)
+        if isinstance(v, int | float):
+            return datetime.fromtimestamp(v, UTC)
+    return None
