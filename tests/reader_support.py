@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,10 +34,19 @@ def records(n: int, dim: int, *, seed: int = 0, tag: str = "v") -> dict[str, Any
     }
 
 
-def publish_version(
-    store: ObjectStore, work: Path, collection: str, recs: dict[str, Any], *, deltas: list[str] | None = None
-) -> Manifest:
-    """Build a Chroma persist dir holding `recs`, upload it as the next version and move the pointer."""
+@dataclass(frozen=True)
+class Built:
+    """A packed archive of a Chroma persist dir, ready to publish (again) as new versions."""
+
+    archive: Path
+    sha256: str
+    size: int
+    count: int
+    dimension: int
+
+
+def build_archive(work: Path, collection: str, recs: dict[str, Any]) -> Built:
+    """Build a Chroma persist dir holding `recs` and pack it."""
     tree = work / f"tree-{uuid.uuid4().hex[:8]}"
     with chroma.persistent_client(tree) as client:
         col = chroma.get_or_create(client, collection, "l2")
@@ -49,12 +60,29 @@ def publish_version(
             )
     archive = work / f"{tree.name}-{ARCHIVE_NAME}"
     sha, size = pack_archive(tree, archive)
+    shutil.rmtree(tree)
+    return Built(archive, sha, size, len(recs["ids"]), int(recs["embeddings"].shape[1]))
+
+
+def publish_built(
+    store: ObjectStore, collection: str, built: Built, *, deltas: list[str] | None = None
+) -> Manifest:
+    """Upload `built` as the next version and move the pointer (conditional write)."""
     parent, etag = read_pointer(store, collection)
     manifest = write_snapshot(
-        store, collection=collection, version=new_version(parent), parent=parent, archive=archive,
-        dimension=int(recs["embeddings"].shape[1]), distance="l2", record_count=len(recs["ids"]),
-        deltas=deltas or [], applied=deltas or [], sha256=sha, size=size,
+        store, collection=collection, version=new_version(parent), parent=parent, archive=built.archive,
+        dimension=built.dimension, distance="l2", record_count=built.count,
+        deltas=deltas or [], applied=deltas or [], sha256=built.sha256, size=built.size,
     )  # fmt: skip
     publish(store, collection, manifest.version, etag)
-    archive.unlink()
+    return manifest
+
+
+def publish_version(
+    store: ObjectStore, work: Path, collection: str, recs: dict[str, Any], *, deltas: list[str] | None = None
+) -> Manifest:
+    """Build a Chroma persist dir holding `recs`, upload it as the next version and move the pointer."""
+    built = build_archive(work, collection, recs)
+    manifest = publish_built(store, collection, built, deltas=deltas)
+    built.archive.unlink()
     return manifest
