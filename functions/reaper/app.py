@@ -36,6 +36,8 @@ def _run(overrides: ReaperOverrides) -> dict[str, Any]:
     metrics.add_metric(name="Protected", unit=MetricUnit.Count, value=totals["protected"])
     metrics.add_metric(name="Deferred", unit=MetricUnit.Count, value=totals["deferred"])
     metrics.add_metric(name="TasksSent", unit=MetricUnit.Count, value=report.sent)
+    bytes_planned = sum(s.bytes_planned for s in report.summaries)
+    metrics.add_metric(name="BytesPlanned", unit=MetricUnit.Bytes, value=bytes_planned)
     metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=totals["errors"])
     if report.status is not None:
         gauges.emit(report.status, report.forecasts)

@@ -64,6 +64,19 @@ def emit(m: Measurement, forecasts: list[Forecast]) -> None:
                 ("DaysToVectorQuota", MetricUnit.Count, float(days[v.store, "DaysToVectorQuota"] or 0.0))
             )
         _flush({"vector_store": v.store}, values)
+    # one set without a per-bucket dimension: the alarms need no bucket or store name, and
+    # overflow buckets and vector stores named only in the policies file are covered too
+    _flush(
+        {},
+        [
+            ("BucketsAboveHighWatermark", MetricUnit.Count,
+             float(sum(b.state in ("above-high", "above-hard") for b in m.buckets))),
+            ("BucketsAboveHardWatermark", MetricUnit.Count,
+             float(sum(b.state == "above-hard" for b in m.buckets))),
+            ("VectorStoresAtQuota", MetricUnit.Count,
+             float(sum(not v.error and v.buckets >= v.quota for v in m.vectors))),
+        ],
+    )  # fmt: skip
     for c in m.collections:
         _flush(
             {"collection": c.collection},

@@ -171,7 +171,8 @@ def test_gauges_are_emf_with_bucket_vector_store_and_collection_dimensions(
     m = Measurement(
         measured_at=NOW,
         store="s3://b",
-        buckets=[BucketStatus(store="main", bucket="prod-b", bytes=900, objects=3, capacity=1000, ratio=0.9)],
+        buckets=[BucketStatus(store="main", bucket="prod-b", bytes=900, objects=3, capacity=1000, ratio=0.9,
+                              state="above-high")],
         vectors=[VectorStatus(store="vectors", buckets=9, quota=10)],
         collections=[CollectionStatus(collection="docs", pending_deltas=4, oldest_pending_age_s=120.0,
                                       versions=2, versions_bytes=500, record_count=42)],
@@ -198,6 +199,10 @@ def test_gauges_are_emf_with_bucket_vector_store_and_collection_dimensions(
         [120.0],
         [42.0],
     )
+    summary = by_dim[("service",)]  # the alarms' metrics: no bucket or store dimension to know
+    assert summary["BucketsAboveHighWatermark"] == [1.0]  # 0.9 >= high 0.85
+    assert summary["BucketsAboveHardWatermark"] == [0.0]  # below hard 0.95
+    assert summary["VectorStoresAtQuota"] == [0.0]
     units = {m["Name"]: m["Unit"] for m in coll["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
     assert units["OldestPendingDeltaAge"] == "Seconds"
     assert units["SnapshotBytes"] == "Bytes"
