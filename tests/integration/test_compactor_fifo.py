@@ -17,56 +17,11 @@ from storekeeper.runtime import invoke
 from storekeeper.stores.local import LocalStore
 from tests.compaction_support import snapshot_state
 from tests.servers.s3_servers import S3Server
+from tests.sqs_mapping import Mapping
 
 pytestmark = pytest.mark.integration
 REPO = Path(__file__).resolve().parents[2]
 VISIBILITY = 360  # what template.yaml sets: the compactor's timeout + a minute
-
-
-class Mapping:
-    """Lambda's SQS event source mapping, by hand: batches of up to 10, partial batch responses."""
-
-    def __init__(self, sqs: Any, url: str, store: LocalStore, env: dict[str, str]) -> None:
-        self.sqs, self.url, self.store, self.env = sqs, url, store, env
-        self.arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-
-    def receive(self) -> list[dict[str, Any]]:
-        return list(
-            self.sqs.receive_message(
-                QueueUrl=self.url,
-                MaxNumberOfMessages=10,
-                MessageSystemAttributeNames=["All"],
-                WaitTimeSeconds=0,
-            ).get("Messages", [])
-        )
-
-    def deliver(self, messages: list[dict[str, Any]], **env: str) -> set[str]:
-        """Invoke the compactor with these messages; delete the ones that succeeded; return the failed ids."""
-        event = {
-            "Records": [
-                {
-                    "messageId": m["MessageId"],
-                    "receiptHandle": m["ReceiptHandle"],
-                    "body": m["Body"],
-                    "attributes": m["Attributes"],
-                    "messageAttributes": {},
-                    "md5OfBody": m["MD5OfBody"],
-                    "eventSource": "aws:sqs",
-                    "eventSourceARN": self.arn,
-                    "awsRegion": "us-east-1",
-                }
-                for m in messages
-            ]
-        }
-        res = invoke("compactor", event, root=REPO, store=self.store.url, env={**self.env, **env})
-        assert res.ok, res.to_json()
-        failed = {f["itemIdentifier"] for f in res.response["batchItemFailures"]}
-        for m in messages:
-            if m["MessageId"] not in failed:
-                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=m["ReceiptHandle"])
-        return failed
 
 
 @pytest.fixture
