@@ -73,6 +73,9 @@ def _idempotency(store: ObjectStore) -> Any:
 
 
 def _count(result: dict[str, Any]) -> None:
+    if "skipped" in result:  # an incoming file already processed, or replaced by a newer upload
+        metrics.add_metric(name="FilesSkipped", unit=MetricUnit.Count, value=1)
+        return
     metrics.add_metric(name="DeltasWritten", unit=MetricUnit.Count, value=len(result["deltas"]))
     metrics.add_metric(name="VectorsAccepted", unit=MetricUnit.Count, value=result["upserts"])
     metrics.add_metric(name="DeletesAccepted", unit=MetricUnit.Count, value=result["deletes"])

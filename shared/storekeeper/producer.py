@@ -47,7 +47,7 @@ from storekeeper.deltas import (
     read_delta,
     write_delta,
 )
-from storekeeper.errors import CorruptObject, NotFound, StorekeeperError, ValidationError
+from storekeeper.errors import CorruptObject, NotFound, PreconditionFailed, StorekeeperError, ValidationError
 from storekeeper.layout import parse_incoming_key
 from storekeeper.models.common import Strict, Token
 from storekeeper.models.deltas import (
@@ -62,7 +62,7 @@ from storekeeper.names import check_collection
 from storekeeper.put_plan import PutPlan, RequestIdReused, claim_plan
 from storekeeper.queues import OutgoingMessage, Queue, QueueSendError
 from storekeeper.snapshots import resolve
-from storekeeper.stores.base import ObjectStore
+from storekeeper.stores.base import GetResult, ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -517,6 +517,7 @@ class IncomingObject:
     key: str
     size: int | None
     etag: str | None
+    version_id: str | None = None  # the version the event is about (versioned buckets)
 
 
 def s3_objects(event: dict[str, Any]) -> list[IncomingObject]:
@@ -534,13 +535,15 @@ def s3_objects(event: dict[str, Any]) -> list[IncomingObject]:
                 o = r.s3.object
                 if o is None:
                     raise ValidationError(f"Records[{i}].s3.object", "missing")
-                out.append(IncomingObject(r.s3.bucket.name, unquote_plus(o.key), _int(o.size), o.eTag))
+                out.append(
+                    IncomingObject(r.s3.bucket.name, unquote_plus(o.key), _int(o.size), o.eTag, o.versionId)
+                )
             return out
         eb = parse(event=event, model=S3EventNotificationEventBridgeModel)
         if eb.detail_type != "Object Created":
             raise ValidationError("detail-type", "only 'Object Created' events are accepted", eb.detail_type)
         o2 = eb.detail.object
-        return [IncomingObject(eb.detail.bucket.name, o2.key, _int(o2.size), o2.etag)]
+        return [IncomingObject(eb.detail.bucket.name, o2.key, _int(o2.size), o2.etag, o2.version_id)]
     except pydantic.ValidationError as exc:
         raise validation_error(exc, "event") from None
     except Exception as exc:
@@ -561,6 +564,48 @@ def _lines(body: bytes) -> Iterator[bytes]:
     yield from body.split(b"\n")
 
 
+def _bare(etag: str | None) -> str:
+    return (etag or "").strip().strip('"')
+
+
+def read_incoming(store: ObjectStore, obj: IncomingObject) -> GetResult | str:
+    """The exact bytes the event is about, or why there are none (a string).
+
+    The event's version when it names one; else the current object, only if its ETag is
+    the event's: two quick uploads to one key must not process the second file twice.
+    """
+    if obj.version_id and store.scheme == "s3":
+        try:
+            return store.get_version(obj.key, obj.version_id)
+        except NotFound:
+            return f"version {obj.version_id} is gone: already processed (and removed) or deleted"
+    try:
+        got = store.get(obj.key)
+    except NotFound:
+        return "gone: already processed (and removed) or deleted"
+    if obj.etag and _bare(got.etag) != _bare(obj.etag):
+        return (
+            f"replaced: the object now has ETag {_bare(got.etag)}, the event names {_bare(obj.etag)}; "
+            "the newer upload's own event processes it (use a versioned bucket to keep both)"
+        )
+    return got
+
+
+def remove_incoming(store: ObjectStore, obj: IncomingObject, got: GetResult) -> bool:
+    """Delete the processed file (that version only; a newer upload to the key stays)."""
+    try:
+        if obj.version_id and store.scheme == "s3":
+            store.delete_version(obj.key, obj.version_id)
+        else:
+            store.delete(obj.key, if_match=got.etag)
+    except (PreconditionFailed, NotFound):
+        return False
+    except StorekeeperError as exc:  # the deltas are written: a leftover file is not a failed put
+        log.warning("could not remove a processed incoming file", extra={"key": obj.key, "error": str(exc)})
+        return False
+    return True
+
+
 def put_incoming(
     obj: IncomingObject,
     *,
@@ -569,7 +614,7 @@ def put_incoming(
     persistence: Any = None,
     lambda_context: Any = None,
 ) -> dict[str, Any]:
-    """One bulk JSONL object -> a put, deduplicated on bucket/key/etag."""
+    """One bulk JSONL object -> a put, deduplicated on bucket/key/version (or ETag); then the file goes."""
     collection = parse_incoming_key(obj.key)
     if store.scheme != "file" and obj.bucket != store.bucket:
         raise ValidationError(
@@ -579,16 +624,19 @@ def put_incoming(
         raise ValidationError(
             "size", f"{obj.size} bytes is more than the {MAX_INCOMING_BYTES}-byte limit", obj.key
         )
-    got = store.get(obj.key)
+    got = read_incoming(store, obj)
+    if isinstance(got, str):
+        log.warning("incoming file skipped", extra={"key": obj.key, "reason": got})
+        return {"skipped": got}
     if len(got.body) > MAX_INCOMING_BYTES:
         raise ValidationError(
             "size", f"{len(got.body)} bytes is more than the {MAX_INCOMING_BYTES}-byte limit"
         )
-    tag = obj.etag or got.etag
+    tag = obj.version_id or _bare(obj.etag or got.etag)
     request_id = "s3-" + hashlib.sha256(f"{obj.bucket}/{obj.key}/{tag}".encode()).hexdigest()[:48]
     request = parse_jsonl(collection, _lines(got.body), request_id=request_id)
     result = put(request, store=store, queue=queue, persistence=persistence, lambda_context=lambda_context)
-    return result.to_dict()
+    return {**result.to_dict(), "removed": remove_incoming(store, obj, got)}
 
 
 def handle_s3_event(

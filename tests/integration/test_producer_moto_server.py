@@ -12,6 +12,7 @@ from storekeeper.deltas import list_pending
 from storekeeper.models.deltas import DeltaNotification
 from storekeeper.runtime import invoke
 from storekeeper.stores.local import LocalStore
+from tests.s3_events import object_created
 from tests.servers.s3_servers import S3Server
 
 pytestmark = pytest.mark.integration
@@ -55,7 +56,8 @@ def test_retried_request_writes_nothing_new_and_notifies_once(aws: dict[str, str
     assert second.response == first.response
     assert first.response["notified"] is True
     assert len(list_pending(store, "docs")) == 1
-    assert list(store.list("idempotency/")) == []  # the records are in DynamoDB
+    # the records are in DynamoDB; the store keeps only the request's plan (storekeeper.put_plan)
+    assert [o.key.split("/")[1] for o in store.list("idempotency/")] == ["plans"]
     items = boto3.client("dynamodb", region_name="us-east-1").scan(TableName=aws["IDEMPOTENCY_TABLE"])[
         "Items"
     ]
@@ -120,10 +122,41 @@ def test_s3_event_on_seaweedfs_store(
     first = invoke("producer", event, root=REPO, store=store.url, env=env)
     again = invoke("producer", event, root=REPO, store=store.url, env=env)
     assert first.ok, first.to_json()
-    assert again.response == first.response
+    name = f"{bucket}/incoming/docs/batch 1.jsonl"
+    assert first.response["records"][name]["removed"] is True
+    assert "already processed" in again.response["records"][name]["skipped"]
     [pending] = list_pending(store, "docs")
     from storekeeper.deltas import read_delta
 
     content = read_delta(store, pending.key)
     assert content.ids == ["f0", "f1", "f2"]
     assert content.deletes == ["old"]
+
+
+def test_versioned_bucket_two_uploads_to_one_key_each_processed_once(
+    aws: dict[str, str], moto_http: S3Server, fresh_bucket: Any
+) -> None:
+    """S3 events name the version: the first upload is read by its versionId even after a second
+    upload replaced it, and each processed version (only that one) is deleted."""
+    from storekeeper.deltas import read_delta
+    from storekeeper.stores import open_store
+
+    bucket = fresh_bucket(moto_http)
+    client = moto_http.client()
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    key = "incoming/docs/same.jsonl"
+    v1 = client.put_object(Bucket=bucket, Key=key, Body=b'{"id": "one", "embedding": [1, 0]}\n')
+    v2 = client.put_object(Bucket=bucket, Key=key, Body=b'{"id": "two", "embedding": [0, 1]}\n')
+
+    def event(put: dict[str, Any]) -> dict[str, Any]:
+        return object_created((bucket, key, put["ETag"].strip('"'), put["VersionId"]))
+
+    store_url = f"s3://{bucket}"
+    for put in (v1, v2, v1):  # the first event is delivered twice
+        res = invoke("producer", event(put), root=REPO, store=store_url, env=aws)
+        assert res.ok, res.error_message
+    store = open_store(store_url)
+    got = sorted(tuple(read_delta(store, p.key).ids) for p in list_pending(store, "docs"))
+    assert got == [("one",), ("two",)]
+    versions = client.list_object_versions(Bucket=bucket, Prefix="incoming/").get("Versions", [])
+    assert versions == []  # both processed versions deleted for good

@@ -28,6 +28,7 @@ from storekeeper.producer import (
 )
 from storekeeper.queues import LocalQueue, OutgoingMessage, Queue, QueueSendError, ReceivedMessage
 from storekeeper.stores.local import LocalStore
+from tests.s3_events import object_created
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -366,32 +367,8 @@ def test_handler_direct_invoke_and_bad_request(
     assert len(LocalQueue(tmp_path / "q")) == 1
 
 
-def _s3_event(*objects: tuple[str, str]) -> dict[str, Any]:
-    return {
-        "Records": [
-            {
-                "eventVersion": "2.1",
-                "eventSource": "aws:s3",
-                "awsRegion": "us-east-1",
-                "eventTime": "2024-01-01T00:00:00.000Z",
-                "eventName": "ObjectCreated:Put",
-                "userIdentity": {"principalId": "x"},
-                "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-                "responseElements": {"x-amz-request-id": "r", "x-amz-id-2": "i"},
-                "s3": {
-                    "s3SchemaVersion": "1.0",
-                    "configurationId": "c",
-                    "bucket": {
-                        "name": bucket,
-                        "ownerIdentity": {"principalId": "x"},
-                        "arn": f"arn:aws:s3:::{bucket}",
-                    },
-                    "object": {"key": key, "size": 10, "eTag": "e1", "sequencer": "01"},
-                },
-            }
-            for bucket, key in objects
-        ]
-    }
+def _s3_event(*objects: tuple[str, str], etags: dict[str, str] | None = None) -> dict[str, Any]:
+    return object_created(*((b, k, (etags or {}).get(k, "e1"), None) for b, k in objects))
 
 
 def test_handler_s3_event_bad_file_does_not_block_the_others(
@@ -399,13 +376,18 @@ def test_handler_s3_event_bad_file_does_not_block_the_others(
 ) -> None:
     monkeypatch.delenv("IDEMPOTENCY_TABLE", raising=False)
     good = "\n".join(json.dumps({"id": f"g{i}", "embedding": [i, 1.0]}) for i in range(3)) + "\n"
-    store.put("incoming/docs/good.jsonl", good.encode())
-    store.put("incoming/docs/bad.jsonl", b'{"id": "a", "embedding": [1, 2]}\n{"id": "b"}\n')
+    tags = {
+        "incoming/docs/good.jsonl": store.put("incoming/docs/good.jsonl", good.encode()),
+        "incoming/docs/bad.jsonl": store.put(
+            "incoming/docs/bad.jsonl", b'{"id": "a", "embedding": [1, 2]}\n{"id": "b"}\n'
+        ),
+    }
     event = _s3_event(
         ("bucket", "incoming/docs/bad.jsonl"),
         ("bucket", "incoming/docs/good.jsonl"),
         ("bucket", "elsewhere/x.jsonl"),
         ("bucket", "incoming/..%2Fetc/x.jsonl"),
+        etags=tags,
     )
     res = _invoke(event, store, tmp_path)
     assert res.error_type == "S3RecordsFailed"
@@ -416,13 +398,35 @@ def test_handler_s3_event_bad_file_does_not_block_the_others(
     assert "incoming/docs/good.jsonl" not in res.error_message
     [pending] = list_pending(store, "docs")
     assert read_delta(store, pending.key).ids == ["g0", "g1", "g2"]
-    # Lambda's retry of the same event: the good file replays, nothing new is written
+    assert not store.exists("incoming/docs/good.jsonl")  # processed: removed once its deltas were written
+    assert store.exists("incoming/docs/bad.jsonl")  # refused: kept for the person who fixes it
+    # Lambda's retry of the same event: the good file is gone (processed), nothing new is written
     again = _invoke(event, store, tmp_path)
     assert again.error_type == "S3RecordsFailed"
     assert len(list_pending(store, "docs")) == 1
-    ok = _invoke(_s3_event(("bucket", "incoming/docs/good.jsonl")), store, tmp_path)
+    ok = _invoke(_s3_event(("bucket", "incoming/docs/good.jsonl"), etags=tags), store, tmp_path)
     assert ok.ok, ok.to_json()
+    assert "already processed" in ok.response["records"]["bucket/incoming/docs/good.jsonl"]["skipped"]
     assert len(list_pending(store, "docs")) == 1
+
+
+def test_two_quick_uploads_to_one_key_are_each_processed_once(
+    store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unversioned store: the first event's file was replaced before it ran; it must not process the
+    second file (whose own event does), so nothing is ingested twice."""
+    monkeypatch.delenv("IDEMPOTENCY_TABLE", raising=False)
+    key = "incoming/docs/batch.jsonl"
+    first_tag = store.put(key, b'{"id": "one", "embedding": [1, 0]}\n')
+    second_tag = store.put(key, b'{"id": "two", "embedding": [0, 1]}\n')
+    r1 = _invoke(_s3_event(("bucket", key), etags={key: first_tag}), store, tmp_path)
+    assert r1.ok, r1.to_json()
+    assert "replaced" in r1.response["records"][f"bucket/{key}"]["skipped"]
+    r2 = _invoke(_s3_event(("bucket", key), etags={key: second_tag}), store, tmp_path)
+    assert r2.ok, r2.to_json()
+    [pending] = list_pending(store, "docs")
+    assert read_delta(store, pending.key).ids == ["two"]
+    assert not store.exists(key)
 
 
 def test_producer_does_not_import_chromadb() -> None:

@@ -150,6 +150,28 @@ class ObjectStore(ABC):
     def get(self, key: str) -> GetResult:
         return self._get(check_key(key))
 
+    def get_version(self, key: str, version_id: str) -> GetResult:
+        """One version of an object (an S3 event names the version it is about)."""
+        return self._get_version(check_key(key), version_id)
+
+    def delete_version(self, key: str, version_id: str) -> None:
+        """Delete exactly one version for good (a newer upload to the key stays)."""
+        self._delete_version(check_key(key), version_id)
+
+    def _get_version(self, key: str, version_id: str) -> GetResult:
+        from storekeeper.errors import BackendError
+
+        raise BackendError(
+            self.url, key, f"{self.scheme}:// has no object versions (asked for {version_id!r})"
+        )
+
+    def _delete_version(self, key: str, version_id: str) -> None:
+        from storekeeper.errors import BackendError
+
+        raise BackendError(
+            self.url, key, f"{self.scheme}:// has no object versions (asked for {version_id!r})"
+        )
+
     def put(
         self,
         key: str,

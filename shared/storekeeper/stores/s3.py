@@ -293,6 +293,28 @@ class S3Store(ObjectStore):
             raise self._fail(exc, "get", key) from exc
         return GetResult(body=body, etag=resp["ETag"], metadata=dict(resp.get("Metadata") or {}))
 
+    def _get_version(self, key: str, version_id: str) -> GetResult:
+        self.requests.add("get")
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=key, VersionId=version_id)
+            body = resp["Body"].read()
+        except S3_ERRORS as exc:
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code == "NoSuchVersion":  # a deleted version
+                raise NotFound(self.url, key, f"version {version_id}: {code}") from exc
+            raise self._fail(exc, "get", key) from exc
+        return GetResult(body=body, etag=resp["ETag"], metadata=dict(resp.get("Metadata") or {}))
+
+    def _delete_version(self, key: str, version_id: str) -> None:
+        self.requests.add("delete")
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=key, VersionId=version_id)
+        except S3_ERRORS as exc:
+            err = self._fail(exc, "delete", key)
+            if type(err) is NotFound:
+                return
+            raise err from exc
+
     def _put(
         self,
         key: str,
