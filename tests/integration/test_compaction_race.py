@@ -104,11 +104,17 @@ def store_url(
 
 
 def test_concurrent_compactors_and_producers(tmp_path: Path, store_url: str) -> None:
-    env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'shared'}"}
+    run_race(tmp_path, store_url, dict(os.environ), producers=PRODUCERS, compactors=COMPACTORS)
+
+
+def run_race(tmp_path: Path, store_url: str, env: dict[str, str], *, producers: int, compactors: int) -> None:
+    """Producer and compactor processes on one store; asserts model state, exactly-once, linear chain."""
+    PRODUCERS, COMPACTORS = producers, compactors  # the module's defaults, overridden
+    env = {**env, "PYTHONPATH": f"{REPO}:{REPO / 'shared'}"}
     (tmp_path / "producer.py").write_text(PRODUCER)
     (tmp_path / "compactor.py").write_text(COMPACTOR)
     done_flag = tmp_path / "producers-done"
-    compactors = [
+    compactor_procs = [
         subprocess.Popen(
             [
                 sys.executable,
@@ -127,9 +133,9 @@ def test_concurrent_compactors_and_producers(tmp_path: Path, store_url: str) -> 
     deadline = time.monotonic() + 120
     while not all((tmp_path / f"ready{i}").exists() for i in range(COMPACTORS)):
         assert time.monotonic() < deadline, "compactors did not start"
-        assert all(c.poll() is None for c in compactors), "a compactor died while starting"
+        assert all(c.poll() is None for c in compactor_procs), "a compactor died while starting"
         time.sleep(0.1)
-    producers = [
+    producer_procs = [
         subprocess.Popen(
             [
                 sys.executable,
@@ -146,13 +152,13 @@ def test_concurrent_compactors_and_producers(tmp_path: Path, store_url: str) -> 
         for p in range(PRODUCERS)
     ]
     try:
-        for p in producers:
+        for p in producer_procs:
             assert p.wait(timeout=240) == 0
         done_flag.touch()
-        for c in compactors:
+        for c in compactor_procs:
             assert c.wait(timeout=240) == 0
     finally:
-        for proc in [*producers, *compactors]:
+        for proc in [*producer_procs, *compactor_procs]:
             if proc.poll() is None:
                 proc.kill()
 

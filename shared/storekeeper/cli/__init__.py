@@ -15,6 +15,7 @@ from typer.core import TyperOption
 from storekeeper.cli import (
     bench_cmd,
     cleanup_cmd,
+    devstack_cmd,
     invoke_cmd,
     pipeline_cmd,
     policies_cmd,
@@ -87,6 +88,7 @@ for module in (
     bench_cmd,
     cleanup_cmd,
     supabase_cmd,
+    devstack_cmd,
 ):
     module.register(app)
 

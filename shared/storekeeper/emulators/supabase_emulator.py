@@ -37,6 +37,7 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -45,7 +46,7 @@ from urllib.parse import quote
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from tests.emulators.supabase_vectors import ApiError, VectorState
+from storekeeper.emulators.supabase_vectors import ApiError, VectorState
 
 PREFIX = "/storage/v1"
 MAX_DELETE_PREFIXES = 1000
@@ -75,7 +76,7 @@ class Obj:
 
     @property
     def etag(self) -> str:
-        return '"' + hashlib.md5(self.data).hexdigest() + '"'
+        return '"' + hashlib.md5(self.data).hexdigest() + '"'  # noqa: S324 - the ETag the server sends
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -352,26 +353,33 @@ class SupabaseEmulator:
             return None
 
     def _authorize(self, req: Request) -> None:
-        token = self._bearer(req)
-        if token is None:
-            raise storage_error(400, "InvalidRequest", "headers must have required property 'authorization'")
-        try:
-            claims = verify_jwt(self.jwt_secret, token)
-        except ValueError as exc:
-            raise access_denied(str(exc)) from None
-        if claims.get("role") != "service_role":
-            raise access_denied("new row violates row-level security policy")
+        self._require_service_role(
+            req,
+            storage_error(400, "InvalidRequest", "headers must have required property 'authorization'"),
+            access_denied,
+            "new row violates row-level security policy",
+        )
 
     def _authorize_vectors(self, req: Request) -> None:
+        self._require_service_role(
+            req,
+            ApiError(403, "AccessDenied", "Missing signature"),
+            lambda message: ApiError(403, "AccessDenied", message),
+            "Vector buckets need the service role",
+        )
+
+    def _require_service_role(
+        self, req: Request, missing: ApiError, denied: Callable[[str], ApiError], not_service: str
+    ) -> None:
         token = self._bearer(req)
         if token is None:
-            raise ApiError(403, "AccessDenied", "Missing signature")
+            raise missing
         try:
             claims = verify_jwt(self.jwt_secret, token)
         except ValueError as exc:
-            raise ApiError(403, "AccessDenied", str(exc)) from None
+            raise denied(str(exc)) from None
         if claims.get("role") != "service_role":
-            raise ApiError(403, "AccessDenied", "Vector buckets need the service role")
+            raise denied(not_service)
 
     @staticmethod
     def _public_read(route: str) -> bool:
@@ -732,11 +740,17 @@ class SupabaseEmulator:
 
     def _move_copy(self, op: str, req: Request) -> Response:
         body = self._json(req)
-        bucket = body.get("bucketId")
-        src, dst = body.get("sourceKey"), body.get("destinationKey")
-        dst_bucket = body.get("destinationBucket") or bucket
-        if not all(isinstance(v, str) and v for v in (bucket, src, dst)):
+        bucket, src, dst = body.get("bucketId"), body.get("sourceKey"), body.get("destinationKey")
+        if not (
+            isinstance(bucket, str)
+            and isinstance(src, str)
+            and isinstance(dst, str)
+            and bucket
+            and src
+            and dst
+        ):
             raise storage_error(400, "InvalidRequest", "bucketId, sourceKey and destinationKey are required")
+        dst_bucket = str(body.get("destinationBucket") or bucket)
         self._check_key(dst)
         with self._lock:
             obj = self._find(bucket, src)
@@ -789,7 +803,7 @@ class SupabaseEmulator:
         return self._object_response(obj, head=False, download=req.args.get("download"))
 
 
-def main() -> None:  # pragma: no cover - manual use: python -m tests.emulators.supabase_emulator
+def main() -> None:  # pragma: no cover - manual use: python -m storekeeper.emulators.supabase_emulator
     emu = SupabaseEmulator().start()
     print(f"SUPABASE_URL={emu.url}\nSUPABASE_SERVICE_KEY={emu.service_key}", flush=True)
     try:
