@@ -139,3 +139,53 @@ def test_s3_listing_follows_every_page_once_per_run() -> None:
     assert store.requests.counts["list"] == math.ceil(n / page)  # both policies share one full listing
     assert report.summaries[0].planned == n
     assert report.summaries[1].skipped == 100  # cache/001xx: already planned by the first policy
+
+
+CAPPED = """\
+defaults: {max_deletions: 7}
+policies:
+  - {name: tmp-age, resource: object, store: main, prefix: tmp/, filters: [{type: older-than, age: 1h}]}
+"""
+
+
+def test_caps_apply_before_label_lookups(tmp_path: Path) -> None:
+    """300 candidates, a cap of 7: only the 7 that may be planned are HEAD-ed for labels (one of them
+    protected by a label, so an 8th is looked at); the rest are deferred without a request each."""
+    store = LocalStore(tmp_path / "stores" / "main", counter=RequestCounter())
+    old = (NOW - timedelta(days=3)).timestamp()
+    for i in range(300):
+        store.put(f"tmp/{i:04d}", b"x", metadata={"storekeeper-protect": "true"} if i == 3 else None)
+        os.utime(store.path / f"tmp/{i:04d}", (old, old))
+    store.requests.reset()
+    report = reaper.run(policies=parse_policies(CAPPED), stores={"main": store}, now=NOW, write_report=False)
+    s = report.summaries[0]
+    assert (s.matched, s.planned, s.protected, s.deferred) == (300, 7, 1, 292)
+    assert store.requests.counts.get("head", 0) == 8
+    planned = sorted(k for t in report.tasks for k in t.keys)
+    assert "tmp/0003" not in planned
+    assert len(planned) == 7
+
+
+def test_deltas_are_never_headed_for_labels(tmp_path: Path) -> None:
+    """Only the producer writes deltas, without metadata: an orphaned-delta policy reads listings only."""
+    from storekeeper.compaction import compact
+    from storekeeper.snapshots import SnapshotCache
+    from tests.compaction_support import delta, produce, vec
+
+    store = LocalStore(tmp_path / "stores" / "main", counter=RequestCounter())
+    applied = [produce(store, delta("docs", {f"r{i}": vec(i, 4)})) for i in range(5)]
+    blobs = {n.delta_key: store.get(n.delta_key).body for n in applied}
+    compact(store, "docs", cache=SnapshotCache(tmp_path / "c"))
+    for key, body in blobs.items():  # applied, yet still there (a removal that failed): candidates
+        store.put(key, body)
+    for i in range(5, 25):
+        produce(store, delta("docs", {f"r{i}": vec(i, 4)}))  # pending: protected without a lookup
+    policy = """\
+policies:
+  - {name: deltas, resource: delta, store: main, filters: [{type: older-than, age: 0s}]}
+"""
+    store.requests.reset()
+    report = reaper.run(policies=parse_policies(policy), stores={"main": store}, now=NOW + timedelta(days=1),
+                        write_report=False)  # fmt: skip
+    assert (report.summaries[0].planned, report.summaries[0].protected) == (5, 20)
+    assert store.requests.counts.get("head", 0) == 0

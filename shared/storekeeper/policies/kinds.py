@@ -156,6 +156,11 @@ class Deltas(_Keys):
             )  # fmt: skip
         return out
 
+    def labels_apply(self, p: Planner) -> bool:
+        """Deltas are written by the producer alone, without metadata: a HEAD each could never find
+        a label (the cleanup executor still reads labels of what it is about to delete)."""
+        return False
+
     def delete_tasks(self, p: Planner, policy: Policy, planned: list[Row], add: AddTask) -> None:
         from storekeeper.layout import match_delta_key
 

@@ -195,14 +195,36 @@ class Planner:
                     return False
             return True
 
+        room = self._room(policy, action)
+        admitted = 0
+
+        def within_cap(r: Resource) -> bool:
+            """`eligible`, but past the deletion cap no label is looked up: those resources would be
+            `deferred` anyway, and a HEAD each at the rate limit is what made runs at size time out."""
+            nonlocal admitted
+            fresh = r.ident not in self._planned
+            if room is not None and fresh and admitted >= room:
+                return True  # chosen unchecked; _admit defers it (no deletion is planned past the cap)
+            ok = eligible(r)
+            admitted += int(ok and fresh)
+            return ok
+
         set_filter = policy.set_filter
         if set_filter is None:
-            sel = Selection(chosen=[(r, "") for r, _ in candidates if eligible(r)])
+            sel = Selection(chosen=[(r, "") for r, _ in candidates if within_cap(r)])
         else:
-            sel = set_filter.select([r for r, _ in candidates], env, eligible)
+            sel = set_filter.select([r for r, _ in candidates], env, within_cap)
         sel = action.refine(self, policy, env, sel)
         tally.notes.extend(sel.notes)
         self._admit(policy, action, sel, reasons_of, out)
+
+    def _room(self, policy: Policy, action: PolicyAction) -> int | None:
+        """Deletions this policy may still plan (the policy's limit and the run's cap); None: no cap."""
+        if not action.deletes:
+            return None
+        left = max(0, self.cap - self._deletions)
+        limit = policy.limits.max_deletions
+        return left if limit is None else min(left, limit)
 
     def _protected(
         self, kind: ResourceType, action: PolicyAction, r: Resource, labels: bool = False
