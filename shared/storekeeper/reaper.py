@@ -71,6 +71,7 @@ def run(
     max_deletions: int | None = None,
     write_report: bool = True,
     confirm: Callable[[PlanPreview], bool] | None = None,
+    inventory: str | None = None,
 ) -> ReaperReport:
     """Plan (always), write the report (always), send the tasks (only when `apply`).
 
@@ -86,7 +87,14 @@ def run(
     # the report goes to the run's store: --store / env, else the file's `main`, else the default
     home = open_store(store_url) if store_url or "main" not in opened else opened["main"]
 
-    planner = Planner(loaded.spec, opened, now=started, vector_backends=vectors, max_deletions=max_deletions)
+    planner = Planner(
+        loaded.spec,
+        opened,
+        now=started,
+        vector_backends=vectors,
+        max_deletions=max_deletions,
+        inventory=inventory,
+    )
     with gc_paused():  # the digest too: it runs over every decision the plan just built
         plan = planner.plan()
         digest = plan_digest(plan.decisions, plan.tasks)
@@ -133,6 +141,7 @@ def run(
         report_key=key if write_report else None,
         status=measured,
         forecasts=outlook,
+        listings=plan.listings,
     )
     if write_report:
         try:

@@ -25,7 +25,9 @@ NAME = "coldstart"
 TITLE = "Cold start: handler import time and artifact size"
 HANDLERS = ("producer", "compactor", "reaper", "cleanup")
 NO_CHROMA = ("producer", "reaper", "cleanup")
-IMPORT_TARGET_S = 0.300
+#: issue 12 item 4, best of `import_repeats` runs, each in a fresh interpreter
+FIRST_INVOCATION_TARGET_S = {"producer": 0.250, "reaper": 0.250}
+IMPORT_TARGET_S = {"cleanup": 0.150}
 COMPACTOR_ARTIFACT_TARGET_MIB = 250.0  # Lambda: 250 MB unzipped incl. layers = 262,144,000 bytes
 MIB = 1024 * 1024
 
@@ -40,14 +42,15 @@ _PROBE = (
 
 FIRST_EVENTS = {
     "producer": "put.json",
+    "compactor": "sweep.json",
     "reaper": "schedule.json",
     "cleanup": "sqs-cleanup-task.json",
 }
-WATCHED = ("aws_xray_sdk", "boto3", "numpy", "pydantic")
+WATCHED = ("aws_xray_sdk", "boto3", "numpy", "pydantic", "chromadb")
 
 _FIRST_PROBE = (
     "import json, sys, time\n"
-    "t0 = time.perf_counter()\n"
+    "t0 = time.perf_counter(); c0 = time.process_time()\n"
     "import app\n"
     "t1 = time.perf_counter()\n"
     "event = json.load(open(sys.argv[1]))\n"
@@ -64,9 +67,9 @@ _FIRST_PROBE = (
     "    app.handler(event, ctx); error = None\n"
     "except Exception as exc:\n"
     "    error = f'{type(exc).__name__}: {exc}'[:200]\n"
-    "t3 = time.perf_counter()\n"
+    "t3 = time.perf_counter(); c3 = time.process_time()\n"
     f"after_call = {{m: m in sys.modules for m in {WATCHED!r}}}\n"
-    "print(json.dumps({'import': t1 - t0, 'call': t3 - t2, 'error': error,\n"
+    "print(json.dumps({'import': t1 - t0, 'call': t3 - t2, 'error': error, 'cpu': c3 - c0,\n"
     "                  'after_import': after_import, 'after_call': after_call}))\n"
 )
 
@@ -214,17 +217,44 @@ def _measure_first_invocation(
         return
     imp = median([float(str(r["import"])) for r in runs])
     call = median([float(str(r["call"])) for r in runs])
-    total = median([float(str(r["import"])) + float(str(r["call"])) for r in runs])
+    totals = [float(str(r["import"])) + float(str(r["call"])) for r in runs]
+    total, best = median(totals), min(totals)
     params = {"handler": h, "event": f"events/{h}/{FIRST_EVENTS[h]}"}
-    result.add("first_invocation_seconds", total, "s", "local", params=params)
+    result.add("first_invocation_seconds", total, "s", "local", params=params, note="median")
+    result.add("first_invocation_best_seconds", best, "s", "local", params=params, note="best of the runs")
     result.add("first_call_seconds", call, "s", "local", params=params)
+    cpu = min(float(str(r["cpu"])) for r in runs)
+    result.add(
+        "first_invocation_cpu_seconds",
+        cpu,
+        "s",
+        "local",
+        params=params,
+        note="best of the runs, CPU time of the fresh interpreter: on a shared machine wall time also "
+        "holds the wait for a core, CPU time does not",
+    )
     first = runs[0]
     result.notes.append(
-        f"{h}: import {imp * 1000:.0f} ms + first call {call * 1000:.0f} ms = {total * 1000:.0f} ms "
-        f"(local store, local queues); loaded after import: {_loaded(first['after_import'])}; "
-        f"after the call: {_loaded(first['after_call'])}"
+        f"{h}: import {imp * 1000:.0f} ms + first call {call * 1000:.0f} ms = {total * 1000:.0f} ms median, "
+        f"{best * 1000:.0f} ms best of {len(runs)}, CPU {cpu * 1000:.0f} ms (local store, local queues); "
+        "loaded after import: "
+        f"{_loaded(first['after_import'])}; after the call: {_loaded(first['after_call'])}"
         + (f"; the call raised {first['error']}" if first.get("error") else "")
     )
+    if h in FIRST_INVOCATION_TARGET_S:
+        limit = FIRST_INVOCATION_TARGET_S[h]
+        result.targets.append(
+            TargetResult.check(
+                f"first_invocation_{h}",
+                f"{h} first invocation (import + first call, sample event) <= {limit * 1000:.0f} ms, best of "
+                f"{len(runs)}",
+                backend="local",
+                op="<=",
+                threshold=limit,
+                value=best,
+                unit="s",
+            )
+        )
 
 
 def run(ctx: BenchContext, result: CaseResult) -> None:
@@ -246,21 +276,31 @@ def run(ctx: BenchContext, result: CaseResult) -> None:
             result.notes.append(str(exc))
             value = None
         else:
-            value = median([float(r["seconds"]) for r in runs])
+            value = min(float(r["seconds"]) for r in runs)
             chroma = bool(runs[0]["chromadb"])
-            result.add("import_seconds", value, "s", "none", handler=h, imports_chromadb=chroma)
+            result.add(
+                "import_seconds",
+                median([float(r["seconds"]) for r in runs]),
+                "s",
+                "none",
+                handler=h,
+                imports_chromadb=chroma,
+                note="median",
+            )
+            result.add("import_best_seconds", value, "s", "none", handler=h, note=f"best of {len(runs)}")
             tops = ", ".join(f"{name} {sec * 1000:.0f} ms" for name, sec in top_imports(fn_dir, env))
             result.notes.append(f"{h}: heaviest imports: {tops}")
             if h in NO_CHROMA and chroma:
                 result.notes.append(f"{h}: imports chromadb, which DESIGN §1 forbids for this function")
-        if h in NO_CHROMA:
+        if h in IMPORT_TARGET_S:
             result.targets.append(
                 TargetResult.check(
                     f"import_{h}",
-                    f"{h} handler import <= 300 ms (no chromadb)",
+                    f"{h} handler import <= {IMPORT_TARGET_S[h] * 1000:.0f} ms, best of "
+                    f"{ctx.sizes.import_repeats} (no chromadb)",
                     backend="none",
                     op="<=",
-                    threshold=IMPORT_TARGET_S,
+                    threshold=IMPORT_TARGET_S[h],
                     value=value,
                     unit="s",
                 )

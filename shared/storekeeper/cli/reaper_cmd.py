@@ -55,6 +55,11 @@ def print_report(report: ReaperReport) -> None:
             str(s.deferred), format_size(s.bytes_planned), notes,
         )  # fmt: skip
     console.print(summary)
+    for li in report.listings:
+        console.print(
+            f"listing {li.store}:{li.prefix or '/'} ({li.source}): {li.objects} objects, {li.requests} "
+            f"requests (sequential minimum {li.sequential_minimum}, {li.ranges} ranges) in {li.seconds:.2f} s"
+        )
     for err in report.errors:
         console.print(f"[bold red]error:[/] {err}")
     console.print(describe_run(report) + (f"; report {report.report_key}" if report.report_key else ""))
@@ -81,6 +86,14 @@ def register(app: typer.Typer) -> None:
         max_deletions: Annotated[
             int | None, typer.Option("--max-deletions", help="Cap on deletions planned in this run.")
         ] = None,
+        inventory: Annotated[
+            str | None,
+            typer.Option(
+                "--inventory",
+                help="Plan from this S3 Inventory manifest.json (s3://bucket/key or a path) instead of "
+                "listing the store; deletions still re-check every object.",
+            ),
+        ] = None,
         store: StoreOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -105,6 +118,7 @@ def register(app: typer.Typer) -> None:
                 apply=False if dry_run else True if apply else None,
                 max_deletions=max_deletions,
                 confirm=prompt,
+                inventory=inventory,
             )
         if as_json:
             emit_json(report.model_dump(mode="json"))

@@ -51,6 +51,20 @@ class PolicySummary(Strict):
     omitted_decisions: int = 0  # skipped decisions not listed (the report stays small)
 
 
+class ListingSummary(Strict):
+    """What one listing of a plan cost: requests taken against one sequential pass over the same keys."""
+
+    store: str
+    prefix: str
+    source: str  # parallel | sequential | inventory
+    objects: int
+    requests: int
+    sequential_minimum: int
+    ranges: int
+    split_requests: int
+    seconds: float
+
+
 class ReaperReport(Strict):
     format: Literal["storekeeper.reaper-report/1"] = "storekeeper.reaper-report/1"
     run_id: str
@@ -70,6 +84,7 @@ class ReaperReport(Strict):
     status: Measurement | None = None
     #: when each bucket crosses its watermarks / the vector quota is reached, as fitted at this run
     forecasts: list[Forecast] = Field(default_factory=list)
+    listings: list[ListingSummary] = Field(default_factory=list)
 
     def totals(self) -> dict[str, int]:
         out = {"planned": 0, "protected": 0, "skipped": 0, "deferred": 0}

@@ -58,6 +58,10 @@ class StoreSpec(_Model):
     #: vector buckets allowed per project (Supabase: 10)
     quota: int = Field(default=10, ge=1)
     labels_registry: LabelsRegistry | None = None
+    #: listings in flight at once when planning (the key space is split at common prefixes)
+    list_workers: int = Field(default=16, ge=1, le=64)
+    #: plan from this S3 Inventory report (manifest.json: s3://bucket/key or a path) instead of listing
+    inventory: str | None = None
 
 
 class Defaults(_Model):

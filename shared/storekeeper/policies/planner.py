@@ -34,7 +34,7 @@ from typing import Any
 
 from storekeeper.errors import StorekeeperError
 from storekeeper.models.cleanup import CleanupTask
-from storekeeper.models.reports import Decision, PolicySummary, Verdict, trusted_decision
+from storekeeper.models.reports import Decision, ListingSummary, PolicySummary, Verdict, trusted_decision
 from storekeeper.policies.access import Access
 from storekeeper.policies.actions import PolicyAction, policy_action
 from storekeeper.policies.filters import Filter, Selection
@@ -55,6 +55,7 @@ class Plan:
     tasks: list[CleanupTask] = field(default_factory=list)
     summaries: list[PolicySummary] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    listings: list[ListingSummary] = field(default_factory=list)
 
 
 def task_id(*parts: object) -> str:
@@ -72,6 +73,7 @@ class Planner:
         vector_backends: dict[str, Any] | None = None,
         max_deletions: int | None = None,
         extra_protect: Iterable[str] = (),
+        inventory: str | None = None,
     ) -> None:
         self.pf = policies
         self.now = now
@@ -87,6 +89,8 @@ class Planner:
         for name, spec in policies.stores.items():
             if spec.kind == "objects":
                 st = stores[name]
+                if inventory and spec.url is None:  # `reap --inventory`: the run's own store
+                    spec = spec.model_copy(update={"inventory": inventory})
                 self.views[name] = StoreView(name, spec, st, self.access, Protection(st, self.pconfig, now))
         for name, spec in policies.stores.items():
             if spec.kind == "vectors" and vector_backends is not None and name in vector_backends:
@@ -101,7 +105,23 @@ class Planner:
     # -- public -------------------------
     def plan(self) -> Plan:
         with gc_paused():
-            return self._plan()
+            plan = self._plan()
+        plan.listings = [
+            ListingSummary(
+                store=name,
+                prefix=prefix,
+                source=st.source,
+                objects=st.objects,
+                requests=st.requests,
+                sequential_minimum=st.sequential_minimum,
+                ranges=st.ranges,
+                split_requests=st.split_requests,
+                seconds=round(st.seconds, 3),
+            )
+            for name, view in self.views.items()
+            for prefix, st in view.listing_stats
+        ]
+        return plan
 
     def _plan(self) -> Plan:
         plan = Plan()

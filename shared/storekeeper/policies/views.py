@@ -17,6 +17,7 @@ from storekeeper.policies.model import StoreSpec
 from storekeeper.policies.resources import Resource, ResourceKind
 from storekeeper.protection import LiveState, Protection
 from storekeeper.stores.base import ObjectInfo, ObjectStore
+from storekeeper.stores.listing import ListingSource, ListingStats, ParallelListing
 
 _TEST_NAME_RE = re.compile(r"^test-(?P<id>[a-z0-9]+)-")
 
@@ -30,6 +31,15 @@ class Chain:
     published: frozenset[str]  # versions reached from the pointer through manifest parents
 
 
+def listing_source(spec: StoreSpec, access: Access) -> ListingSource:
+    """The store's S3 Inventory when one is configured, else a parallel listing (resumable, throttled)."""
+    if spec.inventory:
+        from storekeeper.stores.inventory import InventoryListing
+
+        return InventoryListing(spec.inventory)
+    return ParallelListing(access.list, workers=spec.list_workers)
+
+
 class StoreView:
     """One object store as the planner sees it during a run: every read cached."""
 
@@ -37,6 +47,8 @@ class StoreView:
         self, name: str, spec: StoreSpec, store: ObjectStore, access: Access, protection: Protection
     ):
         self.name, self.spec, self.store, self.access, self.protection = name, spec, store, access, protection
+        self.source = listing_source(spec, access)
+        self.listing_stats: list[tuple[str, ListingStats]] = []
         self._listings: dict[str, list[ObjectInfo]] = {}
         self._chains: dict[str, Chain] = {}
         self._bucket_usage: dict[str, int] = {}
@@ -45,7 +57,8 @@ class StoreView:
         for have, items in self._listings.items():
             if prefix.startswith(have):
                 return items if have == prefix else [i for i in items if i.key.startswith(prefix)]
-        items = list(self.access.list(self.store, prefix))
+        items = self.source.list(self.store, prefix)
+        self.listing_stats.append((prefix, self.source.stats))
         self._listings[prefix] = items
         return items
 

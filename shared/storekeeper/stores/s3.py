@@ -496,7 +496,7 @@ class S3Store(ObjectStore):
             "Delimiter": "/",
             "PaginationConfig": {"PageSize": self.list_page_size},
         }
-        for page in self._pages("list_objects_v2", "list_level", args):
+        for page in self._pages("list_objects_v2", "list", args):  # a delimited ListObjectsV2
             objects.extend(_info(o) for o in page.get("Contents", []))
             subs.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
         return objects, subs
