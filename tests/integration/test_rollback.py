@@ -5,7 +5,6 @@ re-applied; refuses a gone or corrupt version; a lost race publishes nothing; th
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,26 +17,15 @@ from storekeeper.compaction import compact
 from storekeeper.errors import CorruptObject, PointerTargetMissing, PreconditionFailed, StorekeeperError
 from storekeeper.snapshots import SnapshotCache, load_manifest, manifest_key, read_pointer
 from storekeeper.stores.base import ObjectStore
-from storekeeper.stores.local import LocalStore
 from tests.compaction_support import delta, produce, snapshot_state, vec, version_chain
+from tests.integration.backend_pair import KINDS, open_pair_store
 
 DIM = 8
 
 
-@pytest.fixture(params=["local", pytest.param("seaweedfs", marks=pytest.mark.integration)])
-def store(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[ObjectStore]:
-    if request.param == "local":
-        yield LocalStore(tmp_path / "store")
-        return
-    from storekeeper.stores.s3 import S3Store
-
-    server = request.getfixturevalue("seaweed_s3")
-    bucket = request.getfixturevalue("fresh_bucket")(server, "rb")
-    for k, v in server.env(s3_only=True).items():  # the CLI opens the store from its URL
-        monkeypatch.setenv(k, v)
-    yield S3Store(bucket, client=server.client())
+@pytest.fixture(params=KINDS)
+def store(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ObjectStore:
+    return open_pair_store(request, tmp_path / "store", monkeypatch, "rb")
 
 
 def build(store: ObjectStore, tmp_path: Path) -> tuple[list[str], list[list[str]]]:

@@ -284,6 +284,20 @@ class S3Store(ObjectStore):
         return BackendError(store, key, cause)
 
     # -- objects -------------------------------------------------------------------
+    def signed_url(self, key: str, expires_in: int = 3600) -> str:
+        """A presigned GET URL anyone can use for `expires_in` seconds, like Supabase's signed URLs.
+
+        Signed locally (no request); SigV4 allows at most 7 days.
+        """
+        from storekeeper.errors import InvalidName
+        from storekeeper.names import check_key
+
+        key = check_key(key)
+        if not 1 <= expires_in <= 7 * 86400:
+            raise InvalidName("expires_in", "must be 1 second to 7 days (SigV4 presigned URLs)", expires_in)
+        params = {"Bucket": self.bucket, "Key": key}
+        return str(self.client.generate_presigned_url("get_object", Params=params, ExpiresIn=expires_in))
+
     def _get(self, key: str) -> GetResult:
         self.requests.add("get")
         try:
