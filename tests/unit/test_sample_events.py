@@ -62,7 +62,8 @@ def test_every_sample_event_runs_against_the_given_store(home: Path) -> None:
         assert "failed" not in data, (sample, data["failed"])
         if sample.name == "s3-object-created.json":
             # the sample's JSONL (events/producer/batch.jsonl) was uploaded to the store and ingested
-            assert store.exists("incoming/docs/batch.jsonl")
+            assert "uploaded" in output
+            assert "batch.jsonl as incoming/docs/batch.jsonl" in " ".join(output.split())
             [result] = data["response"]["records"].values()
             assert result["upserts"] == 10
     assert read_pointer(store, "docs")[0] is not None  # the compactor sample published the produced deltas

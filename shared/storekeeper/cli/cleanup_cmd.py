@@ -9,6 +9,7 @@ from the queue.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from typing import Annotated, Any
 
 import typer
@@ -116,7 +117,8 @@ def register(app: typer.Typer) -> None:
             runner = CleanupRunner(
                 resolve_store=store_resolver(base), persistence=persistence_from_env(base, "cleanup")
             )
-            rows = drain(q, runner, dry_run=dry_run, limit=limit)
+            with console.status("running cleanup tasks...", spinner="dots") if not as_json else nullcontext():
+                rows = drain(q, runner, dry_run=dry_run, limit=limit)
         failed = [r for r in rows if r["status"] == "failed"]
         counts: dict[str, int] = {}
         for r in rows:

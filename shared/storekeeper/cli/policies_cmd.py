@@ -19,9 +19,11 @@ def policies_schema() -> dict[str, Any]:
     schema = PolicyFile.model_json_schema(mode="validation")
     defs = schema.setdefault("$defs", {})
     refs = []
-    for _name, cls in sorted(REGISTRY.items()):
+    for name, cls in sorted(REGISTRY.items()):
         one = cls.model_json_schema(mode="validation", ref_template="#/$defs/{model}")
         defs.update(one.pop("$defs", {}))
+        one.setdefault("properties", {})["type"] = {"const": name}  # what tells the filters apart
+        one["required"] = sorted({*one.get("required", []), "type"})
         defs[cls.__name__] = one
         refs.append({"$ref": f"#/$defs/{cls.__name__}"})
     defs["Filter"] = {"oneOf": refs}

@@ -7,6 +7,7 @@ cleanup queue, which `storekeeper cleanup` drains.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated
 
@@ -104,14 +105,18 @@ def register(app: typer.Typer) -> None:
             console.print("[bold red]error:[/] --apply and --dry-run contradict each other")
             raise typer.Exit(1)
 
+        status = console.status("listing and planning...") if not as_json else None
+
         def prompt(plan: reaper.PlanPreview) -> bool:
+            if status is not None:
+                status.stop()  # the question must not be drawn over by the spinner
             question = (
                 f"send {plan.tasks} cleanup task(s) ({plan.planned} deletion(s), "
                 f"{format_size(plan.bytes_planned)})?"
             )
             return ask(question, yes=yes)
 
-        with friendly_errors(as_json):
+        with friendly_errors(as_json), status if status is not None else nullcontext():
             report = reaper.run(
                 policies_path=str(policies) if policies else None,
                 store_url=store,
