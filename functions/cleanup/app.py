@@ -30,8 +30,8 @@ from storekeeper.cleanup import (
     record_metrics,
     store_resolver,
 )
-from storekeeper.cleanup.base import VectorBackend
 from storekeeper.stores import env_store
+from storekeeper.stores.vectors import VectorBackend
 from storekeeper.tracing import make_tracer
 
 logger = Logger()

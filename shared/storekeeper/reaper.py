@@ -27,6 +27,7 @@ from storekeeper.policies.planner import Planner, gc_paused
 from storekeeper.queues import OutgoingMessage, Queue, QueueSendError, queue_from_env
 from storekeeper.stores import ObjectStore, open_store
 from storekeeper.stores.base import ObjectInfo
+from storekeeper.stores.vectors import VectorBackend
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def open_stores(loaded: LoadedPolicies, store_url: str | None) -> dict[str, Obje
     return out
 
 
-def open_vector_backends(loaded: LoadedPolicies) -> dict[str, Any]:
+def open_vector_backends(loaded: LoadedPolicies) -> dict[str, VectorBackend]:
     """Vector stores need the Supabase adapter; it is imported only when a policy file asks for one."""
     specs = {n: s for n, s in loaded.spec.stores.items() if s.kind == "vectors"}
     if not specs:
@@ -67,7 +68,7 @@ def run(
     now: datetime | None = None,
     queue: Queue | None = None,
     stores: Mapping[str, ObjectStore] | None = None,
-    vector_backends: Mapping[str, Any] | None = None,
+    vector_backends: Mapping[str, VectorBackend] | None = None,
     max_deletions: int | None = None,
     write_report: bool = True,
     confirm: Callable[[PlanPreview], bool] | None = None,

@@ -31,6 +31,7 @@ from storekeeper.models.status import (
 )
 from storekeeper.policies.model import LoadedPolicies, StoreSpec
 from storekeeper.stores.base import ObjectInfo, ObjectStore
+from storekeeper.stores.vectors import VectorBackend
 
 __all__ = [
     "MAX_VERSIONS_READ",
@@ -161,7 +162,7 @@ def bucket_status(
     )
 
 
-def vector_status(loaded: LoadedPolicies | None, backends: Mapping[str, Any]) -> list[VectorStatus]:
+def vector_status(loaded: LoadedPolicies | None, backends: Mapping[str, VectorBackend]) -> list[VectorStatus]:
     out: list[VectorStatus] = []
     if loaded is None:
         return out
@@ -169,10 +170,7 @@ def vector_status(loaded: LoadedPolicies | None, backends: Mapping[str, Any]) ->
         if spec.kind != "vectors" or name not in backends:
             continue
         try:
-            buckets = list(backends[name].list_buckets())
-            names = sorted(
-                str(b.get("name") if isinstance(b, dict) else getattr(b, "name", b)) for b in buckets
-            )
+            names = sorted(b.name for b in backends[name].list_buckets())
             out.append(VectorStatus(store=name, buckets=len(names), quota=spec.quota, names=names))
         except StorekeeperError as exc:
             out.append(VectorStatus(store=name, buckets=0, quota=spec.quota, names=[], error=str(exc)))
@@ -189,7 +187,7 @@ def _list_all(_name: str, store: ObjectStore) -> list[ObjectInfo]:
 def measure(
     loaded: LoadedPolicies,
     stores: Mapping[str, ObjectStore],
-    vector_backends: Mapping[str, Any] | None = None,
+    vector_backends: Mapping[str, VectorBackend] | None = None,
     *,
     home: ObjectStore | None = None,
     now: datetime | None = None,
@@ -224,7 +222,7 @@ def measure(
 def store_status(
     store: ObjectStore,
     loaded: LoadedPolicies,
-    vector_backends: Mapping[str, Any] | None = None,
+    vector_backends: Mapping[str, VectorBackend] | None = None,
     *,
     stores: Mapping[str, ObjectStore] | None = None,
     now: datetime | None = None,

@@ -453,7 +453,9 @@ class FakeVectors:
 
         if bucket not in self.buckets:
             raise BucketNotFound(f"supabase-vectors://{bucket}", None, "no such vector bucket")
-        return [{"indexName": i} for i in self.buckets[bucket]]
+        from storekeeper.stores.vectors import VectorIndexInfo
+
+        return [VectorIndexInfo(bucket, i) for i in self.buckets[bucket]]
 
     def delete_index(self, bucket: str, index: str) -> None:
         self.calls.append(f"delete_index {bucket}/{index}")

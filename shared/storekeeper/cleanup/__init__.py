@@ -16,7 +16,6 @@ from storekeeper.cleanup.base import (
     Context,
     TaskFailed,
     TaskOutcome,
-    VectorBackend,
     register,
 )
 from storekeeper.cleanup.executor import execute_task, store_resolver
@@ -30,7 +29,6 @@ __all__ = [
     "Context",
     "TaskFailed",
     "TaskOutcome",
-    "VectorBackend",
     "execute_task",
     "parse_task",
     "record_metrics",

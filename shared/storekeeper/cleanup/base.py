@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ClassVar, Literal, Protocol
+from typing import ClassVar, Literal
 
 from pydantic import BaseModel, Field
 
@@ -22,6 +22,7 @@ from storekeeper.layout import purged_on_delete
 from storekeeper.models.cleanup import CleanupAction, CleanupTask
 from storekeeper.protection import Protection, ProtectionConfig
 from storekeeper.stores.base import ObjectInfo, ObjectStore, key_before
+from storekeeper.stores.vectors import VectorBackend
 
 log = logging.getLogger("storekeeper.cleanup")
 
@@ -117,16 +118,6 @@ class TaskOutcome(BaseModel):
                 "errors": dict(list(self.errors.items())[:limit]),
             }
         )
-
-
-class VectorBackend(Protocol):
-    """What the executor needs of `storekeeper.stores.vectors` (Supabase vector buckets)."""
-
-    def list_indexes(self, bucket: str) -> list[Any]: ...
-
-    def delete_index(self, bucket: str, index: str) -> None: ...
-
-    def delete_bucket(self, bucket: str) -> None: ...
 
 
 @dataclass

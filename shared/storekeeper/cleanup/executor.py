@@ -5,12 +5,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-from storekeeper.cleanup.base import ACTIONS, Context, StoreResolver, TaskOutcome, VectorBackend, log
+from storekeeper.cleanup.base import ACTIONS, Context, StoreResolver, TaskOutcome, log
 from storekeeper.errors import BucketNotFound, StorekeeperError
 from storekeeper.models.cleanup import CleanupTask
 from storekeeper.protection import ProtectionConfig
 from storekeeper.stores import open_store
 from storekeeper.stores.base import ObjectStore
+from storekeeper.stores.vectors import VectorBackend
 
 
 def store_resolver(base: ObjectStore | None = None) -> StoreResolver:

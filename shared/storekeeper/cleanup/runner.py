@@ -22,11 +22,12 @@ import pydantic
 from aws_lambda_powertools.utilities.parser.models import SqsRecordModel
 from pydantic import Json
 
-from storekeeper.cleanup.base import StoreResolver, TaskFailed, TaskOutcome, VectorBackend
+from storekeeper.cleanup.base import StoreResolver, TaskFailed, TaskOutcome
 from storekeeper.cleanup.executor import execute_task
 from storekeeper.errors import ValidationError
 from storekeeper.models.cleanup import CleanupTask
 from storekeeper.protection import ProtectionConfig
+from storekeeper.stores.vectors import VectorBackend
 
 if TYPE_CHECKING:  # importing Powertools idempotency imports boto3 (its DynamoDB layer): only when used
     from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer

@@ -6,19 +6,10 @@ bucket action deletes every index it lists (all pages, the adapter's job) first.
 
 from __future__ import annotations
 
-from typing import Any
-
-from storekeeper.cleanup.base import Action, Context, VectorBackend, register
+from storekeeper.cleanup.base import Action, Context, register
 from storekeeper.errors import BucketNotFound, NotFound, StorekeeperError
 from storekeeper.models.cleanup import CleanupAction
-
-
-def _name(item: Any) -> str:
-    if isinstance(item, str):
-        return item
-    if isinstance(item, dict):
-        return str(item.get("indexName") or item.get("name") or item.get("index_name"))
-    return str(getattr(item, "name", None) or getattr(item, "index_name", None) or item)
+from storekeeper.stores.vectors import VectorBackend
 
 
 def _backend(ctx: Context) -> VectorBackend:
@@ -47,7 +38,7 @@ class DeleteVectorIndex(Action):
         target = f"index:{bucket}/{index}"
         if _protected(ctx, f"{bucket}/{index}"):
             return
-        names = {_name(i) for i in vb.list_indexes(bucket)}  # BucketNotFound: failed, names the bucket
+        names = {i.name for i in vb.list_indexes(bucket)}  # BucketNotFound: failed, names the bucket
         if index not in names:
             ctx.outcome.missing.append(target)
             return
@@ -75,7 +66,7 @@ class DeleteVectorBucket(Action):
         if _protected(ctx, bucket):
             return
         try:
-            indexes = [_name(i) for i in vb.list_indexes(bucket)]
+            indexes = [i.name for i in vb.list_indexes(bucket)]
         except BucketNotFound:
             ctx.outcome.missing.append(f"vector-bucket:{bucket}")
             return

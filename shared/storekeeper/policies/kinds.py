@@ -28,7 +28,7 @@ from storekeeper.policies.resources import (
     VectorBucket,
     VectorIndex,
 )
-from storekeeper.policies.views import StoreView, attr, created_at
+from storekeeper.policies.views import StoreView
 from storekeeper.protection import Protection, TargetKind
 from storekeeper.stores.base import ObjectInfo
 
@@ -292,8 +292,7 @@ class VectorBuckets(ResourceType):
         vv = p.vectors[policy.store]
         out: list[Resource] = []
         for b in vv.buckets():
-            name = attr(b, "name")
-            out.append(VectorBucket(vv.name, name, name, 0, vv.created(b)))
+            out.append(VectorBucket(vv.name, b.name, b.name, 0, vv.created(b)))
         return out
 
     def target(self, p: Planner, r: Resource) -> tuple[Protection, TargetKind, str]:
@@ -315,10 +314,9 @@ class VectorIndexes(ResourceType):
         vv = p.vectors[policy.store]
         out: list[Resource] = []
         for b in vv.buckets():
-            name = attr(b, "name")
-            for ix in vv.indexes(name):
-                iname = attr(ix, "name", "index_name", "indexName")
-                out.append(VectorIndex(vv.name, name, f"{name}/{iname}", 0, created_at(ix), index=iname))
+            for ix in vv.indexes(b.name):
+                name = f"{b.name}/{ix.name}"
+                out.append(VectorIndex(vv.name, b.name, name, 0, ix.created_at, index=ix.name))
         return out
 
     def target(self, p: Planner, r: Resource) -> tuple[Protection, TargetKind, str]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import gc
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +45,7 @@ from storekeeper.policies.resources import Resource
 from storekeeper.policies.views import PolicyEnv, StoreView, VectorView
 from storekeeper.protection import Protection
 from storekeeper.stores.base import ObjectStore
+from storekeeper.stores.vectors import VectorBackend
 
 MAX_LISTED_SKIPS = 1000
 
@@ -70,7 +71,7 @@ class Planner:
         stores: dict[str, ObjectStore],
         *,
         now: datetime,
-        vector_backends: dict[str, Any] | None = None,
+        vector_backends: Mapping[str, VectorBackend] | None = None,
         max_deletions: int | None = None,
         extra_protect: Iterable[str] = (),
         inventory: str | None = None,

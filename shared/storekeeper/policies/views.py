@@ -6,9 +6,8 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import partial
-from typing import Any
 
 from storekeeper.errors import NotFound, StorekeeperError
 from storekeeper.layout import purged_on_delete
@@ -18,6 +17,7 @@ from storekeeper.policies.resources import Resource, ResourceKind
 from storekeeper.protection import LiveState, Protection
 from storekeeper.stores.base import ObjectInfo, ObjectStore
 from storekeeper.stores.listing import ListingSource, ListingStats, ParallelListing
+from storekeeper.stores.vectors import VectorBackend, VectorBucketInfo, VectorIndexInfo
 
 _TEST_NAME_RE = re.compile(r"^test-(?P<id>[a-z0-9]+)-")
 
@@ -116,34 +116,26 @@ class VectorView:
         self,
         name: str,
         spec: StoreSpec,
-        backend: Any,
+        backend: VectorBackend,
         registry: tuple[ObjectStore, str] | None,
         access: Access,
     ):
         self.name, self.spec, self.backend, self.registry, self.access = name, spec, backend, registry, access
-        self._buckets: list[Any] | None = None
+        self._buckets: list[VectorBucketInfo] | None = None
         self._registry: dict[str, dict[str, str]] | None = None
 
-    def buckets(self) -> list[Any]:
+    def buckets(self) -> list[VectorBucketInfo]:
         if self._buckets is None:
             self._buckets = list(self.access.call(self.backend.list_buckets))
         return self._buckets
 
-    def created(self, bucket: Any) -> datetime | None:
+    def created(self, bucket: VectorBucketInfo) -> datetime | None:
         """Creation time; Supabase's bucket listing has none, so ask GetVectorBucket (one call per bucket)."""
-        found = created_at(bucket)
-        if found is not None:
-            return found
-        name = attr(bucket, "name")
-        getter = getattr(self.backend, "get_bucket", None) or getattr(
-            getattr(self.backend, "vectors", None), "get_bucket", None
-        )
-        if getter is None:
-            return None
-        resp = self.access.call(partial(getter, name))
-        return created_at(getattr(resp, "vectorBucket", resp)) if resp is not None else None
+        if bucket.created_at is not None:
+            return bucket.created_at
+        return self.access.call(partial(self.backend.get_bucket, bucket.name)).created_at
 
-    def indexes(self, bucket: str) -> list[Any]:
+    def indexes(self, bucket: str) -> list[VectorIndexInfo]:
         return list(self.access.call(lambda: self.backend.list_indexes(bucket)))
 
     def labels(self, name: str) -> dict[str, str]:
@@ -200,25 +192,3 @@ class PolicyEnv:
 
     def population(self) -> list[Resource]:
         return self._population
-
-
-def attr(obj: Any, *names: str) -> str:
-    for n in names:
-        v = obj.get(n) if isinstance(obj, dict) else getattr(obj, n, None)
-        if v:
-            return str(v)
-    raise StorekeeperError(f"vector backend returned an entry without a name: {obj!r:.120}")
-
-
-def created_at(obj: Any) -> datetime | None:
-    for n in ("created_at", "creationTime", "creation_time"):
-        v = obj.get(n) if isinstance(obj, dict) else getattr(obj, n, None)
-        if isinstance(v, datetime):
-            return v
-        if isinstance(v, str):
-            from storekeeper.policies.filters import parse_time
-
-            return parse_time(v)
-        if isinstance(v, int | float):
-            return datetime.fromtimestamp(v, UTC)
-    return None

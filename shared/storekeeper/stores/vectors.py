@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-import httpx
-
 from storekeeper.errors import (
     AccessDenied,
     BackendError,
@@ -207,6 +205,7 @@ class SupabaseVectorBackend(VectorBackend):
             self._raise(exc, op, bucket, index)
 
     def _raise(self, exc: Exception, op: str, bucket: str | None, index: str | None) -> NoReturn:
+        import httpx
         from storage3.exceptions import StorageApiError, VectorBucketException
 
         where = self.where(bucket)
