@@ -1,6 +1,6 @@
 """`storekeeper bench --quick` against the real servers: SeaweedFS (S3), moto_server (SQS), moto in-process.
 
-Proves the bench starts SeaweedFS itself through storekeeper.devservers, reports
+Proves the bench starts SeaweedFS itself through storekeeper.dev.devservers, reports
 every figure per backend, and counts real S3 requests (list pages, bulk deletes).
 """
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from storekeeper.bench.report import BenchReport
+from storekeeper.dev.bench.report import BenchReport
 
 pytestmark = pytest.mark.integration
 

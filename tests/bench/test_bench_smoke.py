@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from storekeeper.bench.report import BenchReport
-from storekeeper.bench.runner import CASES
+from storekeeper.dev.bench.report import BenchReport
+from storekeeper.dev.bench.runner import CASES
 
 CLI = [sys.executable, "-c", "from storekeeper.cli import main; main()"]
 

@@ -18,7 +18,7 @@ from urllib.parse import urlparse
 
 import pytest
 
-from storekeeper.devservers import port_open
+from storekeeper.dev.devservers import port_open
 from tests.integration.test_compaction_race import run_race
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]

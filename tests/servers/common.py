@@ -1,8 +1,8 @@
-"""Helpers shared by the server fixtures; they live in storekeeper.devservers so the bench uses them too."""
+"""Helpers shared by the server fixtures; in storekeeper.dev.devservers so the bench uses them too."""
 
 from __future__ import annotations
 
-from storekeeper.devservers import (
+from storekeeper.dev.devservers import (
     VENV_BIN,
     free_port,
     free_ports,

@@ -20,8 +20,8 @@ from typing import Any
 
 import pytest
 
-# the start/stop logic lives in storekeeper.devservers, shared with `storekeeper bench`
-from storekeeper.devservers import (
+# the start/stop logic lives in storekeeper.dev.devservers, shared with `storekeeper bench`
+from storekeeper.dev.devservers import (
     GRPC_OFFSET,
     REGION,
     S3Server,

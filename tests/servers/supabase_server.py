@@ -1,6 +1,6 @@
 """Pytest plugin: the Supabase Storage emulator and a real PostgreSQL, session-scoped.
 
-`supabase_emulator` serves storekeeper/emulators/supabase_emulator.py on 127.0.0.1 (a free port picked
+`supabase_emulator` serves storekeeper/dev/emulators/supabase_emulator.py on 127.0.0.1 (a free port picked
 by the kernel) in a background thread, so the real `supabase` client talks to it over real HTTP,
 and `postgres_server` runs a throwaway PostgreSQL cluster (Debian's packages, run as the postgres
 user) holding the compare-and-swap table (`storekeeper supabase setup`'s migration applied).
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from storekeeper.devservers import PostgresServer, start_postgres
-from storekeeper.emulators.supabase_emulator import SupabaseEmulator
+from storekeeper.dev.devservers import PostgresServer, start_postgres
+from storekeeper.dev.emulators.supabase_emulator import SupabaseEmulator
 from storekeeper.stores.supabase_cas import PostgresCas
 
 

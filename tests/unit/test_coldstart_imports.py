@@ -209,7 +209,7 @@ def test_models_package_loads_names_on_demand() -> None:
 
 
 def test_bench_first_invocation_probe_times_import_and_call(tmp_path: Path) -> None:
-    from storekeeper.bench import case_coldstart
+    from storekeeper.dev.bench import case_coldstart
 
     fn_dir = REPO / "functions" / "reaper"
     env = case_coldstart._env(REPO, fn_dir, tmp_path)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from storekeeper.emulators.supabase_emulator import SupabaseEmulator
+from storekeeper.dev.emulators.supabase_emulator import SupabaseEmulator
 from tests.servers.supabase_server import SupabaseEmulatorServer
 
 

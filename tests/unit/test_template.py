@@ -98,12 +98,16 @@ def test_four_functions_on_python312_with_the_layer(tpl: dict[str, Any]) -> None
         assert (REPO / "functions" / folder / "requirements.txt").is_file()
 
 
-def test_layer_builds_shared_with_python312(tpl: dict[str, Any]) -> None:
+def test_layer_builds_shared_without_its_dev_part(tpl: dict[str, Any]) -> None:
     layer = tpl["Resources"]["StorekeeperLayer"]
     assert layer["Type"] == "AWS::Serverless::LayerVersion"
     assert layer["Properties"]["ContentUri"] == "shared/"
     assert layer["Properties"]["CompatibleRuntimes"] == ["python3.12"]
-    assert layer["Metadata"]["BuildMethod"] == "python3.12"
+    assert layer["Metadata"]["BuildMethod"] == "makefile"  # shared/Makefile leaves the dev part out
+    makefile = (REPO / "shared/Makefile").read_text()
+    assert "build-StorekeeperLayer:" in makefile
+    for left_out in ("storekeeper/dev", "storekeeper/cli", "storekeeper/runtime.py"):
+        assert left_out in makefile
     assert "chromadb" not in requirement_names(REPO / "shared/requirements.txt")  # keep 3 functions light
 
 

@@ -39,7 +39,7 @@ def register(app: typer.Typer) -> None:
         The bench makes its own throw-away stores (a local directory and a SeaweedFS it
         starts), so `--store` is accepted for uniformity but never written to.
         """
-        from storekeeper.bench import runner, table
+        from storekeeper.dev.bench import runner, table
 
         del store  # the bench never touches a user's store
         names = [c.strip() for c in cases.split(",") if c.strip()] if cases else None

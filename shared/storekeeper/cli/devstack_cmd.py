@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
         on SIGINT or SIGTERM. Run it in one terminal and paste the exports into another (or let a
         script read lines up to `ready`).
         """
-        from storekeeper.devstack import start_devstack
+        from storekeeper.dev.devstack import start_devstack
 
         stop = threading.Event()
 

@@ -9,10 +9,10 @@ compactor's cache) and cold (downloaded and extracted).
 
 from __future__ import annotations
 
-from storekeeper.bench import compactbench as cb
-from storekeeper.bench.context import BenchContext, CaseSkipped
-from storekeeper.bench.report import CaseResult, ParamValue, TargetResult
-from storekeeper.bench.timing import rate
+from storekeeper.dev.bench import compactbench as cb
+from storekeeper.dev.bench.context import BenchContext, CaseSkipped
+from storekeeper.dev.bench.report import CaseResult, ParamValue, TargetResult
+from storekeeper.dev.bench.timing import rate
 
 NAME = "compaction"
 TITLE = "Compaction vs raw chromadb upsert (warm and cold)"

@@ -15,9 +15,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
-from storekeeper.bench.context import BenchContext
-from storekeeper.bench.report import CaseResult, TargetResult
-from storekeeper.bench.timing import rate, timed
+from storekeeper.dev.bench.context import BenchContext
+from storekeeper.dev.bench.report import CaseResult, TargetResult
+from storekeeper.dev.bench.timing import rate, timed
 from storekeeper.stores.base import ObjectStore
 from storekeeper.stores.local import LocalStore
 

@@ -148,7 +148,7 @@ class MachineInfo(_Model):
 
 
 class BenchReport(_Model):
-    format: Literal["storekeeper.bench/1"] = "storekeeper.bench/1"
+    format: Literal["storekeeper.dev.bench/1"] = "storekeeper.dev.bench/1"
     quick: bool
     machine: MachineInfo
     #: backend name -> what it was in this run ("weed mini 4.48 at 127.0.0.1:8333") or why it was not used

@@ -65,7 +65,7 @@ class BenchContext:
     sizes: Sizes
     quick: bool
     workdir: Path
-    backends: Any  # storekeeper.bench.backends.Backends (kept loose: it imports boto3 lazily)
+    backends: Any  # storekeeper.dev.bench.backends.Backends (kept loose: it imports boto3 lazily)
     log: Callable[[str], None] = print
     memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from storekeeper.bench import data
-from storekeeper.bench.context import BenchContext
-from storekeeper.bench.report import CaseResult, TargetResult
-from storekeeper.bench.timing import median, rate, timed
+from storekeeper.dev.bench import data
+from storekeeper.dev.bench.context import BenchContext
+from storekeeper.dev.bench.report import CaseResult, TargetResult
+from storekeeper.dev.bench.timing import median, rate, timed
 
 NAME = "producer"
 TITLE = "Producer: put latency and delta bytes per vector"

@@ -17,9 +17,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from storekeeper.bench.context import BenchContext, CaseSkipped
-from storekeeper.bench.report import CaseResult, TargetResult
-from storekeeper.bench.timing import median
+from storekeeper.dev.bench.context import BenchContext, CaseSkipped
+from storekeeper.dev.bench.report import CaseResult, TargetResult
+from storekeeper.dev.bench.timing import median
 
 NAME = "coldstart"
 TITLE = "Cold start: handler import time and artifact size"
@@ -75,8 +75,8 @@ _FIRST_PROBE = (
 
 
 def repo_root() -> Path:
-    """The checkout the bench runs from: shared/storekeeper/bench/ is three levels below it."""
-    return Path(__file__).resolve().parents[3]
+    """The checkout the bench runs from: shared/storekeeper/dev/bench/ is four levels below it."""
+    return Path(__file__).resolve().parents[4]
 
 
 def _env(root: Path, fn_dir: Path, scratch: Path) -> dict[str, str]:

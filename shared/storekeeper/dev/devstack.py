@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from storekeeper.devservers import PostgresServer, S3Server, start_moto, start_postgres, start_seaweed
+from storekeeper.dev.devservers import PostgresServer, S3Server, start_moto, start_postgres, start_seaweed
 
 DEV_BUCKET = "storekeeper-dev"
 
@@ -47,7 +47,7 @@ class DevStack:
 
 
 def _supabase_emulator() -> Any:
-    from storekeeper.emulators.supabase_emulator import SupabaseEmulator  # the dev part of the package
+    from storekeeper.dev.emulators.supabase_emulator import SupabaseEmulator  # the dev part of the package
 
     return SupabaseEmulator().start()
 

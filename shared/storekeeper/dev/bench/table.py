@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from storekeeper.bench.report import BenchReport, Figure, TargetResult
+from storekeeper.dev.bench.report import BenchReport, Figure, TargetResult
 
 _VERDICT_STYLE = {"pass": "green", "miss": "bold red", "not measured": "yellow"}
 

@@ -18,17 +18,17 @@ from importlib import metadata
 from pathlib import Path
 from types import ModuleType
 
-from storekeeper.bench.context import FULL, QUICK, BenchContext, CaseSkipped, Sizes
-from storekeeper.bench.report import BenchReport, CaseResult, MachineInfo
-from storekeeper.bench.timing import timed
+from storekeeper.dev.bench.context import FULL, QUICK, BenchContext, CaseSkipped, Sizes
+from storekeeper.dev.bench.report import BenchReport, CaseResult, MachineInfo
+from storekeeper.dev.bench.timing import timed
 
 #: case name -> module; the order is the order they run (and appear) in
 CASES: dict[str, str] = {
-    "compaction": "storekeeper.bench.case_compaction",
-    "scaling": "storekeeper.bench.case_scaling",
-    "producer": "storekeeper.bench.case_producer",
-    "reaper": "storekeeper.bench.case_reaper",
-    "coldstart": "storekeeper.bench.case_coldstart",
+    "compaction": "storekeeper.dev.bench.case_compaction",
+    "scaling": "storekeeper.dev.bench.case_scaling",
+    "producer": "storekeeper.dev.bench.case_producer",
+    "reaper": "storekeeper.dev.bench.case_reaper",
+    "coldstart": "storekeeper.dev.bench.case_coldstart",
 }
 BACKENDS = ("local", "seaweedfs", "moto")
 
@@ -101,7 +101,7 @@ def run(
     sizes: Sizes | None = None,
 ) -> BenchReport:
     """Run `cases` (all by default) and write the JSON report to `out` if given."""
-    from storekeeper.bench.backends import Backends
+    from storekeeper.dev.bench.backends import Backends
 
     selected = select_cases(cases)
     bad = [b for b in backends if b not in BACKENDS]

@@ -46,7 +46,7 @@ from urllib.parse import quote
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from werkzeug.wrappers import Request, Response
 
-from storekeeper.emulators.supabase_vectors import ApiError, VectorState
+from storekeeper.dev.emulators.supabase_vectors import ApiError, VectorState
 
 PREFIX = "/storage/v1"
 MAX_DELETE_PREFIXES = 1000
@@ -803,7 +803,7 @@ class SupabaseEmulator:
         return self._object_response(obj, head=False, download=req.args.get("download"))
 
 
-def main() -> None:  # pragma: no cover - manual use: python -m storekeeper.emulators.supabase_emulator
+def main() -> None:  # pragma: no cover - manual use: python -m storekeeper.dev.emulators.supabase_emulator
     emu = SupabaseEmulator().start()
     print(f"SUPABASE_URL={emu.url}\nSUPABASE_SERVICE_KEY={emu.service_key}", flush=True)
     try:

@@ -2,7 +2,7 @@
 
 Each case asks for a fresh, empty store by name, so no case sees another's
 objects. SeaweedFS (and moto_server, for SQS next to it) is started once per
-run with `storekeeper.devservers`, the same code the integration tests use, on
+run with `storekeeper.dev.devservers`, the same code the integration tests use, on
 free ports of 127.0.0.1, and stopped when the run ends. If a server cannot
 start, the reason is recorded and the cases carry on with what works. moto
 in-process (`mock_aws`) is only switched on inside `moto_store`, so it never
@@ -52,7 +52,7 @@ class Backends:
         """The running server of `kind` ("seaweedfs" or "moto_server"), started on first use."""
         if kind in self._servers:
             return self._servers[kind]
-        from storekeeper import devservers
+        from storekeeper.dev import devservers
 
         start = devservers.seaweedfs if kind == "seaweedfs" else devservers.moto
         try:

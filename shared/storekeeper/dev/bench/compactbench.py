@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from storekeeper.bench import data
-from storekeeper.bench.context import BenchContext
-from storekeeper.bench.timing import timed
+from storekeeper.dev.bench import data
+from storekeeper.dev.bench.context import BenchContext
+from storekeeper.dev.bench.timing import timed
 from storekeeper.stores.base import ObjectStore
 
 DISTANCE = "l2"

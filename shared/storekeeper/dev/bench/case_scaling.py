@@ -9,10 +9,10 @@ with the number of versions, deltas or ledger entries behind it.
 
 from __future__ import annotations
 
-from storekeeper.bench import compactbench as cb
-from storekeeper.bench.context import BenchContext, CaseSkipped
-from storekeeper.bench.report import CaseResult, ParamValue
-from storekeeper.bench.timing import rate
+from storekeeper.dev.bench import compactbench as cb
+from storekeeper.dev.bench.context import BenchContext, CaseSkipped
+from storekeeper.dev.bench.report import CaseResult, ParamValue
+from storekeeper.dev.bench.timing import rate
 
 NAME = "scaling"
 TITLE = "Compaction scaling: snapshot size, delta size, history"
