@@ -48,7 +48,7 @@ from storekeeper.deltas import (
     write_delta,
 )
 from storekeeper.errors import CorruptObject, NotFound, PreconditionFailed, StorekeeperError, ValidationError
-from storekeeper.layout import parse_incoming_key
+from storekeeper.layout import parse_delta_key, parse_incoming_key
 from storekeeper.models.common import Strict, Token
 from storekeeper.models.deltas import (
     DEFAULT_DISTANCE,
@@ -99,6 +99,20 @@ class PutResult(Strict):
     updates: int = 0
     notified: bool = True
     failed_notifications: list[str] = Field(default_factory=list)
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _drop_derived(cls, data: Any) -> Any:
+        """A stored answer (idempotency) comes back with `delta_ids`, which `deltas` determines."""
+        if isinstance(data, dict) and "delta_ids" in data:
+            return {k: v for k, v in data.items() if k != "delta_ids"}
+        return data
+
+    @pydantic.computed_field  # type: ignore[prop-decorator]
+    @property
+    def delta_ids(self) -> list[str]:
+        """What to wait for to read one's own write: `Reader.wait_visible(result.delta_ids)`."""
+        return [parse_delta_key(d.delta_key)[1] for d in self.deltas]
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

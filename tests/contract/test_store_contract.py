@@ -128,7 +128,9 @@ def test_put_file_and_get_file(store: ObjectStore, tmp_path: Path) -> None:
     assert store.head("snapshot/c/v1/archive.tar").etag == etag
     dst = tmp_path / "out" / "copy.tar"
     dst.parent.mkdir()
+    store.requests.reset()
     assert store.get_file("snapshot/c/v1/archive.tar", dst) == etag
+    assert "get" not in store.requests.counts  # streamed to disk, not read whole through get()
     assert dst.read_bytes() == src.read_bytes()
     assert sorted(p.name for p in dst.parent.iterdir()) == ["copy.tar"]  # no temp file left
     with pytest.raises(NotFound):

@@ -31,39 +31,55 @@ def parse_vector(raw: str, dimension: int | None) -> list[float]:
     return vec
 
 
+def parse_filter(name: str, raw: str | None) -> dict[str, Any] | None:
+    """A chromadb filter given as a JSON object (`--where '{"lang": "en"}'`)."""
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(name, f"not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValidationError(name, "must be a JSON object (a chromadb filter)", raw)
+    return data
+
+
 def run_query(
     store_url_: str | None, collection: str, *, record_id: str | None, vector: str | None, k: int,
-    version: str | None,
+    version: str | None, where: str | None = None, where_document: str | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Resolve (or pin) a version, open it verified, and return the k nearest neighbours."""
-    from storekeeper import chroma
-    from storekeeper.snapshots import load_manifest, open_snapshot, read_pointer
+    """Open the published (or a pinned) version through a Reader and return the k nearest neighbours."""
+    from storekeeper.reader import Reader
 
     if (record_id is None) == (vector is None):
         raise ValidationError("query", "give exactly one of --id or --vector")
     if k < 1:
         raise ValidationError("k", "must be at least 1", k)
-    store = open_store(store_url(store_url_))
-    pinned = version or read_pointer(store, collection)[0]
-    dimension = load_manifest(store, collection, pinned).dimension if pinned else None
-    col = open_snapshot(store, collection, pinned)
-    if record_id is not None:
-        emb = chroma.embedding_of(col, record_id)
-        if emb is None:
-            raise NotFound(
-                store.url, f"collection {collection}", f"id {record_id!r} is not in version {pinned}"
-            )
-        query_vec = emb
-    else:
-        assert vector is not None
-        query_vec = parse_vector(vector, dimension)
-    hits = chroma.query(col, query_vec, k)
+    filters = {
+        "where": parse_filter("where", where),
+        "where_document": parse_filter("where_document", where_document),
+    }
+    with Reader(store_url(store_url_), collection, version=version, auto_refresh=False) as reader:
+        if record_id is not None:
+            query_vec = reader.embedding(record_id)
+            if query_vec is None:
+                why = f"id {record_id!r} is not in version {reader.version}"
+                raise NotFound(reader.store.url, f"collection {collection}", why)
+        else:
+            assert vector is not None
+            manifest = reader.manifest
+            query_vec = parse_vector(vector, manifest.dimension if manifest else None)
+        res = reader.query(query_vec, k, **filters)
     return {
         "collection": collection,
-        "version": pinned,
+        "version": res.version,
         "query": {"id": record_id} if record_id is not None else {"vector": query_vec},
+        **{name: value for name, value in filters.items() if value is not None},
         "hits": [
-            {"id": h.id, "distance": h.distance, "metadata": h.metadata, "document": h.document} for h in hits
+            {"id": i, "distance": d, "metadata": m, "document": doc}
+            for i, d, m, doc in zip(
+                res.ids[0], res.distances[0], res.metadatas[0], res.documents[0], strict=True
+            )
         ],
     }
 
@@ -119,12 +135,21 @@ def register(app: typer.Typer) -> None:
         vector: Annotated[str | None, typer.Option("--vector", help="A JSON list of numbers.")] = None,
         k: Annotated[int, typer.Option("-k", "--k", help="How many neighbours.")] = 5,
         version: Annotated[str | None, typer.Option("--version", help="Pin a snapshot version.")] = None,
+        where: Annotated[
+            str | None, typer.Option("--where", help='Metadata filter, JSON: \'{"lang": "en"}\'.')
+        ] = None,
+        where_document: Annotated[
+            str | None, typer.Option("--where-document", help='Document filter: \'{"$contains": "x"}\'.')
+        ] = None,
         store: StoreOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
         """Nearest neighbours from the published (or a pinned) snapshot, checksum-verified."""
         with friendly_errors(as_json):
-            out = run_query(store, collection, record_id=record_id, vector=vector, k=k, version=version)
+            out = run_query(
+                store, collection, record_id=record_id, vector=vector, k=k, version=version,
+                where=where, where_document=where_document,
+            )  # fmt: skip
         if as_json:
             emit_json(out)
             return

@@ -45,6 +45,8 @@ def _print(result: dict[str, Any]) -> None:
             else "[yellow]notification failed[/]: deltas stay pending for the sweep"
         )
     )
+    if "visible_in" in result:
+        console.print(f"visible in version {result['visible_in']}")
 
 
 def register(app: typer.Typer) -> None:
@@ -59,6 +61,14 @@ def register(app: typer.Typer) -> None:
         ],
         request_id: Annotated[
             str | None, typer.Option("--request-id", help="Retrying with the same id writes nothing new.")
+        ] = None,
+        wait: Annotated[
+            float | None,
+            typer.Option(
+                "--wait",
+                min=0,
+                help="Then wait up to this many seconds until a published version holds the write.",
+            ),
         ] = None,
         store: StoreOpt = None,
         as_json: JsonOpt = False,
@@ -90,6 +100,14 @@ def register(app: typer.Typer) -> None:
                     on_delta=lambda n: progress.advance(task, n),
                 )
                 result = outcome.to_dict()
+            if wait is not None and outcome.delta_ids:
+                from storekeeper.reader import Reader
+
+                with (
+                    console.status(f"waiting for a version of {collection} with the write", spinner="dots"),
+                    Reader(target, collection, auto_refresh=False) as reader,
+                ):
+                    result["visible_in"] = reader.wait_visible(outcome.delta_ids, wait)
         if as_json:
             emit_json(result)
         else:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import threading
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -209,12 +210,22 @@ class ObjectStore(ABC):
         return self._put(key, path.read_bytes(), if_none_match, None, content_type, metadata)
 
     def get_file(self, key: str, path: Path) -> str:
-        """Download to `path` (written whole via a temp file); returns the etag."""
-        res = self.get(key)
+        """Download to `path` (written whole via a unique temp file, then renamed); returns the etag.
+        Backends stream it: a snapshot archive is never held in memory whole."""
         path = Path(path)
-        tmp = path.with_name(path.name + ".part")
-        tmp.write_bytes(res.body)
-        tmp.replace(path)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.part")
+        try:
+            etag = self._get_file(check_key(key), tmp)
+            tmp.replace(path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return etag
+
+    def _get_file(self, key: str, path: Path) -> str:
+        """Backend hook for get_file (key already checked): write the body to `path`, return its etag.
+        By default the body goes through `_get` (in memory); backends override it to stream."""
+        res = self._get(key)
+        path.write_bytes(res.body)
         return res.etag
 
     def head(self, key: str) -> ObjectInfo:

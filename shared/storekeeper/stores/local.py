@@ -167,6 +167,18 @@ class LocalStore(ObjectStore):
             raise self._missing(key, "no such object") from None
         return GetResult(body=body, etag=_etag(st), metadata=self._read_meta(key))
 
+    def _get_file(self, key: str, path: Path) -> str:
+        """Stream the file (objects are replaced by rename, so one open fd reads one version)."""
+        self.requests.add("get_file")
+        try:
+            src = open(self._file(key), "rb")  # noqa: SIM115 - closed below, after the fstat
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise self._missing(key, "no such object") from None
+        with src, open(path, "wb") as dst:
+            etag = _etag(os.fstat(src.fileno()))
+            shutil.copyfileobj(src, dst, 1024 * 1024)
+        return etag
+
     def _read_meta(self, key: str) -> dict[str, str]:
         try:
             data: dict[str, str] = json.loads(self._meta_file(key).read_text())

@@ -335,6 +335,30 @@ class SupabaseStore(ObjectStore):
         )
         return response
 
+    def _get_file(self, key: str, path: Path) -> str:
+        """Stream the body to `path` (archives can be hundreds of MB: never whole in memory)."""
+        api = self._api()
+
+        def stream() -> str:
+            url = str(api._base_url.joinpath(*self._key_path("object", "authenticated", key=key)))
+            with api._client.stream("GET", url, headers=dict(api._headers)) as resp:
+                if resp.status_code >= 400:  # the error body, translated as storage3 does
+                    from storage3.exceptions import StorageApiError
+
+                    resp.read()
+                    try:
+                        err = resp.json()
+                        raise StorageApiError(err["message"], err["error"], err["statusCode"])
+                    except (KeyError, TypeError, ValueError):
+                        raise StorageApiError(resp.text, "InternalError", resp.status_code) from None
+                with open(path, "wb") as fh:
+                    for chunk in resp.iter_bytes(1024 * 1024):
+                        fh.write(chunk)
+                return str(resp.headers.get("etag") or "")
+
+        etag: str = self._call("get_file", key, stream)
+        return etag or str(self._info(key).get("etag"))
+
     def _current_etag(self, key: str) -> str | None:
         """The key's etag in Storage now, None if absent (a missing bucket still raises)."""
         try:
