@@ -326,8 +326,11 @@ class SnapshotCache:
         staging = self.tempdir("staging")
         try:
             archive = staging / manifest.archive
-            download_verified(store, manifest, archive)
-            self.downloads += 1
+            try:
+                download_verified(store, manifest, archive)
+            finally:
+                if archive.exists():  # fetched, verified or not (a corrupt one counts too)
+                    self.downloads += 1
             (staging / "tree").mkdir()
             safe_extract(archive, staging / "tree", where=f"{store.url}/{manifest.archive_key}")
             archive.unlink()
