@@ -72,6 +72,10 @@ def test_delete_vector_index_and_missing_bucket(vectors: CallLog) -> None:
     )
     assert missing.status == "failed"
     assert "gone-vb" in missing.message
+    gone_index = execute_task(
+        task("delete_vector_index", "keep-vb", index="old-idx"), vector_backend=vectors, now=NOW
+    )
+    assert gone_index.status == "noop"  # the index is already gone, its bucket is not
 
 
 def test_delete_prefix_on_supabase_storage(supabase_env: SupabaseEmulatorServer) -> None:
