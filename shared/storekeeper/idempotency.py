@@ -144,5 +144,7 @@ def persistence_from_env(store: ObjectStore, function_name: str) -> BasePersiste
     """DynamoDB when IDEMPOTENCY_TABLE is set (AWS), else records in `store`."""
     table = os.environ.get(config.IDEMPOTENCY_TABLE)
     if table:
-        return DynamoDBPersistenceLayer(table_name=table)
+        from storekeeper.netconfig import boto_config
+
+        return DynamoDBPersistenceLayer(table_name=table, boto_config=boto_config())
     return StorePersistenceLayer(store, function_name)

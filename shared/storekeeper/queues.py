@@ -64,13 +64,12 @@ class Queue(ABC):
 class SqsQueue(Queue):
     def __init__(self, url: str, client: Any | None = None) -> None:
         import boto3
-        from botocore.config import Config
+
+        from storekeeper.netconfig import boto_config, guard
 
         self.url = url
         self.fifo = url.endswith(".fifo")
-        self.client: Any = client or boto3.client(
-            "sqs", config=Config(retries={"mode": "standard", "max_attempts": 5})
-        )
+        self.client: Any = client or guard(boto3.client("sqs", config=boto_config()))
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> None:
         failures: dict[int, str] = {}

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from storekeeper.cli.common import JsonOpt, StoreOpt, console, emit_json, friendly_errors, store_url
@@ -68,6 +69,9 @@ def print_status(st: StoreStatus) -> None:
             f"[{style}]{b.state}[/]" if style else b.state,
         )
     console.print(u)
+    for b in st.buckets:
+        if b.error:  # say why (e.g. the endpoint that did not answer), not just "error"
+            console.print(f"[bold red]{b.store} ({b.bucket}):[/] {escape(b.error)}", highlight=False)
     for v in st.vectors:
         line = f"vector buckets in {v.store}: {v.buckets} of {v.quota}"
         console.print(line + (f" [red]{v.error}[/]" if v.error else ""), highlight=False)

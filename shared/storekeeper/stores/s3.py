@@ -70,16 +70,15 @@ def endpoint_from_env() -> str | None:
 
 
 def make_client(endpoint_url: str | None = None) -> Any:
-    """A boto3 S3 client with standard retries; path-style when an endpoint is overridden."""
+    """A boto3 S3 client with bounded timeouts and retries (storekeeper.netconfig); path-style
+    when an endpoint is overridden."""
     import boto3
-    from botocore.config import Config
+
+    from storekeeper.netconfig import boto_config, guard
 
     endpoint = endpoint_url or endpoint_from_env()
-    cfg = Config(
-        retries={"mode": "standard", "max_attempts": 5},
-        s3={"addressing_style": "path"} if endpoint else {},
-    )
-    return boto3.client("s3", endpoint_url=endpoint, config=cfg)
+    cfg = boto_config(s3={"addressing_style": "path"} if endpoint else {})
+    return guard(boto3.client("s3", endpoint_url=endpoint, config=cfg))
 
 
 def _error_parts(exc: Exception) -> tuple[str, int, str]:

@@ -112,9 +112,12 @@ def supabase_client_from_env() -> Any:
     missing = [name for name, value in ((SUPABASE_URL, url), (SUPABASE_SERVICE_KEY, key)) if not value]
     if missing:
         raise BackendError("supabase://", None, f"environment variable(s) {', '.join(missing)} not set")
-    from supabase import create_client
+    from supabase import ClientOptions, create_client
 
-    return create_client(url, key)
+    from storekeeper.netconfig import read_timeout
+
+    # storage3's httpx client: one bounded timeout for connect and read (storekeeper.netconfig)
+    return create_client(url, key, options=ClientOptions(storage_client_timeout=int(max(1, read_timeout()))))
 
 
 def storage_client(client: Any) -> Any:
