@@ -29,6 +29,7 @@ def readme_commands() -> list[list[str]]:
     return out
 
 
+@pytest.mark.slow
 def test_readme_commands_run_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for d in ("examples", "events"):
         (tmp_path / d).symlink_to(REPO / d)

@@ -115,6 +115,7 @@ def png_size_and_colours(path: Path) -> tuple[int, int, int]:
     return width, height, len(set(raw[: stride * min(height, 400)]))
 
 
+@pytest.mark.slow
 def test_status_page_renders_in_headless_chromium(tmp_path: Path) -> None:
     page = tmp_path / "status.html"
     page.write_text(render_html(sample_status()), encoding="utf-8")

@@ -141,6 +141,9 @@ def test_cli_shows_the_dropped_deltas_and_needs_a_yes(store: ObjectStore, tmp_pa
     live = read_pointer(store, "docs")[0]
     assert live is not None
     assert live > v3
+    table = runner.invoke(app, ["snapshots", "docs", "--store", store.url], env={"COLUMNS": "80"}).output
+    assert v3 in table  # versions whole, not folded
+    assert max(len(line) for line in table.splitlines()) <= 80
     listing = runner.invoke(app, ["snapshots", "docs", "--store", store.url, "--json"])
     rows = json.loads(listing.stdout)["versions"]
     assert [r["version"] for r in rows] == sorted([r["version"] for r in rows], reverse=True)

@@ -102,7 +102,7 @@ def test_policies_schema_accepts_the_shipped_files_and_rejects_a_typo() -> None:
 # -- reports ----------------------------------------------------------------------------------------------
 
 
-def test_reports_list_show_and_diff(store: LocalStore) -> None:
+def test_reports_list_show_and_diff(store: LocalStore, monkeypatch: pytest.MonkeyPatch) -> None:
     loaded = parse_policies(
         "policies:\n  - name: tmp\n    resource: object\n    store: main\n    filters: "
         "[{type: name-glob, pattern: ['*.tmp']}, {type: older-than, age: 1h}]\n"
@@ -126,6 +126,10 @@ def test_reports_list_show_and_diff(store: LocalStore) -> None:
     assert diff["same_plan"] is False
     assert [d["name"] for d in diff["new"]] == ["b.tmp"]
     assert diff["totals"]["planned"] == {"a": 1, "b": 2, "change": 1}
+    monkeypatch.setenv("COLUMNS", "80")
+    listing = cli("reports", "list", "--store", store.url).output
+    assert first.run_id in listing  # whole, not folded
+    assert max(len(line) for line in listing.splitlines()) <= 80
     text = cli("reports", "diff", first.run_id, second.run_id, "--store", store.url).output
     assert "plans differ" in text
     assert "b.tmp" in text

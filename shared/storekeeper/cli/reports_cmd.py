@@ -109,8 +109,9 @@ def register(app: typer.Typer) -> None:
             console.print("no reaper report in this store yet (run `storekeeper reap`)")
             return
         t = Table(title="reaper runs (newest last)", title_justify="left")
-        for col in ("run", "mode", "planned", "prot.", "def.", "sent", "bytes", "err"):
-            t.add_column(col, justify="left" if col in ("run", "mode") else "right", overflow="fold")
+        t.add_column("run", no_wrap=True)
+        for col in ("mode", "plan", "prot", "def", "sent", "bytes", "err"):
+            t.add_column(col, justify="left" if col == "mode" else "right", overflow="fold")
         for r in runs:
             i = r.info
             t.add_row(

@@ -24,6 +24,7 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """List a collection's snapshot versions: records, bytes, parent, age, which one is live."""
+        from storekeeper.cli.status_cmd import short_version
         from storekeeper.rollback import age_of, versions
         from storekeeper.status_page import human_age
         from storekeeper.stores import open_store
@@ -37,8 +38,9 @@ def register(app: typer.Typer) -> None:
             console.print(f"no snapshot versions of {collection} in this store")
             return
         t = Table(title=f"snapshots of {collection}", title_justify="left")
-        for col, just in (("version", "left"), ("records", "right"), ("bytes", "right"), ("parent", "left"),
-                          ("age", "right"), ("", "left")):  # fmt: skip
+        t.add_column("version", no_wrap=True)
+        for col, just in (("records", "right"), ("bytes", "right"), ("parent", "left"), ("age", "right"),
+                          ("", "left")):  # fmt: skip
             t.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
         for r in rows:
             m = r.manifest
@@ -47,7 +49,7 @@ def register(app: typer.Typer) -> None:
                 r.version,
                 str(m.record_count) if m else "?",
                 format_size(r.bytes),
-                (m.parent or "-") if m else "?",
+                short_version(m.parent) if m else "?",
                 human_age(age_of(r)),
                 mark,
             )

@@ -16,7 +16,7 @@ from storekeeper.policies.units import format_size
 from storekeeper.status_page import human_age as age
 
 
-def _short(version: str | None) -> str:
+def short_version(version: str | None) -> str:
     """`000000000042-k3j9x0aa` -> `42-k3j9x0aa`: the sequence without its zero padding."""
     if not version:
         return "-"
@@ -41,7 +41,9 @@ def print_status(st: StoreStatus) -> None:
             t.add_column(col, justify=just, overflow="fold")  # type: ignore[arg-type]
         for c in st.collections:
             live = (
-                _short(c.live_version) if c.live_version else ("[red]error[/]" if c.error else "[dim]none[/]")
+                short_version(c.live_version)
+                if c.live_version
+                else ("[red]error[/]" if c.error else "[dim]none[/]")
             )
             t.add_row(
                 c.collection if c.store == "main" else f"{c.store}:{c.collection}",
