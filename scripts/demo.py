@@ -121,10 +121,9 @@ def produce(demo: Demo) -> tuple[bool, str]:
 
 
 def compact(demo: Demo) -> tuple[bool, str]:
-    from storekeeper.compactor import failed_ids, sqs_event
     from storekeeper.deltas import list_pending
     from storekeeper.queues import open_queue
-    from storekeeper.runtime import invoke
+    from storekeeper.runtime import failed_ids, invoke, sqs_event
     from storekeeper.stores import open_store
 
     queue, store = open_queue("delta"), open_store(None)

@@ -76,7 +76,6 @@ STEPS = (
     "after_archive_upload",
     "after_manifest",
     "after_pointer_write",
-    "mid_delta_removal",
 )
 DEFAULT_MAX_DELTAS = 500
 DEFAULT_RESERVE_MS = 20_000  # left for packing, uploading and publishing once applying stops
@@ -444,16 +443,9 @@ class _Attempt:
         """Delete applied deltas (safe: their snapshot is published); errors are reported, not raised."""
         if not ids:
             return
-        keys = [delta_key(self.c, d) for d in ids]
-        half = max(1, len(keys) // 2)
-        for n, part in enumerate((keys[:half], keys[half:])):
-            if n == 1:
-                self.hook("mid_delta_removal")
-            if not part:
-                continue
-            res = self.store.purge_many(part)  # versioned bucket: applied deltas go with their versions
-            self.result.removed.extend(parse_delta_key(k)[1] for k in res.deleted)
-            self.result.removal_errors.update({parse_delta_key(k)[1]: e for k, e in res.errors.items()})
+        res = self.store.purge_many([delta_key(self.c, d) for d in ids])  # versioned: with their versions
+        self.result.removed.extend(parse_delta_key(k)[1] for k in res.deleted)
+        self.result.removal_errors.update({parse_delta_key(k)[1]: e for k, e in res.errors.items()})
 
 
 def _reject(store: ObjectStore, c: str, delta_id: str, reason: str, result: CompactionResult) -> None:

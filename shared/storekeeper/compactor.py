@@ -20,7 +20,7 @@ record is then judged on its own:
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -200,38 +200,3 @@ def sweep(compactions: Compactions, *, min_age_seconds: int) -> PendingDeltas:
     for c in found.stale:
         compactions.of(c)
     return found
-
-
-def sqs_event(messages: Iterable[tuple[str, str]], queue_name: str = "DeltaQueue.fifo") -> dict[str, Any]:
-    """An SQS Lambda event for (message_id, body) pairs, as the event source mapping sends it."""
-    return {
-        "Records": [
-            {
-                "messageId": mid,
-                "receiptHandle": f"local-{mid}",
-                "body": body,
-                "attributes": {
-                    "ApproximateReceiveCount": "1",
-                    "SentTimestamp": "1700000000000",
-                    "SenderId": "local",
-                    "ApproximateFirstReceiveTimestamp": "1700000000000",
-                    "MessageGroupId": "local",
-                    "MessageDeduplicationId": mid,
-                    "SequenceNumber": "1",
-                },
-                "messageAttributes": {},
-                "md5OfBody": "",
-                "eventSource": "aws:sqs",
-                "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{queue_name}",
-                "awsRegion": "us-east-1",
-            }
-            for mid, body in messages
-        ]
-    }
-
-
-def failed_ids(response: Any) -> set[str]:
-    """Message ids a partial batch response reports as failed."""
-    if not isinstance(response, dict):
-        return set()
-    return {str(f.get("itemIdentifier")) for f in response.get("batchItemFailures", [])}

@@ -11,7 +11,6 @@ ratio in [0, 1] (anything else is rejected).
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -119,84 +118,3 @@ def ensure_room(
     if found is not None:
         return found, False
     return create_next_bucket(store, base), True
-
-
-class OverflowWriter:
-    """Puts each object into the least-full member under the hard watermark; creates members as needed.
-
-    Usage is read once (all pages) and then tracked from this writer's own puts;
-    `refresh()` re-reads it (other writers share the group).
-    """
-
-    def __init__(
-        self,
-        store: ObjectStore,
-        base: str,
-        capacity: int,
-        *,
-        hard: float = DEFAULT_HARD_WATERMARK,
-        create: bool = True,
-    ) -> None:
-        check_bucket(base, "base")
-        self.store = store
-        self.base = base
-        self.capacity = capacity
-        self.hard = check_ratio(hard, "hard")
-        self.create = create
-        self._lock = threading.Lock()
-        self._used: dict[str, int] = {}
-        self.refresh()
-
-    def refresh(self) -> None:
-        with self._lock:
-            self._used = {m.bucket: m.bytes for m in group_usage(self.store, self.base, self.capacity)}
-
-    def usage(self) -> dict[str, float]:
-        """bucket -> used ratio (0-1) as this writer knows it."""
-        with self._lock:
-            return {b: used / self.capacity for b, used in self._used.items()}
-
-    def _choose(self, size: int) -> str:
-        room = [b for b, used in self._used.items() if (used + size) / self.capacity <= self.hard]
-        if room:
-            return min(room, key=lambda b: (self._used[b], overflow_suffix(b, self.base) or 0))
-        if size / self.capacity > self.hard:
-            raise ValidationError("data", f"{size} bytes never fit under the {self.hard} watermark", size)
-        if not self.create:
-            raise StoreError(self.store.url, None, f"every bucket of group {self.base!r} is past {self.hard}")
-        name = create_next_bucket(self.store, self.base, also_seen=self._used)
-        self._used[name] = 0
-        return name
-
-    def put(
-        self,
-        key: str,
-        data: bytes,
-        *,
-        content_type: str = "application/octet-stream",
-        metadata: dict[str, str] | None = None,
-    ) -> tuple[str, str]:
-        """Write `data` as `key` into the chosen member: returns (bucket, etag)."""
-        with self._lock:
-            bucket = self._choose(len(data))
-            self._used[bucket] += len(data)  # reserve before the upload so parallel puts spread out
-        try:
-            etag = self.store.for_bucket(bucket).put(key, data, content_type=content_type, metadata=metadata)
-        except Exception:
-            with self._lock:
-                self._used[bucket] -= len(data)
-            raise
-        return bucket, etag
-
-
-def route_write(
-    store: ObjectStore,
-    base: str,
-    capacity: int,
-    key: str,
-    data: bytes,
-    *,
-    hard: float = DEFAULT_HARD_WATERMARK,
-) -> tuple[str, str]:
-    """One-shot form of OverflowWriter.put (reads the group's usage first)."""
-    return OverflowWriter(store, base, capacity, hard=hard).put(key, data)

@@ -21,7 +21,7 @@ import sys
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -313,3 +313,30 @@ def load_event(source: str | None, stdin_text: Callable[[], str] | None = None) 
         raise ValidationError(
             "event", f"{source} is not JSON: {exc.msg} at line {exc.lineno}", source
         ) from None
+
+
+def sqs_event(messages: Iterable[tuple[str, str]], queue_name: str = "DeltaQueue.fifo") -> dict[str, Any]:
+    """An SQS Lambda event for (message_id, body) pairs, as the event source mapping sends it
+    from a FIFO queue (for local invokes: the demo, the CLI, tests)."""
+    from storekeeper.batch import record_shell
+
+    records = []
+    for mid, body in messages:
+        record = record_shell(body, mid)
+        record["attributes"].update(
+            SentTimestamp="1700000000000",
+            ApproximateFirstReceiveTimestamp="1700000000000",
+            MessageGroupId="local",
+            MessageDeduplicationId=mid,
+            SequenceNumber="1",
+        )
+        record["eventSourceARN"] = f"arn:aws:sqs:us-east-1:123456789012:{queue_name}"
+        records.append(record)
+    return {"Records": records}
+
+
+def failed_ids(response: Any) -> set[str]:
+    """Message ids a partial batch response reports as failed."""
+    if not isinstance(response, dict):
+        return set()
+    return {str(f.get("itemIdentifier")) for f in response.get("batchItemFailures", [])}

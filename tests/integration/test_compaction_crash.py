@@ -84,6 +84,31 @@ def test_raise_at_each_step_then_retry(tmp_path: Path, step: str, fresh_cache: b
     assert compact(store, "docs", cache=retry_cache).status == "noop"
 
 
+class DiesMidRemoval(LocalStore):
+    """A store whose bulk delete removes part of the applied deltas, then fails: the crash
+    between two of the compactor's deletes, injected in the store instead of the compactor."""
+
+    def purge_many(self, keys, *, etags=None):  # type: ignore[no-untyped-def]
+        keys = list(keys)
+        super().purge_many(keys[: max(1, len(keys) // 2)], etags=etags)
+        raise Crash("mid_delta_removal")
+
+
+@pytest.mark.parametrize("fresh_cache", [False, True], ids=["warm", "cold"])
+def test_raise_mid_delta_removal_then_retry(tmp_path: Path, fresh_cache: bool) -> None:
+    store = LocalStore(tmp_path / "bucket")
+    cache = SnapshotCache(tmp_path / "cache")
+    deltas = _scenario(store, cache)
+    with pytest.raises(Crash):
+        compact(DiesMidRemoval(store.path), "docs", cache=cache)
+    assert 0 < len(list_pending(store, "docs")) < 3  # part of the applied deltas is gone, part is left
+    retry_cache = SnapshotCache(tmp_path / "cache2") if fresh_cache else cache
+    r = compact(store, "docs", cache=retry_cache)
+    assert r.races_lost == 0
+    _check(store, tmp_path, deltas)
+    assert compact(store, "docs", cache=retry_cache).status == "noop"
+
+
 @pytest.mark.parametrize("step", ["mid_apply", "after_manifest", "mid_delta_removal"])
 def test_process_killed_at_a_step_then_retry(tmp_path: Path, step: str) -> None:
     store = LocalStore(tmp_path / "bucket")
@@ -101,8 +126,15 @@ def test_process_killed_at_a_step_then_retry(tmp_path: Path, step: str) -> None:
                 sys.stdout.flush()
                 os._exit(17)
 
+        class DiesMidRemoval(LocalStore):  # killed between two deletes of applied deltas
+            def purge_many(self, keys, *, etags=None):
+                keys = list(keys)
+                super().purge_many(keys[: max(1, len(keys) // 2)], etags=etags)
+                hook("mid_delta_removal")
+                return super().purge_many(keys, etags=etags)
+
         cache = SnapshotCache({str(tmp_path / "cache")!r})
-        compact(LocalStore(Path({str(store.path)!r})), "docs", cache=cache, hooks=hook)
+        compact(DiesMidRemoval(Path({str(store.path)!r})), "docs", cache=cache, hooks=hook)
         """
     )
     proc = subprocess.run(

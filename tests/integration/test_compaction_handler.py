@@ -9,9 +9,8 @@ from pathlib import Path
 import pytest
 
 from storekeeper import config
-from storekeeper.compactor import failed_ids, sqs_event
 from storekeeper.deltas import list_pending
-from storekeeper.runtime import invoke
+from storekeeper.runtime import failed_ids, invoke, sqs_event
 from storekeeper.snapshots import read_pointer
 from storekeeper.stores.local import LocalStore
 from tests.compaction_support import (

@@ -25,7 +25,7 @@ from storekeeper.cleanup import TaskOutcome, execute_task, parse_task
 from storekeeper.layout import pointer_key
 from storekeeper.models.reports import ReaperReport
 from storekeeper.models.snapshots import Manifest
-from storekeeper.overflow import route_write
+from storekeeper.overflow import least_full_bucket
 from storekeeper.policies import parse_policies
 from storekeeper.protection import ProtectionConfig
 from storekeeper.queues import LocalQueue, SqsQueue
@@ -219,8 +219,9 @@ def test_overflow_bucket_created_past_95_percent_and_new_writes_land_there_on_se
     assert [t.action.value for t in report.tasks] == ["create_overflow_bucket"]
     assert outcomes[0].created == [f"{sw.bucket}-1"]
     assert sw.bucket_exists(f"{sw.bucket}-1")
-    bucket, _ = route_write(sw, sw.bucket, 1000, "img/new", b"y" * 100)
+    bucket = least_full_bucket(sw, sw.bucket, 1000, incoming=100)
     assert bucket == f"{sw.bucket}-1"
+    sw.for_bucket(bucket).put("img/new", b"y" * 100)
     assert sw.for_bucket(bucket).get("img/new").body == b"y" * 100
     # the group has room now: the next run plans nothing, a replayed task creates nothing
     again, _, _ = plan_and_drain(sw, OVERFLOW, tmp_path, now=soon())

@@ -9,7 +9,6 @@ import pytest
 
 from storekeeper.errors import ValidationError
 from storekeeper.overflow import (
-    OverflowWriter,
     check_ratio,
     create_next_bucket,
     ensure_room,
@@ -17,7 +16,6 @@ from storekeeper.overflow import (
     least_full_bucket,
     next_overflow_name,
     overflow_suffix,
-    route_write,
 )
 from storekeeper.stores.local import LocalStore
 
@@ -120,28 +118,3 @@ def test_below_watermark_no_overflow_even_at_one_percent(store: LocalStore) -> N
     store.put("small", b"z" * 10)  # 1 %: the percent-vs-ratio bug created a bucket here
     assert ensure_room(store, "images", 1000) == ("images", False)
     assert [b.name for b in store.list_buckets()] == ["images"]
-
-
-def test_writer_routes_to_least_full_and_creates_when_full(store: LocalStore) -> None:
-    store.put("old", b"o" * 900)
-    store.create_bucket("images-1")
-    store.for_bucket("images-1").put("old", b"o" * 300)
-    w = OverflowWriter(store, "images", 1000, hard=0.95)
-    placed = [w.put(f"new-{i}", b"n" * 200)[0] for i in range(6)]
-    # images (900) never has room for 200 more; images-1 takes 300->500->700->900; then images-2
-    assert placed[:3] == ["images-1"] * 3
-    assert placed[3] == "images-2"
-    assert all(b in ("images-1", "images-2") for b in placed)
-    assert store.for_bucket("images-2").exists("new-3")
-    assert w.usage()["images-1"] == pytest.approx(0.9)
-    with pytest.raises(ValidationError, match="never fit"):
-        w.put("huge", b"h" * 990)
-
-
-def test_route_write_reads_real_usage(store: LocalStore) -> None:
-    store.create_bucket("images-1")
-    store.put("a", b"x" * 50)
-    bucket, etag = route_write(store, "images", 1000, "k", b"v")
-    assert bucket == "images-1"
-    assert etag
-    assert store.for_bucket("images-1").get("k").body == b"v"
