@@ -91,3 +91,31 @@ def test_quota_reap_and_cleanup_brings_the_project_under_quota(project, tmp_path
     again = reaper.run(**kw, queue=queue, write_report=False)
     assert again.tasks == []
     assert "below threshold" in again.summaries[0].notes[0]
+
+
+def test_status_counts_vector_buckets_against_the_quota_and_check_fails_at_it(
+    project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """`status` lists the project's vector buckets over real HTTP; 12 of 10 fails `--check`."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from storekeeper.cli import app
+
+    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
+    pol = tmp_path / "p.yaml"
+    pol.write_text(POLICIES)
+    store = LocalStore(tmp_path / "main")
+    res = CliRunner().invoke(
+        app, ["status", "--store", store.url, "--policies", str(pol), "--json", "--check"]
+    )
+    assert res.exit_code == 3, res.output
+    data = json.loads(res.stdout)
+    [vec] = data["vectors"]
+    assert (vec["store"], vec["buckets"], vec["quota"]) == ("vectors", 12, 10)
+    assert sorted(vec["names"]) == sorted(project[1])
+    assert any("12 of 10 (quota reached)" in p for p in data["problems"])
+    assert {(f["store"], f["target"], f["state"]) for f in data["forecasts"]} >= {
+        ("vectors", "quota", "already-above")
+    }
