@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from storekeeper import config
 from storekeeper.errors import ValidationError
+from storekeeper.policies import safe_yaml
 from storekeeper.policies.filters import Duration, Filter, Ratio, SetFilter, Size, build_filter
 from storekeeper.policies.resources import ResourceKind
 
@@ -53,10 +54,23 @@ class StoreSpec(_Model):
     #: object store URL; omitted = the store the reaper runs against (--store / STOREKEEPER_STORE)
     url: str | None = None
     kind: Literal["objects", "vectors"] = "objects"
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, v: str | None) -> str | None:
+        if v is not None:
+            from storekeeper.stores import check_store_url
+
+            try:
+                check_store_url(v)
+            except ValidationError as exc:
+                raise ValueError(exc.reason) from None
+        return v
+
     capacity: Size | None = None
     watermarks: Watermarks = Field(default_factory=Watermarks)
     #: vector buckets allowed per project (Supabase: 10)
-    quota: int = Field(default=10, ge=1)
+    quota: int = Field(default=10, ge=1, le=1_000_000)
     labels_registry: LabelsRegistry | None = None
     #: listings in flight at once when planning (the key space is split at common prefixes)
     list_workers: int = Field(default=16, ge=1, le=64)
@@ -68,10 +82,10 @@ class Defaults(_Model):
     #: nothing younger than this is touched by age-less rules (orphans, retention): > one compaction
     grace: Duration = timedelta(hours=1)
     #: deletions planned per run across all policies; the excess is reported as deferred
-    max_deletions: int = Field(default=10_000, ge=0)
+    max_deletions: int = Field(default=10_000, ge=0, le=1_000_000_000)
     #: HEAD/label lookups per second, and the retry budget when a backend throttles
-    rate_limit: float = Field(default=50.0, gt=0)
-    retries: int = Field(default=5, ge=0)
+    rate_limit: float = Field(default=50.0, gt=0, le=100_000)
+    retries: int = Field(default=5, ge=0, le=20)
 
 
 class Protect(_Model):
@@ -88,7 +102,7 @@ class Protect(_Model):
 
 
 class Limits(_Model):
-    max_deletions: int | None = Field(default=None, ge=0)
+    max_deletions: int | None = Field(default=None, ge=0, le=1_000_000_000)
 
 
 PolicyName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
@@ -241,8 +255,10 @@ def _locate(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> tuple[in
 
 def parse_policies(text: str, source: str = "<policies>") -> LoadedPolicies:
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        root, data = safe_yaml.load(text)
+    except safe_yaml.YamlProblem as exc:
+        line = f":{exc.line}" if exc.line else ""
+        raise PolicyFileError(source, [f"{source}{line}: {exc.message}"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""

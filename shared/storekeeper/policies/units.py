@@ -21,6 +21,10 @@ _SIZE_UNITS = {
 }  # fmt: skip
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|h|m|s)", re.IGNORECASE)
 _DURATION_UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+#: longer than any retention anyone means (and far below timedelta's own limit)
+MAX_DURATION = timedelta(days=100 * 366)
+#: a exabyte: more than any store holds (a typo in a unit must not become a silent giant)
+MAX_SIZE = 10**18
 
 
 def parse_size(value: object) -> int:
@@ -30,12 +34,21 @@ def parse_size(value: object) -> int:
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"size must not be negative, got {value}")
-        return value
+        return _size_in_range(value, value)
     if isinstance(value, str):
         m = _SIZE_RE.match(value)
         if m and m.group(2).lower() in _SIZE_UNITS:
-            return int(float(m.group(1)) * _SIZE_UNITS[m.group(2).lower()])
+            number = float(m.group(1))
+            if number > MAX_SIZE:
+                return _size_in_range(MAX_SIZE + 1, value)
+            return _size_in_range(int(number * _SIZE_UNITS[m.group(2).lower()]), value)
     raise ValueError(f"size must be bytes or a string like '500MB', '1GB', '2GiB', got {value!r}")
+
+
+def _size_in_range(size: int, value: object) -> int:
+    if size > MAX_SIZE:
+        raise ValueError(f"size {value!r:.40} is larger than 1EB: check the unit")
+    return size
 
 
 def parse_duration(value: object) -> timedelta:
@@ -52,6 +65,8 @@ def parse_duration(value: object) -> timedelta:
             pos = m.end()
         else:
             if pos and not text[pos:].strip():
+                if total > MAX_DURATION.total_seconds():
+                    raise ValueError(f"duration {value!r:.40} is longer than 100 years: check the unit")
                 return timedelta(seconds=total)
     raise ValueError(
         f"duration must be a string like '30d', '48h', '15m', '1h30m' (units w/d/h/m/s), got {value!r}"

@@ -43,6 +43,22 @@ def default_store_url() -> str:
     return os.environ.get("STOREKEEPER_STORE") or f"file://{default_home() / 'stores' / 'default'}"
 
 
+def check_store_url(url: str) -> str:
+    """A store URL's scheme and bucket/path checked without opening it (policy files, options)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or scheme not in ("s3", "supabase", "file"):
+        shown = f"scheme {scheme!r}" if sep else "no scheme"
+        raise InvalidName(
+            "store", f"unsupported URL ({shown}): use s3://bucket, supabase://bucket or file:///abs/path", url
+        )
+    if scheme == "file":
+        if not rest.startswith("/") or ".." in rest.split("/"):
+            raise InvalidName("store", "file:// needs an absolute path without '..'", url)
+        return url
+    check_bucket(rest.rstrip("/"), "store")
+    return url
+
+
 def open_store(
     url: str | None = None, *, counter: RequestCounter | None = None, create: bool = True
 ) -> ObjectStore:
