@@ -31,6 +31,7 @@ from storekeeper.stores.vectors import VectorBackend
 
 if TYPE_CHECKING:  # importing Powertools idempotency imports boto3 (its DynamoDB layer): only when used
     from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 #: as long as SQS + DLQ keep a message (14 days): a replay from the DLQ still sees the record
 IDEMPOTENCY_TTL_SECONDS = 14 * 24 * 3600
@@ -104,7 +105,7 @@ class CleanupRunner:
         vector_backend: VectorBackend | None = None,
         protection: ProtectionConfig | None = None,
         now: Callable[[], datetime] | None = None,
-        lambda_context: Any = None,
+        lambda_context: LambdaContext | None = None,
     ) -> None:
         self.resolve_store = resolve_store
         self.vector_backend = vector_backend
