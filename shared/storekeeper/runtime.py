@@ -41,6 +41,7 @@ FUNCTION_DEFAULTS: dict[str, tuple[int, int]] = {
     "compactor": (300, 2048),
     "reaper": (120, 512),
     "cleanup": (120, 512),
+    "query": (30, 1024),
 }
 DEFAULT_TIMEOUT_S = 30
 DEFAULT_MEMORY_MB = 512

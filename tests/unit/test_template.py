@@ -19,6 +19,7 @@ FUNCTIONS = {
     "CompactorFunction": "compactor",
     "ReaperFunction": "reaper",
     "CleanupFunction": "cleanup",
+    "QueryFunction": "query",  # optional (EnableQueryFunction), held to the same rules
 }
 # variables that belong to Powertools / chromadb, not to storekeeper.config
 FOREIGN_ENV = {
