@@ -8,6 +8,7 @@ history", never a guess.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import statistics
 from dataclasses import dataclass
@@ -22,8 +23,13 @@ from storekeeper.models.status import Forecast, HistoryPoint, Measurement, RunIn
 from storekeeper.stores.base import ObjectStore
 
 LATEST_PAGE = REPORT_PREFIX + "latest.html"
+INDEX_KEY = REPORT_PREFIX + "history.json"
+#: runs kept in the index: 30 days of hourly runs, the forecast's window
+MAX_INDEX = 750
+DEFAULT_RUNS = MAX_INDEX
 REPORT_KEY_RE = re.compile(r"^reports/reaper/(\d{8}T\d{6}\d*Z)\.json$")
-DEFAULT_RUNS = 60
+#: full reports read when there is no index yet (reports can be large: one decision per object)
+REPORTS_READ = 60
 #: the fit looks at this much recent history, and needs at least MIN_POINTS points over MIN_SPAN
 FIT_WINDOW = timedelta(days=30)
 MIN_POINTS = 4
@@ -97,7 +103,7 @@ def run_of(report: Any, key: str | None = None) -> Run:
     return Run(info.report_key or "", info, report.status)
 
 
-def load(store: ObjectStore, *, limit: int = DEFAULT_RUNS) -> list[Run]:
+def load(store: ObjectStore, *, limit: int = REPORTS_READ) -> list[Run]:
     """The newest `limit` runs, oldest first. An unreadable store gives no history, not an error."""
     try:
         keys = report_keys(store)[-limit:] if limit > 0 else []
@@ -201,15 +207,58 @@ def forecasts(m: Measurement, history: list[HistoryPoint], *, now: datetime) -> 
     return out
 
 
-def status_from(m: Measurement, runs: list[Run], *, now: datetime | None = None) -> StoreStatus:
-    """The measurement `m` with the runs' history (plus `m` itself, once) and the forecasts."""
+@dataclass
+class History:
+    """What the charts and the forecast need: the runs (newest last) and their measurements."""
+
+    runs: list[RunInfo]
+    points: list[HistoryPoint]
+
+    def last(self, n: int) -> History:
+        return History(self.runs[-n:] if n > 0 else [], self.points[-n:] if n > 0 else [])
+
+
+class _Index(BaseModel):
+    """reports/reaper/history.json: the runs and points of the last MAX_INDEX runs, one small object."""
+
+    model_config = ConfigDict(extra="ignore")
+    format: str = "storekeeper.reaper-history/1"
+    runs: list[RunInfo] = Field(default_factory=list)
+    points: list[HistoryPoint] = Field(default_factory=list)
+
+
+def read(store: ObjectStore, *, limit: int = DEFAULT_RUNS) -> History:
+    """The history from the index (one small read); from the newest reports when there is none yet."""
+    try:
+        idx = _Index.model_validate_json(store.get(INDEX_KEY).body)
+    except (StorekeeperError, ValidationError):
+        runs = load(store, limit=min(limit, REPORTS_READ))
+        return History([r.info for r in runs], points(runs))
+    return History(idx.runs, idx.points).last(limit)
+
+
+def record(store: ObjectStore, before: History, run: Run) -> History:
+    """Append one run to the index (best effort: a lost write loses one point, never a report)."""
+    runs = [r for r in before.runs if r.run_id != run.info.run_id] + [run.info]
+    pts = [p for p in before.points if p.run_id != run.info.run_id]
+    if run.status is not None:
+        pts.append(point_of(run.status, run.info.run_id))
+    after = History(runs, pts).last(MAX_INDEX)
+    body = _Index(runs=after.runs, points=after.points).model_dump_json().encode()
+    with contextlib.suppress(StorekeeperError):
+        store.put(INDEX_KEY, body, content_type="application/json")
+    return after
+
+
+def status_from(m: Measurement, hist: History, *, now: datetime | None = None) -> StoreStatus:
+    """The measurement `m` with the history (plus `m` itself, once) and the forecasts."""
     now = now or m.measured_at
-    pts = points(runs)
+    pts = list(hist.points)
     if not any(p.at == m.measured_at for p in pts):
         pts.append(point_of(m, "now"))
     return StoreStatus(
         **dict(m),
-        last_run=runs[-1].info if runs else None,
+        last_run=hist.runs[-1] if hist.runs else None,
         history=pts,
         forecasts=forecasts(m, pts, now=now),
     )

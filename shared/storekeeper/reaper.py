@@ -100,10 +100,8 @@ def run(
         plan = planner.plan()
         digest = plan_digest(plan.decisions, plan.tasks)
     measured = _measure(loaded, planner, opened, vectors, home, started)
-    earlier = history.load(home) if write_report else []
-    outlook = history.forecasts(
-        measured, [*history.points(earlier), history.point_of(measured, "now")], now=started
-    )
+    earlier = history.read(home, limit=history.MAX_INDEX) if write_report else history.History([], [])
+    outlook = history.forecasts(measured, [*earlier.points, history.point_of(measured, "now")], now=started)
     errors = list(plan.errors)
     sent = 0
     if apply and plan.tasks and confirm is not None:
@@ -152,7 +150,8 @@ def run(
                 update={"report_key": None, "errors": [*report.errors, f"report not written: {exc}"]}
             )
         else:
-            _write_page(home, history.status_from(measured, [*earlier, history.run_of(report)]))
+            now_known = history.record(home, earlier, history.run_of(report))
+            _write_page(home, history.status_from(measured, now_known))
     return report
 
 

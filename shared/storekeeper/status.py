@@ -234,4 +234,5 @@ def store_status(
     now = now or datetime.now(UTC)
     opened = dict(stores) if stores is not None else {"main": store}
     m = measure(loaded, opened, vector_backends, home=store, now=now)
-    return history.status_from(m, history.load(store, limit=history_runs or history.DEFAULT_RUNS), now=now)
+    runs = history.DEFAULT_RUNS if history_runs is None else history_runs
+    return history.status_from(m, history.read(store, limit=runs), now=now)

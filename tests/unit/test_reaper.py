@@ -138,10 +138,15 @@ def test_dry_run_and_real_run_make_the_same_plan_and_the_real_run_deletes_exactl
     assert dry.apply is False
     assert dry.sent == 0
     assert len(queue) == 0
-    # a dry run only writes its report and the status page next to it
-    assert all_keys(world) - before == {dry.report_key, "reports/reaper/latest.html"}
+    # a dry run only writes its report, and next to it the status page and the history index
+    assert all_keys(world) - before == {
+        dry.report_key,
+        "reports/reaper/latest.html",
+        "reports/reaper/history.json",
+    }
     world.delete(dry.report_key or "")  # same state for the real run (the fake clock would age the report)
-    world.delete("reports/reaper/latest.html")  # and the page written with it
+    world.delete("reports/reaper/latest.html")  # and what was written with it
+    world.delete("reports/reaper/history.json")
     real = reaper.run(policies=load_policies(), stores={"main": world}, now=NOW, apply=True, queue=queue)
     assert real.plan_digest == dry.plan_digest
     assert [t.model_dump(exclude={"planned_at"}) for t in real.tasks] == [

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from storekeeper import reaper
 from storekeeper.cli import app
 from storekeeper.compaction import compact
-from storekeeper.history import LATEST_PAGE, load
+from storekeeper.history import INDEX_KEY, LATEST_PAGE, load
 from storekeeper.models.status import StoreStatus
 from storekeeper.policies import parse_policies
 from storekeeper.snapshots import SnapshotCache
@@ -207,3 +207,23 @@ def test_empty_store_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     assert "no collections in this store yet" in res.output
     assert "last reaper run: none recorded" in res.output
     assert all(len(line) <= 80 for line in res.output.splitlines())
+
+
+def test_history_comes_from_the_index_and_falls_back_to_the_reports(
+    world: tuple[LocalStore, Path, datetime],
+) -> None:
+    store, pol, start = world
+    loaded = parse_policies(pol.read_text(), str(pol))
+    index = store.get(INDEX_KEY).body
+    assert len(json.loads(index)["points"]) == 4
+    # the index alone carries the history: reports removed (e.g. by the 30-day policy), charts stay
+    for key in [i.key for i in store.list("reports/reaper/") if i.key.endswith("Z.json")]:
+        store.delete(key)
+    st = store_status(store, loaded)
+    assert [p.at for p in st.history[:4]] == [start + timedelta(days=d) for d in range(4)]
+    assert st.last_run is not None
+    # a broken index: the newest reports are read instead (here: none left)
+    store.put(INDEX_KEY, b"{not json")
+    st = store_status(store, loaded)
+    assert [p.run_id for p in st.history] == ["now"]
+    assert st.last_run is None

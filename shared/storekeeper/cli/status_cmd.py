@@ -118,8 +118,8 @@ def register(app: typer.Typer) -> None:
             typer.Option("--check", help="Exit 3 when a bucket is above its high watermark or at a quota."),
         ] = False,
         history_runs: Annotated[
-            int, typer.Option("--history", min=0, help="Reaper reports read for history and forecasts.")
-        ] = 60,
+            int, typer.Option("--history", min=0, help="Reaper runs used for the charts and the forecast.")
+        ] = 750,
     ) -> None:
         """Show each collection, usage against the watermarks, the vector quota, history and forecasts."""
         from storekeeper import reaper
