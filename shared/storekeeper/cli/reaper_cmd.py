@@ -32,23 +32,18 @@ def print_report(report: ReaperReport) -> None:
     for d in shown:
         v = f"[{STYLE[d.verdict]}]{d.verdict}[/]"
         table.add_row(d.policy, v, d.resource, d.name, format_size(d.size or 0), d.reason)
-    console.print(table)
+    if shown:
+        console.print(table)
+    else:
+        console.print("nothing to do: no resource was planned, protected or deferred by any policy")
     hidden = len(report.decisions) - len(shown)
     if hidden:
         console.print(f"[dim]{hidden} more decision(s) (skipped or beyond {MAX_ROWS} rows): see --json[/]")
-    summary = Table(title="per policy")
-    for col in (
-        "policy",
-        "evaluated",
-        "matched",
-        "planned",
-        "protected",
-        "skipped",
-        "deferred",
-        "bytes",
-        "notes",
-    ):
-        summary.add_column(col, overflow="fold")
+    summary = Table(title="per policy (seen, matched, planned, protected, skipped, deferred)")
+    summary.add_column("policy", overflow="fold", min_width=12)
+    for col in ("seen", "match", "plan", "prot", "skip", "def", "bytes"):
+        summary.add_column(col, justify="right")
+    summary.add_column("notes", overflow="fold")
     for s in report.summaries:
         notes = "; ".join([*s.notes, *(f"[red]{e}[/]" for e in s.errors)])
         summary.add_row(
