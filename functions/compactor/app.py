@@ -29,6 +29,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from storekeeper import config
 from storekeeper.batch import RecordFailed, record_failure
 from storekeeper.compaction import CompactionSettings
+from storekeeper.compaction_budget import CompactionTooLarge
 from storekeeper.compactor import (
     DEFAULT_SWEEP_AGE_SECONDS,
     Compactions,
@@ -93,6 +94,9 @@ def _on_error(collection: str, exc: Exception) -> None:
     if isinstance(exc, PointerTargetMissing | CorruptObject):
         metrics.add_metric(name="PointerTargetMissing", unit=MetricUnit.Count, value=1)
         logger.error("published snapshot missing or corrupt: compaction stopped, nothing published",
+                     extra={"collection": collection, "error": str(exc)})  # fmt: skip
+    elif isinstance(exc, CompactionTooLarge):  # a sizing problem, not a bug: no traceback
+        logger.error("collection too large for one compaction: nothing published",
                      extra={"collection": collection, "error": str(exc)})  # fmt: skip
     else:
         logger.exception("compaction failed", extra={"collection": collection, "error": str(exc)})
