@@ -10,7 +10,7 @@ from typing import Any
 
 import pydantic
 
-from storekeeper.errors import StorekeeperError, ValidationError
+from storekeeper.errors import StorekeeperError, ValidationError, from_pydantic
 
 
 class RecordFailed(StorekeeperError):
@@ -24,15 +24,8 @@ class RecordFailed(StorekeeperError):
 
 def describe_error(exc: pydantic.ValidationError) -> tuple[str, str]:
     """(field, reason) of a record model's first error; the field is relative to the body."""
-    first = exc.errors()[0]
-    loc = [str(p) for p in first["loc"]]
-    if loc[:1] == ["body"] and len(loc) > 1:
-        loc = loc[1:]
-    where = ".".join(loc) or "body"
-    reason = str(first["msg"]).removeprefix("Value error, ")
-    if first["type"] == "json_invalid":
-        reason = f"not valid JSON: {first.get('ctx', {}).get('error', reason)}"
-    return where, reason
+    err = from_pydantic(exc, root="body", strip="body")
+    return err.field, err.reason
 
 
 def record_failure(record: Any, exc: BaseException | None) -> dict[str, Any]:

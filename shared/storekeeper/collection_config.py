@@ -22,7 +22,7 @@ from typing import Annotated
 import pydantic
 from pydantic import Field
 
-from storekeeper.errors import CorruptObject, NotFound, PreconditionFailed
+from storekeeper.errors import CorruptObject, NotFound, PreconditionFailed, from_pydantic
 from storekeeper.layout import collection_config_key
 from storekeeper.models.common import CollectionName, Strict, UtcDatetime
 from storekeeper.models.deltas import DEFAULT_DISTANCE, MAX_DIMENSION, Distance
@@ -52,7 +52,9 @@ def read_config(store: ObjectStore, collection: str) -> CollectionConfig | None:
     try:
         cfg = CollectionConfig.model_validate_json(body)
     except pydantic.ValidationError as exc:
-        raise CorruptObject(store.url, key, f"not a collection config: {exc.errors()[0]['msg']}") from None
+        raise CorruptObject(
+            store.url, key, f"not a collection config: {from_pydantic(exc, root='config')}"
+        ) from None
     if cfg.collection != collection:
         raise CorruptObject(store.url, key, f"names collection {cfg.collection!r}")
     return cfg

@@ -6,6 +6,12 @@ decision, a full quota is a policy input); people read the message.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pydantic
+
 
 class StorekeeperError(Exception):
     """Base of everything storekeeper raises on purpose."""
@@ -18,6 +24,8 @@ class ValidationError(StorekeeperError, ValueError):
         self.field = field
         self.reason = reason
         self.value = value
+        #: where in the input, when converted from pydantic (from_pydantic)
+        self.loc: tuple[str | int, ...] = ()
         shown = "" if value is None else f" (got {value!r:.80})"
         super().__init__(f"{field}: {reason}{shown}")
 
@@ -97,3 +105,40 @@ class NotVisible(StorekeeperError, TimeoutError):
 
 class DeltaRejected(StorekeeperError):
     """A delta waited for was quarantined under delta-rejected/ (the reason says why): it never appears."""
+
+
+def dotted(loc: tuple[str | int, ...]) -> str:
+    """A pydantic error location as `a.b.0.c`."""
+    return ".".join(str(p) for p in loc)
+
+
+def from_pydantic(
+    exc: pydantic.ValidationError,
+    *,
+    root: str = "input",
+    prefix: str = "",
+    strip: str | None = None,
+    loc: Callable[[tuple[str | int, ...]], str] = dotted,
+    with_input: bool = False,
+) -> ValidationError:
+    """The first error of a pydantic ValidationError as ours: the field's path and the reason.
+
+    One conversion for every boundary (messages, records, manifests, configs, reports):
+    `root` names the whole input when the error is at its top, `prefix` goes before the
+    path (`prefix:` then a space, else a dot), `strip` drops a leading wrapper segment
+    (e.g. an SQS record's `body`), `loc` formats the path, `with_input` keeps the bad value.
+    The location stays available as `.loc`.
+    """
+    first = exc.errors()[0]
+    parts = tuple(first["loc"])
+    if strip is not None and parts[:1] == (strip,) and len(parts) > 1:
+        parts = parts[1:]
+    where = loc(parts)
+    reason = str(first["msg"]).removeprefix("Value error, ")
+    if first["type"] == "json_invalid":
+        reason = f"not valid JSON: {first.get('ctx', {}).get('error', reason)}"
+    joiner = (" " if prefix.endswith(":") else ".") if prefix and where else ""
+    value = first.get("input") if with_input and first["type"] != "missing" else None
+    err = ValidationError(f"{prefix}{joiner}{where}" or root, reason, value)
+    err.loc = parts
+    return err

@@ -47,7 +47,14 @@ from storekeeper.deltas import (
     read_delta,
     write_delta,
 )
-from storekeeper.errors import CorruptObject, NotFound, PreconditionFailed, StorekeeperError, ValidationError
+from storekeeper.errors import (
+    CorruptObject,
+    NotFound,
+    PreconditionFailed,
+    StorekeeperError,
+    ValidationError,
+    from_pydantic,
+)
 from storekeeper.layout import parse_delta_key, parse_incoming_key
 from storekeeper.models.common import Strict, Token
 from storekeeper.models.deltas import (
@@ -136,12 +143,7 @@ def _loc(loc: tuple[int | str, ...]) -> str:
 
 def validation_error(exc: pydantic.ValidationError, prefix: str = "") -> ValidationError:
     """The first pydantic error as our ValidationError, field path included (e.g. upserts[3].embedding)."""
-    first = exc.errors()[0]
-    where = _loc(tuple(first["loc"]))
-    joiner = (" " if prefix.endswith(":") else ".") if prefix and where else ""
-    fld = f"{prefix}{joiner}{where}" or "request"
-    reason = str(first["msg"]).removeprefix("Value error, ")
-    return ValidationError(fld, reason)
+    return from_pydantic(exc, root="request", prefix=prefix, loc=_loc)
 
 
 def parse_put_request(event: object) -> PutRequest:

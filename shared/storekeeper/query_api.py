@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import pydantic
 from pydantic import Field
 
-from storekeeper.errors import ValidationError
+from storekeeper.errors import from_pydantic
 from storekeeper.layout import COLLECTION_PATTERN
 from storekeeper.models.common import Strict
 from storekeeper.reader import MAX_K, QueryResult, Reader
@@ -43,9 +43,7 @@ def parse_request(body: Any) -> QueryRequest:
     try:
         return QueryRequest.model_validate(body)
     except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "body"
-        raise ValidationError(where, first["msg"]) from None
+        raise from_pydantic(exc, root="body") from None
 
 
 _readers: dict[tuple[str, str], Reader] = {}

@@ -24,7 +24,7 @@ from pydantic import Json
 
 from storekeeper.cleanup.base import StoreResolver, TaskFailed, TaskOutcome
 from storekeeper.cleanup.executor import execute_task
-from storekeeper.errors import ValidationError
+from storekeeper.errors import ValidationError, from_pydantic
 from storekeeper.models.cleanup import CleanupTask
 from storekeeper.protection import ProtectionConfig
 from storekeeper.stores.vectors import VectorBackend
@@ -57,12 +57,7 @@ def parse_task(body: str | bytes | dict[str, Any]) -> CleanupTask:
     try:
         return CleanupTask.model_validate(data)
     except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "task"
-        msg = str(first["msg"]).removeprefix("Value error, ")
-        raise ValidationError(
-            where, msg, first.get("input") if first["type"] != "missing" else None
-        ) from None
+        raise from_pydantic(exc, root="task", with_input=True) from None
 
 
 class MetricsSink(Protocol):

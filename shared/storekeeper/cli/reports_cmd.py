@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from storekeeper.cli.common import JsonOpt, StoreOpt, console, emit_json, friendly_errors
-from storekeeper.errors import NotFound, ValidationError
+from storekeeper.errors import NotFound, ValidationError, from_pydantic
 from storekeeper.models.reports import ReaperReport
 from storekeeper.policies.units import format_size
 from storekeeper.stores.base import ObjectStore
@@ -51,9 +51,7 @@ def _load(store: ObjectStore, key: str) -> ReaperReport:
     try:
         return ReaperReport.model_validate_json(store.get(key).body)
     except pydantic.ValidationError as exc:
-        raise ValidationError(
-            "report", f"{key} is not a valid reaper report: {exc.errors()[0]['msg']}"
-        ) from None
+        raise ValidationError("report", f"{key} is not a valid reaper report: {from_pydantic(exc)}") from None
 
 
 def diff_reports(a: ReaperReport, b: ReaperReport) -> dict[str, object]:

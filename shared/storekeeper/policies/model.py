@@ -19,7 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from storekeeper import config
-from storekeeper.errors import ValidationError
+from storekeeper.errors import ValidationError, from_pydantic
 from storekeeper.policies import safe_yaml
 from storekeeper.policies.filters import Duration, Filter, Ratio, SetFilter, Size, build_filter
 from storekeeper.policies.resources import ResourceKind
@@ -130,10 +130,9 @@ class Policy(_Model):
             try:
                 out.append(build_filter(raw))
             except pydantic.ValidationError as exc:
-                first = exc.errors()[0]
+                err = from_pydantic(exc)
                 ftype = raw.get("type") if isinstance(raw, dict) else "?"
-                msg = str(first["msg"]).removeprefix("Value error, ")
-                raise _SubLocError((i, *first["loc"]), f"({ftype}) {msg}") from None
+                raise _SubLocError((i, *err.loc), f"({ftype}) {err.reason}") from None
             except ValueError as exc:
                 raise _SubLocError((i,), str(exc)) from None
         return out

@@ -10,7 +10,7 @@ from typing import Any
 
 import pydantic
 
-from storekeeper.errors import CorruptObject, NotFound, PointerTargetMissing
+from storekeeper.errors import CorruptObject, NotFound, PointerTargetMissing, from_pydantic
 from storekeeper.layout import manifest_key
 from storekeeper.models.snapshots import Manifest
 from storekeeper.snapshots.archive import compression, sha256_file
@@ -28,9 +28,9 @@ def load_manifest(store: ObjectStore, collection: str, version: str) -> Manifest
     try:
         manifest = Manifest.model_validate_json(body)
     except pydantic.ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "<root>"
-        raise CorruptObject(store.url, key, f"invalid manifest: {where}: {first['msg']}") from None
+        raise CorruptObject(
+            store.url, key, f"invalid manifest: {from_pydantic(exc, root='<root>')}"
+        ) from None
     if manifest.collection != collection or manifest.version != version:
         raise CorruptObject(
             store.url,
