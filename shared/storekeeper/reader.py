@@ -12,6 +12,7 @@ See docs/readers.md.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -344,8 +345,6 @@ class Reader:
                 raise ValidationError(
                     "embeddings", f"have dimension {len(vectors[0])}, the collection has {manifest.dimension}"
                 )
-            from chromadb.errors import InvalidArgumentError  # loaded already: the version is open
-
             try:
                 res = opened.collection.query(
                     query_embeddings=vectors,
@@ -354,7 +353,7 @@ class Reader:
                     where_document=dict(where_document) if where_document else None,
                     include=["distances", "metadatas", "documents"],
                 )
-            except (ValueError, TypeError, InvalidArgumentError) as exc:  # chromadb's verdict on a filter
+            except (ValueError, TypeError, _chroma_argument_error()) as exc:  # chromadb's verdict on a filter
                 field_ = "where_document" if where_document and "document" in str(exc).lower() else "where"
                 raise ValidationError(field_, str(exc).splitlines()[0][:200]) from None
             return QueryResult(
@@ -455,6 +454,13 @@ class Reader:
         return f"<Reader {self.store.url} {self.collection}@{self.version}>"
 
 
+@functools.cache
+def _chroma_argument_error() -> type[Exception]:
+    from chromadb.errors import InvalidArgumentError  # loaded already once a version is open
+
+    return InvalidArgumentError
+
+
 def _vectors(embeddings: Any) -> Any:
     """One vector or a list of equally long ones, of finite numbers: else a ValidationError."""
     import numpy as np
@@ -465,7 +471,9 @@ def _vectors(embeddings: Any) -> Any:
         raise ValidationError("embeddings", f"{_SHAPE}: {exc}") from None
     if arr.dtype.kind not in "fiu" or arr.size == 0 or arr.ndim not in (1, 2):
         raise ValidationError("embeddings", _SHAPE)
-    arr = arr.astype(np.float32).reshape(1, -1) if arr.ndim == 1 else arr.astype(np.float32)
+    arr = arr.astype(np.float32, copy=False)
+    if arr.ndim == 1:
+        arr = arr.reshape(1, -1)
     if not np.isfinite(arr).all():
         raise ValidationError("embeddings", "values must be finite (no NaN or inf)")
     return arr  # a float32 matrix, one row per query: chromadb takes it as it is

@@ -19,7 +19,9 @@ def register(app: typer.Typer) -> None:
         quick: Annotated[bool, typer.Option("--quick", help="Tiny sizes: seconds, for smoke tests.")] = False,
         cases: Annotated[
             str | None,
-            typer.Option("--cases", help="Comma-separated: compaction,scaling,producer,reaper,coldstart."),
+            typer.Option(
+                "--cases", help="Comma-separated: compaction,scaling,producer,reaper,coldstart,readers."
+            ),
         ] = None,
         backends: Annotated[
             str,

@@ -29,6 +29,7 @@ CASES: dict[str, str] = {
     "producer": "storekeeper.dev.bench.case_producer",
     "reaper": "storekeeper.dev.bench.case_reaper",
     "coldstart": "storekeeper.dev.bench.case_coldstart",
+    "readers": "storekeeper.dev.bench.case_readers",
 }
 BACKENDS = ("local", "seaweedfs", "moto")
 
