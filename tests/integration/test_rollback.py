@@ -153,3 +153,32 @@ def test_cli_shows_the_dropped_deltas_and_needs_a_yes(store: ObjectStore, tmp_pa
     gone = runner.invoke(app, ["rollback", "docs", "000000000099-zzzzzzzz", "--store", store.url, "--yes"])
     assert gone.exit_code == 1
     assert "does not exist" in gone.output
+
+
+def test_two_rollbacks_racing_publish_exactly_one(store: ObjectStore, tmp_path: Path) -> None:
+    """Two operators roll back at once (real threads, a barrier before the writes): one conditional
+    pointer write wins, the other gets PreconditionFailed; the pointer names the winner's version."""
+    import threading
+
+    (v1, v2, _), _ = build(store, tmp_path)
+    plans = [rollback.plan(store, "docs", v, tmp_path / f"p{i}") for i, v in enumerate((v1, v2))]
+    barrier = threading.Barrier(2)
+    outcomes: dict[int, object] = {}
+
+    def go(i: int) -> None:
+        barrier.wait()
+        try:
+            outcomes[i] = rollback.apply(store, plans[i]).version
+        except PreconditionFailed as exc:
+            outcomes[i] = exc
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    won = [v for v in outcomes.values() if isinstance(v, str)]
+    lost = [v for v in outcomes.values() if isinstance(v, PreconditionFailed)]
+    assert len(won) == 1
+    assert len(lost) == 1
+    assert read_pointer(store, "docs")[0] == won[0]
