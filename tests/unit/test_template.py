@@ -26,6 +26,7 @@ FOREIGN_ENV = {
     "POWERTOOLS_SERVICE_NAME",
     "POWERTOOLS_METRICS_NAMESPACE",
     "POWERTOOLS_LOG_LEVEL",
+    "POWERTOOLS_TRACE_DISABLED",
     "CHROMA_TELEMETRY_IMPL",
     "ANONYMIZED_TELEMETRY",
 }
@@ -89,7 +90,12 @@ def test_four_functions_on_python312_with_the_layer(tpl: dict[str, Any]) -> None
     assert set(fns) == set(FUNCTIONS)
     glob = tpl["Globals"]["Function"]
     assert glob["Runtime"] == "python3.12"
-    assert glob["Tracing"] == "Active"
+    # X-Ray is a parameter, off by default (issue 15.8); Powertools' tracer follows it
+    assert glob["Tracing"] == {"Fn::If": ["TracingOn", "Active", "PassThrough"]}
+    assert tpl["Parameters"]["TracingEnabled"]["Default"] == "false"
+    assert glob["Environment"]["Variables"]["POWERTOOLS_TRACE_DISABLED"] == {
+        "Fn::If": ["TracingOn", "false", "true"]
+    }
     assert glob["Layers"] == [{"Ref": "StorekeeperLayer"}]
     for name, folder in FUNCTIONS.items():
         p = props(tpl, name)
@@ -163,7 +169,11 @@ def test_delta_queue_is_fifo_and_outlives_the_compactor(tpl: dict[str, Any]) -> 
     q = props(tpl, "DeltaQueue")
     assert q["FifoQueue"] is True
     assert sub_text(q["QueueName"]).endswith(".fifo")
-    assert q["VisibilityTimeout"] >= 6 * props(tpl, "CompactorFunction")["Timeout"]
+    # what the compactor needs (its timeout + a margin), not 6x: a failed record blocks its FIFO group
+    # until visible again, so the whole redrive (maxReceiveCount x timeout) must stay well under an hour
+    timeout = props(tpl, "CompactorFunction")["Timeout"]
+    assert timeout < q["VisibilityTimeout"] <= timeout + 120
+    assert q["VisibilityTimeout"] * q["RedrivePolicy"]["maxReceiveCount"] <= 3600
     assert props(tpl, "CleanupQueue")["VisibilityTimeout"] >= 6 * props(tpl, "CleanupFunction")["Timeout"]
 
 
@@ -257,16 +267,26 @@ def test_s3_write_and_delete_are_scoped_to_prefixes(tpl: dict[str, Any]) -> None
     def keys(fn: str, action: str) -> list[str]:
         return [r.rsplit("}", 1)[-1] for r in _allowed(tpl, fn, action)]  # the part after the bucket name
 
-    assert keys("ProducerFunction", "s3:PutObject") == ["/delta/*"]
+    assert keys("ProducerFunction", "s3:PutObject") == [
+        "/delta/*",
+        "/collection/*/config.json",
+        "/idempotency/plans/*",
+    ]
     assert keys("ProducerFunction", "s3:DeleteObject") == []
     assert keys("CompactorFunction", "s3:DeleteObject") == ["/delta/*", "/snapshot/*"]
     assert keys("CompactorFunction", "s3:DeleteObjectVersion") == ["/delta/*", "/snapshot/*"]
-    assert keys("CompactorFunction", "s3:PutObject") == ["/snapshot/*"]
+    assert keys("CompactorFunction", "s3:PutObject") == [
+        "/snapshot/*",
+        "/collection/*/config.json",
+        "/delta-rejected/*",
+    ]
     assert keys("ReaperFunction", "s3:PutObject") == ["/reports/reaper/*"]
     assert keys("ReaperFunction", "s3:DeleteObject") == []
     # the cleanup function may create/delete overflow buckets only, never the store bucket itself
-    for r in _allowed(tpl, "CleanupFunction", "s3:DeleteBucket"):
-        assert r.endswith("-*")
+    # <store>-1 ... <store>-999 only: `?` matches one character, so no other bucket of the account
+    overflow = [r.rsplit("}", 1)[-1] for r in _allowed(tpl, "CleanupFunction", "s3:DeleteBucket")]
+    assert overflow == ["-?", "-??", "-???"]
+    assert [r.rsplit("}", 1)[-1] for r in _allowed(tpl, "CleanupFunction", "s3:CreateBucket")] == overflow
     denies = [st for st in statements(props(tpl, "CleanupFunction")) if st["Effect"] == "Deny"]
     assert any(sub_text(r).endswith("/latest/pointer.txt") for st in denies for r in as_list(st["Resource"]))
 
@@ -357,15 +377,11 @@ def test_alarms_watch_dlqs_and_missing_pointer_targets(tpl: dict[str, Any]) -> N
         for a in alarms
         if a["Properties"]["MetricName"] == "ApproximateNumberOfMessagesVisible"
     }
-    assert watched == {"DeltaDLQ", "CleanupDLQ", "IncomingDLQ"}
-    for a in alarms:
-        p = a["Properties"]
-        assert p["Threshold"] == 0
-        assert p["ComparisonOperator"] == "GreaterThanThreshold"
-        assert p["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    assert watched == {"DeltaDLQ", "CleanupDLQ", "IncomingDLQ", "ScheduleDLQ"}
     (missing,) = [a["Properties"] for a in alarms if a["Properties"]["MetricName"] == "PointerTargetMissing"]
     glob_env = tpl["Globals"]["Function"]["Environment"]["Variables"]
     assert missing["Namespace"] == glob_env["POWERTOOLS_METRICS_NAMESPACE"]
+    assert (missing["Threshold"], missing["ComparisonOperator"]) == (0, "GreaterThanThreshold")
     compactor_service = props(tpl, "CompactorFunction")["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
     assert [dict(d) for d in missing["Dimensions"]] == [{"Name": "service", "Value": compactor_service}]
 
@@ -398,3 +414,183 @@ def test_samconfig_environments() -> None:
         assert 'ReaperApply="false"' in deploy["parameter_overrides"]
     assert cfg["prod"]["deploy"]["parameters"]["confirm_changeset"] is True
     assert 'Stage="prod"' in cfg["prod"]["deploy"]["parameters"]["parameter_overrides"]
+
+
+def test_every_function_may_list_its_store_unconditionally(tpl: dict[str, Any]) -> None:
+    """S3 answers a missing key with 404 only to a caller allowed s3:ListBucket; that implicit check
+    carries no s3:prefix, so a prefix-conditioned grant gives 403 (see tests/iam)."""
+    for name in FUNCTIONS:
+        grants = [
+            st
+            for st in statements(props(tpl, name))
+            if st["Effect"] == "Allow" and "s3:ListBucket" in as_list(st["Action"])
+        ]
+        assert grants, name
+        assert all("Condition" not in st for st in grants), name
+
+
+def _alarms(tpl: dict[str, Any]) -> list[dict[str, Any]]:
+    return [a["Properties"] for a in resources(tpl, "AWS::CloudWatch::Alarm").values()]
+
+
+def _alarm_on(tpl: dict[str, Any], metric: str, **dims: Any) -> list[dict[str, Any]]:
+    return [
+        a
+        for a in _alarms(tpl)
+        if a["MetricName"] == metric
+        and all(
+            {"Name": k, "Value": v} in [dict(d) for d in a.get("Dimensions", [])] for k, v in dims.items()
+        )
+    ]
+
+
+def test_schedules_have_retry_limits_and_a_failure_destination(tpl: dict[str, Any]) -> None:
+    """A failed or timed-out scheduled run is not run three times, and leaves its event in a DLQ."""
+    dlq = {"Fn::GetAtt": ["ScheduleDLQ", "Arn"]}
+    scheduled = [
+        (name, ev)
+        for name in FUNCTIONS
+        for ev in props(tpl, name).get("Events", {}).values()
+        if ev["Type"] == "Schedule"
+    ]
+    assert {n for n, _ in scheduled} == {"CompactorFunction", "ReaperFunction"}
+    for name, ev in scheduled:
+        p = ev["Properties"]
+        assert 0 <= p["RetryPolicy"]["MaximumRetryAttempts"] <= 2, name
+        assert p["RetryPolicy"]["MaximumEventAgeInSeconds"] <= 900, name
+        assert p["DeadLetterConfig"]["Arn"] == dlq, name
+        invoke_cfg = props(tpl, name)["EventInvokeConfig"]
+        assert invoke_cfg["MaximumRetryAttempts"] == 0, name  # the next scheduled run is the retry
+        assert invoke_cfg["DestinationConfig"]["OnFailure"] == {"Type": "SQS", "Destination": dlq}, name
+        # EventBridge may send to the DLQ only for these rules
+        rule = sub_text(p["Name"])
+        (stmt,) = props(tpl, "ScheduleDLQPolicy")["PolicyDocument"]["Statement"]
+        assert stmt["Principal"] == {"Service": "events.amazonaws.com"}
+        assert any(
+            sub_text(a).endswith(f":rule/{rule}") for a in stmt["Condition"]["ArnEquals"]["aws:SourceArn"]
+        )
+    assert props(tpl, "ScheduleDLQ")["MessageRetentionPeriod"] == 14 * 24 * 3600
+
+
+def test_every_dlq_is_alarmed(tpl: dict[str, Any]) -> None:
+    queues = resources(tpl, "AWS::SQS::Queue")
+    dlqs = {
+        q["Properties"]["RedrivePolicy"]["deadLetterTargetArn"]["Fn::GetAtt"][0]
+        for q in queues.values()
+        if "RedrivePolicy" in q["Properties"]
+    } | {n for n in queues if n.endswith("DLQ")}
+    for dlq in dlqs:
+        (alarm,) = _alarm_on(
+            tpl, "ApproximateNumberOfMessagesVisible", QueueName={"Fn::GetAtt": [dlq, "QueueName"]}
+        )
+        assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (0, "GreaterThanThreshold"), dlq
+
+
+def test_work_queues_alarm_on_the_age_of_their_oldest_message(tpl: dict[str, Any]) -> None:
+    for queue in ("DeltaQueue", "CleanupQueue"):
+        (alarm,) = _alarm_on(
+            tpl, "ApproximateAgeOfOldestMessage", QueueName={"Fn::GetAtt": [queue, "QueueName"]}
+        )
+        assert alarm["Namespace"] == "AWS/SQS"
+        assert alarm["Statistic"] == "Maximum"
+        assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    (delta,) = _alarm_on(
+        tpl, "ApproximateAgeOfOldestMessage", QueueName={"Fn::GetAtt": ["DeltaQueue", "QueueName"]}
+    )
+    assert delta["Threshold"] == {"Ref": "PendingDeltaAlarmSeconds"}
+
+
+def test_pending_deltas_older_than_the_sweep_period_alarm(tpl: dict[str, Any]) -> None:
+    """The compactor's sweep emits OldestPendingDeltaAge (docs/compaction.md); no sweep at all alarms too."""
+    ns = tpl["Globals"]["Function"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"]
+    (alarm,) = _alarm_on(tpl, "OldestPendingDeltaAge", service="compactor")
+    assert alarm["Namespace"] == ns
+    assert alarm["Statistic"] == "Maximum"
+    assert alarm["Threshold"] == {"Ref": "PendingDeltaAlarmSeconds"}
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold"
+    assert alarm["TreatMissingData"] == "breaching"  # a sweep that stopped running is trouble too
+    assert "OldestPendingDeltaAge" in (REPO / "docs/compaction.md").read_text()
+    assert (
+        tpl["Parameters"]["PendingDeltaAlarmSeconds"]["Default"] >= 2 * 15 * 60
+    )  # 2 x the default sweep period
+
+
+def test_a_reaper_run_without_its_report_alarms(tpl: dict[str, Any]) -> None:
+    (alarm,) = _alarm_on(tpl, "ReportsWritten", service="reaper")
+    assert alarm["Statistic"] == "Sum"
+    assert (alarm["Threshold"], alarm["ComparisonOperator"]) == (1, "LessThanThreshold")
+    assert alarm["TreatMissingData"] == "breaching"  # no run at all is no report either
+    assert alarm["Period"] == {"Ref": "ReaperReportMaxAgeSeconds"}
+    assert 'name="ReportsWritten"' in (REPO / "functions/reaper/app.py").read_text()
+
+
+def test_every_function_alarms_on_errors_and_on_nearing_its_timeout(tpl: dict[str, Any]) -> None:
+    """Errors count crashes and timeouts; Duration near the timeout warns before runs start dying."""
+    for name in resources(tpl, "AWS::Serverless::Function"):
+        fn = {"Ref": name}
+        (errors,) = _alarm_on(tpl, "Errors", FunctionName=fn)
+        assert (errors["Namespace"], errors["Statistic"], errors["Threshold"]) == ("AWS/Lambda", "Sum", 0), (
+            name
+        )
+        assert errors["ComparisonOperator"] == "GreaterThanThreshold"
+        (slow,) = _alarm_on(tpl, "Duration", FunctionName=fn)
+        timeout_ms = props(tpl, name).get("Timeout", tpl["Globals"]["Function"]["Timeout"]) * 1000
+        assert slow["Statistic"] == "Maximum"
+        assert slow["Threshold"] == 0.9 * timeout_ms, name
+        assert slow["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+def test_every_alarm_notifies_and_says_what_to_do(tpl: dict[str, Any]) -> None:
+    deploy_doc = (REPO / "docs/deploy.md").read_text()
+    for rid, a in resources(tpl, "AWS::CloudWatch::Alarm").items():
+        p = a["Properties"]
+        assert p["AlarmActions"] == [{"Ref": "AlarmTopic"}], rid
+        assert len(p["AlarmDescription"]) > 20, rid
+        assert f"`{rid}`" in deploy_doc, f"docs/deploy.md does not say what {rid} means and what to do"
+
+
+def test_incoming_expiry_outlasts_the_incoming_dlq(tpl: dict[str, Any]) -> None:
+    """A replay of a dead-lettered S3 event (14 days) must still find its incoming/ file."""
+    dlq_days = props(tpl, "IncomingDLQ")["MessageRetentionPeriod"] / 86400
+    rules = props(tpl, "StoreBucket")["LifecycleConfiguration"]["Rules"]
+    touching = [r for r in rules if "ExpirationInDays" in r and any(
+        "incoming/".startswith(p) or p.startswith("incoming/") for p in _rule_prefixes(r))]  # fmt: skip
+    assert touching
+    for r in touching:
+        assert r["ExpirationInDays"] > dlq_days, r["Id"]
+
+
+def test_object_grants_follow_the_layout(tpl: dict[str, Any]) -> None:
+    """Every object prefix a role names is one of storekeeper.layout's (DESIGN §2), so a layout change
+    that the template does not follow fails here, not in AWS."""
+    from storekeeper import layout, put_plan
+
+    prefixes = {
+        f"{put_plan.PREFIX}/plans/",
+        layout.DELTA_PREFIX,
+        layout.REJECTED_PREFIX,
+        layout.SNAPSHOT_PREFIX,
+        layout.COLLECTION_PREFIX,
+        layout.REPORT_PREFIX,
+        layout.INCOMING_PREFIX,
+    }
+    for name in FUNCTIONS:
+        for st in statements(props(tpl, name)):
+            for res in as_list(st["Resource"]):
+                text = sub_text(res)
+                if ":s3:::" not in text or "/" not in text.split(":s3:::", 1)[1]:
+                    continue  # a bucket, not objects
+                key = text.split(":s3:::", 1)[1].split("/", 1)[1]
+                assert key == "*" or any(key.startswith(p) for p in prefixes), f"{name}: {key}"
+    assert f"/{layout.POINTER_NAME}" in json.dumps(props(tpl, "ProducerFunction")["Policies"])
+    assert f"/{layout.MANIFEST_NAME}" in json.dumps(props(tpl, "ProducerFunction")["Policies"])
+    assert f"/{layout.CONFIG_NAME}" in json.dumps(props(tpl, "ProducerFunction")["Policies"])
+
+
+def test_storage_stays_bounded_by_default(tpl: dict[str, Any]) -> None:
+    """The compactor's own retention and coalescing are on in a default deployment (issue 15.4)."""
+    env = props(tpl, "CompactorFunction")["Environment"]["Variables"]
+    assert env[config.COMPACTOR_KEEP_VERSIONS] == {"Ref": "CompactorKeepVersions"}
+    assert env[config.COMPACTOR_MIN_INTERVAL_SECONDS] == {"Ref": "CompactorMinIntervalSeconds"}
+    assert tpl["Parameters"]["CompactorKeepVersions"]["Default"] == config.DEFAULT_KEEP_VERSIONS > 0
+    assert tpl["Parameters"]["CompactorMinIntervalSeconds"]["Default"] == config.DEFAULT_MIN_INTERVAL_SECONDS
