@@ -10,6 +10,7 @@ the test; a granted action no call used fails it too unless EXPLAINED says why.
 from __future__ import annotations
 
 import fnmatch
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,8 @@ def test_every_handler_path_ran(world: World) -> None:
     assert made("compactor", "PutObject", "delta-rejected/docs/*")  # quarantine
     assert made("compactor", "GetObject", "delta-rejected/docs/*")  # judging an already-handled delta
     assert made("compactor", "GetObject", "snapshot/fresh/latest/pointer.txt")  # the sweep's new collection
+    removed = [json.dumps(c.params) for c in calls if c.function == "compactor" and c.operation == "DeleteObjects"]
+    assert any("/000000000001-" in p for p in removed)  # retention removed a superseded version
     assert made("reaper", "PutObject", "reports/reaper/*")
     assert any(c.function == "reaper" and c.operation.startswith("SendMessage") for c in calls)
     for op in ("ListBuckets", "GetBucketTagging", "ListMultipartUploads"):  # bucket and upload policies

@@ -244,6 +244,13 @@ def run_every_path(w: World) -> None:
     )
     produce(store, delta("fresh", {"f1": vec(1, DIM)}))
     w.run("compactor", {"sweep": True}, "compactor sweep", COMPACTOR_SWEEP_AGE_SECONDS="0")
+    # retention: with a grace floor of 0 (the policies file the compactor shares with the reaper and
+    # cleanup) and one version kept, the next publish removes the superseded ones with their versions
+    policies = w.tmp / "apply-policies.yaml"
+    policies.write_text(APPLY_POLICIES.replace("STORE", w.bucket))
+    produce(store, delta("docs", {"r1": vec(11, DIM)}))
+    w.run("compactor", {"sweep": True}, "compactor retention", COMPACTOR_SWEEP_AGE_SECONDS="0",
+          COMPACTOR_KEEP_VERSIONS="1", REAPER_POLICIES=str(policies))  # fmt: skip
     w.receive(delta_queue)  # drop what the producer sent meanwhile
 
     # reaper: the bundled default policies, dry run (the template's default) and applied
@@ -257,8 +264,6 @@ def run_every_path(w: World) -> None:
         Bucket=f"{w.bucket}-7"
     )  # an overflow member (the labelled-buckets policy reads its tags)
     s3.create_bucket(Bucket="another-team-bucket")  # not ours: the reaper must leave it alone
-    policies = w.tmp / "apply-policies.yaml"
-    policies.write_text(APPLY_POLICIES.replace("STORE", w.bucket))
     w.run("reaper", tick, "reaper planning tasks", REAPER_APPLY="true", REAPER_POLICIES=str(policies))
     sent = w.receive("CleanupQueue")
     assert sent, "the reaper sent no cleanup task"
