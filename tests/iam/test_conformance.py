@@ -117,7 +117,7 @@ def test_every_handler_path_ran(world: World) -> None:
     assert made("compactor", "PutObject", "delta-rejected/docs/*")  # quarantine
     assert made("compactor", "GetObject", "delta-rejected/docs/*")  # judging an already-handled delta
     assert made("compactor", "GetObject", "snapshot/fresh/latest/pointer.txt")  # the sweep's new collection
-    removed = [json.dumps(c.params) for c in calls if c.function == "compactor" and c.operation == "DeleteObjects"]
+    removed = [json.dumps(c.params) for c in world.recorder.of("compactor") if c.operation == "DeleteObjects"]
     assert any("/000000000001-" in p for p in removed)  # retention removed a superseded version
     assert made("reaper", "PutObject", "reports/reaper/*")
     assert any(c.function == "reaper" and c.operation.startswith("SendMessage") for c in calls)
