@@ -21,7 +21,7 @@ from moto import mock_aws
 from tests.iam.authorization import Check, Names, checks, evaluate
 from tests.iam.deployed import Deployed, deployed
 from tests.iam.recorder import ApiCall, Recorder
-from tests.iam.world import FUNCTIONS, World, create_resources, run_every_path
+from tests.iam.world import FUNCTIONS, PARAMS, World, create_resources, run_every_path
 
 #: (function, action) granted although the code never calls it, and why. Anything else unused fails.
 EXPLAINED: dict[tuple[str, str], str] = {
@@ -62,7 +62,7 @@ SERVICE_ACTIONS = {
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
-    d = deployed()
+    d = deployed(PARAMS)
     rec = Recorder()
     with mock_aws(), rec.installed():
         create_resources(d)

@@ -32,7 +32,10 @@ FUNCTIONS = {
     "compactor": "CompactorFunction",
     "reaper": "ReaperFunction",
     "cleanup": "CleanupFunction",
+    "query": "QueryFunction",  # optional (EnableQueryFunction): the scenario deploys it
 }
+#: the parameters the scenario deploys with: every optional function on
+PARAMS = {"EnableQueryFunction": "true"}
 
 #: reaper policies that make tasks of every object kind at once (age 0), so a real run sends them
 APPLY_POLICIES = """
@@ -252,6 +255,14 @@ def run_every_path(w: World) -> None:
     w.run("compactor", {"sweep": True}, "compactor retention", COMPACTOR_SWEEP_AGE_SECONDS="0",
           COMPACTOR_KEEP_VERSIONS="1", REAPER_POLICIES=str(policies))  # fmt: skip
     w.receive(delta_queue)  # drop what the producer sent meanwhile
+
+    # query (optional function): a published collection, a collection with only pending deltas, an unknown one
+    ask = json.loads((REPO / "events/query/query.json").read_text())
+    for body in (
+        {"collection": "docs", "vector": vec(1, DIM), "k": 3},
+        {"collection": "never-written", "vector": vec(1, DIM), "k": 3},
+    ):
+        w.run("query", {**ask, "body": json.dumps(body)}, f"query {body['collection']}")
 
     # reaper: the bundled default policies, dry run (the template's default) and applied
     tick = json.loads((REPO / "events/reaper/schedule.json").read_text())
