@@ -177,7 +177,12 @@ def parse_jsonl(
     for n, raw in enumerate(lines, start=1):
         if len(raw) > MAX_LINE_BYTES:
             raise ValidationError(f"line {n}", f"longer than {MAX_LINE_BYTES} bytes")
-        text = raw.decode() if isinstance(raw, bytes) else raw
+        try:
+            text = raw.decode() if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError as exc:
+            raise ValidationError(
+                f"line {n}", f"not valid UTF-8 (byte {exc.start + 1} of the line)"
+            ) from None
         if not text.strip():
             continue
         try:

@@ -39,12 +39,16 @@ class PlanPreview:
     bytes_planned: int
 
 
-def open_stores(loaded: LoadedPolicies, store_url: str | None) -> dict[str, ObjectStore]:
-    """Object stores named in the file; a store without url is the run's store (--store / env / default)."""
+def open_stores(
+    loaded: LoadedPolicies, store_url: str | None, *, create: bool = True
+) -> dict[str, ObjectStore]:
+    """Object stores named in the file; a store without url is the run's store (--store / env / default).
+
+    `create=False` for reading commands: a missing local store directory is not made."""
     out: dict[str, ObjectStore] = {}
     for name, spec in loaded.spec.stores.items():
         if spec.kind == "objects":
-            out[name] = open_store(spec.url or store_url)
+            out[name] = open_store(spec.url or store_url, create=create)
     return out
 
 

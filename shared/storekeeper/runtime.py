@@ -249,6 +249,21 @@ def _summarise(exc: BaseException, limit: int = 8) -> list[str]:
     return [f"{f.filename}:{f.lineno} in {f.name}: {(f.line or '').strip()}" for f in frames]
 
 
+def _input_error(exc: BaseException) -> str | None:
+    """One line for a malformed event (pydantic's error, raw or wrapped by Powertools' parser)."""
+    import pydantic
+
+    found = exc if isinstance(exc, pydantic.ValidationError) else exc.__cause__
+    if not isinstance(found, pydantic.ValidationError):
+        return None
+    errors = found.errors()
+    first = errors[0]
+    where = ".".join(str(p) for p in first["loc"]) or "event"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    where = where if where == "event" or where.startswith("event.") else f"event.{where}"
+    return f"{where}: {str(first['msg']).removeprefix('Value error, ')}{more}"
+
+
 def invoke(
     function: str,
     event: Any,
@@ -293,6 +308,9 @@ def invoke(
         result.error_type = type(exc).__name__
         result.error_message = str(exc)
         result.stack = _summarise(exc)
+        bad_input = _input_error(exc)
+        if bad_input is not None:  # a malformed event: one line naming the field, not a dump
+            result.error_message, result.stack = bad_input, []
     finally:
         with contextlib.suppress(ValueError):
             sys.path.remove(fn_dir)

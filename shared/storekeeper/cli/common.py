@@ -6,13 +6,15 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from storekeeper.errors import StorekeeperError
-from storekeeper.stores import default_store_url
+from storekeeper.stores import ObjectStore, default_store_url
 
 StoreOpt = Annotated[
     str | None,
@@ -28,6 +30,25 @@ def store_url(store: str | None) -> str:
     return store or default_store_url()
 
 
+def open_cli_store(url: str | None, *, writes: bool) -> ObjectStore:
+    """The command's store, checked up front (one naming rule for every command).
+
+    Reading commands never create a local store directory (a mistyped path is reported as
+    a missing bucket); writing ones may, and say so.
+    """
+    from storekeeper.stores import open_store
+
+    target = store_url(url)
+    if not writes or not target.startswith("file://"):
+        return open_store(target, create=writes)
+    path = Path(target.removeprefix("file://"))
+    existed = path.exists()
+    opened = open_store(target)
+    if not existed:
+        console.print(f"created local store {escape(str(path))}", highlight=False)
+    return opened
+
+
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
@@ -41,7 +62,7 @@ def friendly_errors(as_json: bool) -> Iterator[None]:
         if as_json:
             emit_json({"error": type(exc).__name__, "message": str(exc)})
         else:
-            console.print(f"[bold red]error:[/] {exc}")
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from exc
 
 

@@ -110,7 +110,10 @@ def register(app: typer.Typer) -> None:
                     highlight=False,
                 )
         else:
-            console.print(f"[bold red]{function} failed:[/] {result.error_type}: {result.error_message}")
+            console.print(
+                f"[bold red]{function} failed:[/] {escape(f'{result.error_type}: {result.error_message}')}",
+                highlight=False,
+            )
             for line in result.stack:
                 console.print(f"  {line}", highlight=False, markup=False)
         if not result.ok:

@@ -9,10 +9,17 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from storekeeper.cli.common import JsonOpt, StoreOpt, console, emit_json, friendly_errors, store_url
+from storekeeper.cli.common import (
+    JsonOpt,
+    StoreOpt,
+    console,
+    emit_json,
+    friendly_errors,
+    open_cli_store,
+    store_url,
+)
 from storekeeper.errors import NotFound, ValidationError
 from storekeeper.layout import REJECTED_PREFIX
-from storekeeper.stores import open_store
 
 
 def parse_vector(raw: str, dimension: int | None) -> list[float]:
@@ -102,7 +109,7 @@ def register(app: typer.Typer) -> None:
 
         with friendly_errors(as_json):
             check_collection(collection)
-            target = open_store(store_url(store))
+            target = open_cli_store(store, writes=True)
             with console.status(f"compacting {collection}", spinner="dots"):
                 result = compact(target, collection, max_deltas=max_deltas)
         if as_json:

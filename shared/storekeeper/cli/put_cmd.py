@@ -7,16 +7,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from storekeeper import config
-from storekeeper.cli.common import JsonOpt, StoreOpt, console, emit_json, friendly_errors, store_url
+from storekeeper.cli.common import JsonOpt, StoreOpt, console, emit_json, friendly_errors, open_cli_store
 from storekeeper.idempotency import persistence_from_env
 from storekeeper.layout import COLLECTION_PATTERN
 from storekeeper.producer import FUNCTION_NAME, parse_jsonl, put
 from storekeeper.queues import queue_from_env
-from storekeeper.stores import open_store
 
 PROGRESS_MIN_BYTES = 1024 * 1024  # smaller files finish before a bar is worth drawing
 
@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("put")
     def put_command(
-        collection: Annotated[str, typer.Argument(help=f"Collection name ({COLLECTION_PATTERN}).")],
+        collection: Annotated[str, typer.Argument(help=f"Collection name ({escape(COLLECTION_PATTERN)}).")],
         file: Annotated[
             Path,
             typer.Option("--file", "-f", exists=True, dir_okay=False, readable=True, help="JSONL records."),
@@ -75,7 +75,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Validate a JSONL file, write it as deltas and notify the delta queue."""
         with friendly_errors(as_json):
-            target = open_store(store_url(store))
+            target = open_cli_store(store, writes=True)
             queue = queue_from_env(config.DELTA_QUEUE_URL, "delta")
             persistence = persistence_from_env(target, FUNCTION_NAME)
             show = not as_json and file.stat().st_size >= PROGRESS_MIN_BYTES

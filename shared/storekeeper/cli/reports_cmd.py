@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from storekeeper.cli.common import JsonOpt, StoreOpt, console, emit_json, friendly_errors
+from storekeeper.cli.common import JsonOpt, StoreOpt, console, emit_json, friendly_errors, open_cli_store
 from storekeeper.errors import NotFound, ValidationError, from_pydantic
 from storekeeper.models.reports import ReaperReport
 from storekeeper.policies.units import format_size
@@ -96,10 +96,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """The newest reaper runs: when, dry run or apply, what each planned and sent."""
         from storekeeper.history import load
-        from storekeeper.stores import open_store
 
         with friendly_errors(as_json):
-            runs = load(open_store(store), limit=limit)
+            runs = load(open_cli_store(store, writes=False), limit=limit)
         if as_json:
             emit_json([r.info.model_dump(mode="json") for r in runs])
             return

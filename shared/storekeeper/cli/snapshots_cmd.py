@@ -9,7 +9,16 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from storekeeper.cli.common import JsonOpt, StoreOpt, YesOpt, confirm, console, emit_json, friendly_errors
+from storekeeper.cli.common import (
+    JsonOpt,
+    StoreOpt,
+    YesOpt,
+    confirm,
+    console,
+    emit_json,
+    friendly_errors,
+    open_cli_store,
+)
 from storekeeper.policies.units import format_size
 
 if TYPE_CHECKING:
@@ -27,10 +36,9 @@ def register(app: typer.Typer) -> None:
         from storekeeper.cli.status_cmd import short_version
         from storekeeper.rollback import age_of, versions
         from storekeeper.status_page import human_age
-        from storekeeper.stores import open_store
 
         with friendly_errors(as_json):
-            live, rows = versions(open_store(store), collection)
+            live, rows = versions(open_cli_store(store, writes=False), collection)
         if as_json:
             emit_json({"collection": collection, "live": live, "versions": [r.to_json() for r in rows]})
             return

@@ -10,7 +10,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from storekeeper.cli.common import JsonOpt, StoreOpt, console, emit_json, friendly_errors, store_url
+from storekeeper.cli.common import (
+    JsonOpt,
+    StoreOpt,
+    console,
+    emit_json,
+    friendly_errors,
+    open_cli_store,
+    store_url,
+)
 from storekeeper.models.status import StoreStatus
 from storekeeper.policies.units import format_size
 from storekeeper.status_page import human_age as age
@@ -126,13 +134,12 @@ def register(app: typer.Typer) -> None:
         from storekeeper.policies import load_policies
         from storekeeper.status import store_status
         from storekeeper.status_page import render_html
-        from storekeeper.stores import open_store
 
         with friendly_errors(as_json):
             loaded = load_policies(str(policies) if policies else None)
             backends = reaper.open_vector_backends(loaded)
-            stores = reaper.open_stores(loaded, store_url(store))
-            home = open_store(store_url(store))
+            stores = reaper.open_stores(loaded, store_url(store), create=False)
+            home = open_cli_store(store, writes=False)
             if "main" in stores:
                 stores["main"] = home
             with console.status("measuring stores and reading reaper history..."):

@@ -43,6 +43,23 @@ def default_store_url() -> str:
     return os.environ.get("STOREKEEPER_STORE") or f"file://{default_home() / 'stores' / 'default'}"
 
 
+#: directories a local store must never be (a typo like file:/// would walk and write the system)
+SYSTEM_DIRS = frozenset(
+    ["/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/opt", "/proc", "/root",
+     "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/mnt", "/media"]
+)  # fmt: skip
+
+
+def _check_local_path(url: str, rest: str) -> None:
+    if not rest.startswith("/") or ".." in rest.split("/"):
+        raise InvalidName("store", "file:// needs an absolute path without '..'", url)
+    path = os.path.normpath(rest)
+    if path in SYSTEM_DIRS or path == str(Path.home()) or path.startswith(("/proc/", "/sys/", "/dev/")):
+        raise InvalidName(
+            "store", f"refusing {path!r} as a local store: a root, home or system directory", url
+        )
+
+
 def check_store_url(url: str) -> str:
     """A store URL's scheme and bucket/path checked without opening it (policy files, options)."""
     scheme, sep, rest = url.partition("://")
@@ -52,8 +69,7 @@ def check_store_url(url: str) -> str:
             "store", f"unsupported URL ({shown}): use s3://bucket, supabase://bucket or file:///abs/path", url
         )
     if scheme == "file":
-        if not rest.startswith("/") or ".." in rest.split("/"):
-            raise InvalidName("store", "file:// needs an absolute path without '..'", url)
+        _check_local_path(url, rest)
         return url
     check_bucket(rest.rstrip("/"), "store")
     return url
@@ -71,8 +87,7 @@ def open_store(
             "store", "must be a URL like s3://bucket, supabase://bucket or file:///abs/path", url
         )
     if scheme == "file":
-        if not rest.startswith("/") or ".." in rest.split("/"):
-            raise InvalidName("store", "file:// needs an absolute path without '..'", url)
+        _check_local_path(url, rest)
         from storekeeper.stores.local import LocalStore
 
         return LocalStore(Path(rest), counter=counter, create=create)

@@ -1,0 +1,128 @@
+"""CLI input edges (issue 8.8): every one a clear one-line error, never a traceback or a side effect."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from storekeeper.cli import app
+from storekeeper.errors import ValidationError
+from storekeeper.producer import IncomingObject, parse_jsonl, put_incoming
+from storekeeper.queues import LocalQueue
+from storekeeper.stores.local import LocalStore
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
+    for name in ("STOREKEEPER_STORE", "DELTA_QUEUE_URL", "CLEANUP_QUEUE_URL", "IDEMPOTENCY_TABLE"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path / "home"
+
+
+def run(*args: str) -> tuple[int, str]:
+    res = CliRunner().invoke(app, list(args))
+    out = res.stdout + res.stderr
+    assert res.exception is None or isinstance(res.exception, SystemExit), out
+    assert "Traceback" not in out, out
+    return res.exit_code, out
+
+
+def test_invalid_utf8_in_jsonl_names_the_line(tmp_path: Path) -> None:
+    f = tmp_path / "r.jsonl"
+    f.write_bytes(b'{"id": "a", "embedding": [1, 2]}\n{"id": "\xff\xfe", "embedding": [1, 2]}\n')
+    rc, out = run("put", "c", "--file", str(f), "--store", f"file://{tmp_path / 'b'}")
+    assert rc == 1
+    assert "line 2: not valid UTF-8" in " ".join(out.split())
+    with pytest.raises(ValidationError, match="line 2: not valid UTF-8"):
+        parse_jsonl("c", [b'{"id": "a", "embedding": [1]}', b"\xc3("])
+
+
+def test_invalid_utf8_on_the_s3_event_path(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "b")
+    tag = store.put("incoming/c/x.jsonl", b'{"id": "a", "embedding": [1, 2]}\n\xff\n')
+    with pytest.raises(ValidationError, match="line 2: not valid UTF-8"):
+        put_incoming(
+            IncomingObject("b", "incoming/c/x.jsonl", None, tag),
+            store=store,
+            queue=LocalQueue(tmp_path / "q"),
+        )
+
+
+@pytest.mark.parametrize("url", ["file:///", "file:///etc", "file:///usr/", "file:///proc/1", "file:///tmp"])
+@pytest.mark.parametrize("command", [["status"], ["query", "c", "--id", "a"], ["reap"], ["compact", "c"]])
+def test_root_and_system_directories_are_refused(url: str, command: list[str]) -> None:
+    rc, out = run(*command, "--store", url)
+    assert rc != 0
+    assert "root, home or system dir" in " ".join(out.split()), out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["status"], ["query", "c", "--id", "a"], ["snapshots", "c"], ["reports", "list"]],
+    ids=lambda c: c[0],
+)
+def test_reading_commands_never_create_a_mistyped_store(tmp_path: Path, command: list[str]) -> None:
+    typo = tmp_path / "typo-store"
+    run(*command, "--store", f"file://{typo}")
+    assert not typo.exists()
+
+
+def test_writing_commands_create_a_local_store_and_say_so(tmp_path: Path) -> None:
+    f = tmp_path / "r.jsonl"
+    f.write_text('{"id": "a", "embedding": [1, 2]}\n')
+    new = tmp_path / "new-store"
+    rc, out = run("put", "c", "--file", str(f), "--store", f"file://{new}")
+    assert rc == 0, out
+    assert f"created local store {new}" in " ".join(out.split())
+    rc, out = run("put", "c", "--file", str(f), "--store", f"file://{new}")
+    assert "created local store" not in out
+
+
+def test_a_missing_bucket_in_query_is_reported_as_such(tmp_path: Path) -> None:
+    rc, out = run("query", "c", "--id", "a", "--store", f"file://{tmp_path / 'nope'}")
+    assert rc == 1
+    assert "no such bucket" in " ".join(out.split()).lower(), out
+
+
+def test_rich_markup_is_escaped_in_errors_and_help(tmp_path: Path) -> None:
+    f = tmp_path / "r.jsonl"
+    f.write_text('{"id": "a", "embedding": [1, 2]}\n')
+    rc, out = run("put", "Bad[x]", "--file", str(f), "--store", f"file://{tmp_path / 'b'}")
+    assert rc == 1
+    assert "[a-z0-9][a-z0-9_-]{0,62}" in out, out
+    assert "'Bad[x]'" in out, out
+    _, out = run("put", "--help")
+    assert "[a-z0-9][a-z0-9_-]{0,62}" in out, out
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        [1, 2],
+        {
+            "version": "0",
+            "id": 5,
+            "detail-type": ["x"],
+            "source": "aws.events",
+            "account": "1",
+            "time": "2024-01-01T00:00:00Z",
+            "region": "us-east-1",
+            "resources": "x",
+            "detail": "no",
+        },
+    ],
+)
+def test_invoke_reaper_with_a_malformed_event_is_one_line(tmp_path: Path, event: object) -> None:
+    ev = tmp_path / "ev.json"
+    ev.write_text(json.dumps(event))
+    rc, out = run("invoke", "reaper", "--event", str(ev), "--store", f"file://{tmp_path / 'b'}")
+    assert rc == 1
+    failed = [ln for ln in out.splitlines() if "reaper failed" in ln]
+    assert len(failed) == 1, out
+    assert "ValidationError: event" in failed[0]
+    assert "validation error for" not in out  # not pydantic's multi-line dump
+    assert ".py:" not in out  # no stack frames for bad input
