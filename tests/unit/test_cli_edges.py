@@ -126,3 +126,35 @@ def test_invoke_reaper_with_a_malformed_event_is_one_line(tmp_path: Path, event:
     assert "ValidationError: event" in failed[0]
     assert "validation error for" not in out  # not pydantic's multi-line dump
     assert ".py:" not in out  # no stack frames for bad input
+
+
+def test_the_grace_floor_covers_every_snapshot_version_whatever_the_filters(tmp_path: Path) -> None:
+    """`resource: object` + `name-prefix: snapshot/` must not plan a 14-minute-old superseded version."""
+    import os
+    import time
+
+    from storekeeper.compaction import compact
+    from storekeeper.producer import parse_put_request, put
+    from storekeeper.snapshots import SnapshotCache
+
+    store = LocalStore(tmp_path / "st")
+    for rid in ("a", "b"):
+        req = {"collection": "c", "upserts": [{"id": rid, "embedding": [1.0, 2.0]}]}
+        put(parse_put_request(req), store=store, queue=LocalQueue(tmp_path / "q"))
+        compact(store, "c", cache=SnapshotCache(tmp_path / "cache"))
+    old = time.time() - 14 * 60
+    versions = sorted(p for p in (tmp_path / "st" / "snapshot" / "c").iterdir() if p.name != "latest")
+    assert len(versions) == 2
+    for f in versions[0].iterdir():
+        os.utime(f, (old, old))
+    pol = tmp_path / "p.yaml"
+    pol.write_text(
+        "policies:\n  - name: snaps\n    resource: object\n    store: main\n"
+        "    filters:\n      - {type: name-prefix, value: snapshot/}\n"
+    )
+    rc, out = run("reap", "--policies", str(pol), "--store", f"file://{tmp_path / 'st'}", "--json")
+    assert rc == 0, out
+    report, _ = json.JSONDecoder().raw_decode(out[out.index("{") :])
+    snap = [d for d in report["decisions"] if d["name"].startswith(f"snapshot/c/{versions[0].name}/")]
+    assert snap, report["decisions"]
+    assert all(d["verdict"] == "protected" and "grace" in d["reason"] for d in snap), snap
