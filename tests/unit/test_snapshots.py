@@ -317,3 +317,35 @@ def test_an_entry_in_use_is_copied_not_taken_and_stays_pristine(store: LocalStor
     cache.take(store, m, tmp_path / "taken2")  # nobody uses it now: moved out of the cache, no copy
     assert not cache.entry(m).exists()
     assert cache.downloads == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "kind", "reason"),
+    [
+        ("../evil.txt", tarfile.REGTYPE, "escapes"),
+        ("/abs/evil.txt", tarfile.REGTYPE, "escapes"),
+        ("link", tarfile.SYMTYPE, "not a plain file"),
+    ],
+)
+def test_cache_checks_every_member_of_a_well_signed_archive(
+    store: LocalStore, tmp_path: Path, name: str, kind: bytes, reason: str
+) -> None:
+    """The cache hashes while it extracts (one pass): a hostile archive whose manifest digest is right
+    is still refused member by member, and nothing is installed or written outside staging."""
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = "/etc/passwd" if kind == tarfile.SYMTYPE else ""
+    data = b"x" if kind == tarfile.REGTYPE else b""
+    info.size = len(data)
+    archive = tmp_path / "chroma.tar"
+    archive.write_bytes(_tar_with(info, data))
+    m = write_snapshot(
+        store, collection="docs", version=new_version(None), parent=None, archive=archive, dimension=2,
+        distance="l2", record_count=1, deltas=[], applied=[],
+    )  # fmt: skip
+    cache = SnapshotCache(tmp_path / "cache")
+    with pytest.raises(CorruptObject, match=reason):
+        cache.lease(store, m)
+    assert cache.entries() == []
+    assert not (tmp_path / "cache" / "evil.txt").exists()
+    assert list((tmp_path / "cache" / "staging").iterdir()) == []
