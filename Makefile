@@ -42,11 +42,12 @@ postgres:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
 
-test: lint chromium postgres
+test: lint validate chromium postgres
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
+# the unit tests not marked slow: seconds to a minute, for the edit-test loop
 test-fast: setup
-	$(BIN)/pytest -q -x tests/unit
+	$(BIN)/pytest -q -x -p no:cacheprovider -m "not slow" tests/unit
 
 bench: setup
 	$(BIN)/storekeeper bench --out bench/report.json
@@ -62,8 +63,9 @@ $(SAM_VENV)/.installed:
 
 sam-venv: $(SAM_VENV)/.installed
 
+# `sam validate --lint` (aws-sam-cli in .venv-sam, installed on first use: works on a fresh clone)
 validate: sam-venv
-	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --region us-east-1
 
 # sam build needs python3.12 (the Lambda runtime) on PATH; then prove the artifacts hold production code
 # only (the layer: shared/Makefile), that the trimmed compactor works from them alone, and print their

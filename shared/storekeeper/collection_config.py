@@ -2,7 +2,7 @@
 
 Create-only (`If-None-Match: *`), first write wins: of two first puts of different
 dimensions racing, exactly one creates the config and the other is refused at the
-producer, never accepted and then rejected at compaction (DESIGN §2). Collections from
+producer, never accepted and then rejected at compaction. Collections from
 before the config get one at their next write or compaction, from their snapshot or
 pending deltas.
 

@@ -1,4 +1,4 @@
-"""The object layout of a store (DESIGN §2): every key is built and parsed here.
+"""The object layout of a store: every key is built and parsed here.
 
 One naming object for the whole package, as Lance's commit code has one for its
 manifest paths: no other module spells `delta/`, `snapshot/`, a collection,
@@ -130,7 +130,7 @@ PURGED_PREFIXES = (DELTA_PREFIX, SNAPSHOT_PREFIX)
 
 
 def purged_on_delete(key: str) -> bool:
-    """Keys whose deletion must free their bytes on a versioned bucket (DESIGN §3 invariant 7).
+    """Keys whose deletion must free their bytes on a versioned bucket.
 
     Applied deltas and reaped snapshot versions are finished with once their guards pass; a
     delete marker would keep them billed for the bucket's whole noncurrent retention. The

@@ -1,7 +1,7 @@
-"""Network faults end quickly and clearly (DESIGN §3.6): one place for timeouts, retries and deadlines.
+"""Network faults end quickly and clearly: one place for timeouts, retries and deadlines.
 
 botocore's defaults wait 60 s per read and retry up to 5 times, so an endpoint that
-accepts connections and never answers held `status` for minutes (LESSONS.md). Every
+accepts connections and never answers held `status` for minutes. Every
 client storekeeper makes takes its timeouts from here: boto3 clients (S3, SQS,
 DynamoDB) through `boto_config()`, the Supabase/storage3 client through
 `HTTP_TIMEOUT_S`. On top, a process-wide *deadline* (set by a command or a handler: the

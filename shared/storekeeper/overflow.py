@@ -1,6 +1,6 @@
 """Overflow bucket groups: `<base>`, `<base>-1`, `<base>-2`, ... and least-full write routing.
 
-LESSONS: names derived from the bucket *count* collided after a deletion, usage
+An earlier tool's names derived from the bucket *count* collided after a deletion, usage
 read from one listing page was wrong, percentages were compared with ratios,
 and several writers raced to create buckets. So here: the next name is the
 highest suffix + 1, creation is create-only and retried on

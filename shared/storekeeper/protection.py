@@ -1,6 +1,6 @@
 """The one place that decides whether something may be deleted, and why not.
 
-DESIGN invariant 3: nothing live is deleted. `Protection.reason` is the single
+Nothing live is deleted. `Protection.reason` is the single
 decision: the reaper's planner (dry run and real run alike), the cleanup
 executor (again, at delete time) and the compactor's own retention all call it,
 so they can never disagree about what is protected nor say it differently.

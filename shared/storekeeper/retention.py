@@ -1,6 +1,6 @@
 """The compactor's own retention: superseded snapshot versions beyond the newest N go after publishing.
 
-Not a reaper policy (DESIGN §5): it keeps storage bounded in a default deployment, where the
+Not a reaper policy: it keeps storage bounded in a default deployment, where the
 reaper only dry-runs. It chooses nothing by itself beyond "older than the live version and not
 among the newest N": whether a version may go is decided by the one protection function
 (`Protection.reason`: never the live or a newer, maybe mid-publish, version; never inside the

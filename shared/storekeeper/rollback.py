@@ -1,4 +1,4 @@
-"""A collection's snapshot history, and rollback (DESIGN §5).
+"""A collection's snapshot history, and rollback.
 
 Rollback never moves the pointer backwards: it publishes a *new* version (the live one's
 sequence + 1) whose archive is a byte-for-byte copy of the chosen retained version's,

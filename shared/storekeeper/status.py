@@ -47,7 +47,7 @@ MAX_VERSIONS_READ = 20
 
 
 def _delta_time(delta_id: str) -> datetime:
-    """Creation time from the delta id's 13-digit epoch-ms prefix (DESIGN §2)."""
+    """Creation time from the delta id's 13-digit epoch-ms prefix."""
     return datetime.fromtimestamp(int(delta_id[:13]) / 1000, UTC)
 
 

@@ -1,6 +1,6 @@
 """Several compactor processes and producer processes at once on one store.
 
-Proves DESIGN §3.1-3.2 under real concurrency: the published snapshot equals the
+Proves atomic publish and exactly-once under real concurrency: the published snapshot equals the
 model state of all deltas applied in delta_id order, each delta id appears in
 exactly one manifest of the version chain, and the chain is linear (every
 successful publish is in it: no pointer was overwritten).

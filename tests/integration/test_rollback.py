@@ -1,4 +1,4 @@
-"""Rollback (DESIGN §5) on the local store and on SeaweedFS (a real S3 server): a new version with the
+"""Rollback on the local store and on SeaweedFS (a real S3 server): a new version with the
 chosen version's content through the conditional pointer write, the dropped deltas named, never
 re-applied; refuses a gone or corrupt version; a lost race publishes nothing; the CLI asks first."""
 

@@ -1,4 +1,4 @@
-"""Versioned buckets (DESIGN §3 invariant 7): deleted means freed, usage counts what is billed.
+"""Versioned buckets: deleted means freed, usage counts what is billed.
 
 Run on SeaweedFS (real server, versioning through its S3 API) and on moto in-process, each
 with versioning switched on: what cleanup and the compactor delete under `snapshot/` and

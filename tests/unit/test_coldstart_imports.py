@@ -16,6 +16,8 @@ import pytest
 
 from storekeeper.tracing import NoTracer, make_tracer, tracing_disabled
 
+pytestmark = pytest.mark.slow  # fresh interpreters per handler: not in `make test-fast`
+
 REPO = Path(__file__).resolve().parents[2]
 
 _PROBE = """

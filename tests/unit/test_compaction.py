@@ -26,6 +26,8 @@ from tests.compaction_support import (
     version_chain,
 )
 
+pytestmark = pytest.mark.slow  # real compactions with chromadb: not in `make test-fast`
+
 DIM = 8
 
 

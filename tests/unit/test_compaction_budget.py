@@ -23,6 +23,8 @@ from storekeeper.snapshots import SnapshotCache, load_manifest, read_pointer
 from storekeeper.stores.local import LocalStore
 from tests.compaction_support import assert_same_state, delta, model_state, produce, snapshot_state, vec
 
+pytestmark = pytest.mark.slow  # real compactions with chromadb: not in `make test-fast`
+
 DIM = 8
 GB = 1_000_000_000
 

@@ -1,4 +1,4 @@
-"""Network faults end quickly and clearly (DESIGN §3.6, issue 8.6).
+"""Network faults end quickly and clearly.
 
 A socket that accepts connections and never answers (the worst case: no refusal, no
 reset), and a closed port: every command that talks to the store ends within a bounded

@@ -31,6 +31,8 @@ from storekeeper.stores.base import GetResult
 from storekeeper.stores.local import LocalStore
 from tests.reader_support import publish_version, records
 
+pytestmark = pytest.mark.slow  # real chromadb snapshots, published and read: not in `make test-fast`
+
 
 @pytest.fixture(autouse=True)
 def _no_failures_between_tests() -> None:

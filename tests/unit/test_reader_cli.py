@@ -15,6 +15,8 @@ from storekeeper.cli import app
 from storekeeper.compaction import compact
 from storekeeper.stores import open_store
 
+pytestmark = pytest.mark.slow  # real chromadb snapshots through the CLI: not in `make test-fast`
+
 
 @pytest.fixture(autouse=True)
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

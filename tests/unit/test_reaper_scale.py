@@ -29,6 +29,8 @@ from storekeeper.stores import RequestCounter
 from storekeeper.stores.local import LocalStore
 from tests.unit.reaper_world import NOW
 
+pytestmark = pytest.mark.slow  # planning and deleting 100,000 objects: not in `make test-fast`
+
 N = 100_000
 
 POLICY = """\

@@ -27,6 +27,8 @@ from storekeeper.queues import LocalQueue
 from storekeeper.snapshots import SnapshotCache, open_snapshot
 from storekeeper.stores.local import LocalStore
 
+pytestmark = pytest.mark.slow  # real compactions with chromadb: not in `make test-fast`
+
 Record = tuple[list[float], dict[str, Any] | None, str | None]
 
 

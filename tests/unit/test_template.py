@@ -1,4 +1,4 @@
-"""The SAM template's contract: what DESIGN.md and LESSONS.md require of the deployed bundle."""
+"""The SAM template's contract: what the design and the lessons of earlier tools require of the bundle."""
 
 from __future__ import annotations
 
@@ -188,7 +188,7 @@ def _rule_prefixes(rule: dict[str, Any]) -> list[str]:
 
 
 def test_no_lifecycle_rule_expires_deltas(tpl: dict[str, Any]) -> None:
-    """LESSONS: a 7-day rule expired unmerged deltas while the DLQ still held their notifications."""
+    """An earlier tool's 7-day rule expired unmerged deltas while the DLQ still held their notifications."""
     rules = props(tpl, "StoreBucket")["LifecycleConfiguration"]["Rules"]
     expiring = [r for r in rules if {"ExpirationInDays", "ExpirationDate", "Transitions"} & set(r)]
     for rule in expiring:
@@ -203,7 +203,7 @@ def test_no_lifecycle_rule_expires_deltas(tpl: dict[str, Any]) -> None:
 
 
 def test_noncurrent_snapshots_and_deltas_expire_within_a_day(tpl: dict[str, Any]) -> None:
-    """DESIGN §3.7: a deleted archive or delta must not stay billed for the general 30 days."""
+    """Deleted means freed: a deleted archive or delta must not stay billed for the general 30 days."""
     rules = props(tpl, "StoreBucket")["LifecycleConfiguration"]["Rules"]
     for prefix in ("snapshot/", "delta/"):
         (rule,) = [r for r in rules if _rule_prefixes(r) == [prefix] and "NoncurrentVersionExpiration" in r]

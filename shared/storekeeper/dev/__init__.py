@@ -2,5 +2,5 @@
 
 Installed with the package (`storekeeper bench` and the local dev stack import it), but
 never deployed: the Lambda layer build (shared/Makefile) leaves this folder out, and
-scripts/check_layer.py proves it after `sam build` (DESIGN §1).
+scripts/check_layer.py proves it after `sam build`.
 """

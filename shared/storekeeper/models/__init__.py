@@ -1,4 +1,4 @@
-"""Pydantic models for every message and file that crosses a boundary (DESIGN §2-§4).
+"""Pydantic models for every message and file that crosses a boundary.
 
 The names below are loaded on first access (PEP 562): building pydantic models
 is a large part of a cold start, and importing one submodule (say

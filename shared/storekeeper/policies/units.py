@@ -1,7 +1,7 @@
 """Human units in policy files: sizes (1GB), durations (30d) and ratios (0.85, never 85).
 
 Each parser names what it expected, because a policy file is written by people
-and a silent misreading (85 read as 8500 %) is how the overflow tool of LESSONS.md
+and a silent misreading (85 read as 8500 %) is how an earlier overflow tool
 created a bucket at 1 % usage.
 """
 

@@ -6,7 +6,7 @@
 * `cache`    — extracted, verified versions shared by the processes of a machine
 * `reader`   — open one version with chromadb without copying it (`open_snapshot`)
 
-Layout (DESIGN §2)::
+Layout::
 
     snapshot/<c>/<version>/manifest.json   immutable, written after the archive
     snapshot/<c>/<version>/chroma.tar      tar of a Chroma persist dir holding one collection

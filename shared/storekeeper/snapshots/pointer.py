@@ -1,5 +1,5 @@
 """The pointer: `snapshot/<c>/latest/pointer.txt` names the published version, changed only by a
-conditional write (DESIGN §3.1). Its key, its body and version names are `storekeeper.layout`'s."""
+conditional write. Its key, its body and version names are `storekeeper.layout`'s."""
 
 from __future__ import annotations
 

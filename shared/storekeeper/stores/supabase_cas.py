@@ -1,4 +1,4 @@
-"""The compare-and-swap table of supabase:// stores, in the project's Postgres (DESIGN §3.1).
+"""The compare-and-swap table of supabase:// stores, in the project's Postgres.
 
 Supabase Storage cannot make a conditional write atomic (see docs/supabase.md), so every
 conditional write of a `SupabaseStore` is decided by one conditional statement on

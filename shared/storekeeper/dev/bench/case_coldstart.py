@@ -291,7 +291,7 @@ def run(ctx: BenchContext, result: CaseResult) -> None:
             tops = ", ".join(f"{name} {sec * 1000:.0f} ms" for name, sec in top_imports(fn_dir, env))
             result.notes.append(f"{h}: heaviest imports: {tops}")
             if h in NO_CHROMA and chroma:
-                result.notes.append(f"{h}: imports chromadb, which DESIGN §1 forbids for this function")
+                result.notes.append(f"{h}: imports chromadb, which it must not (cold start)")
         if h in IMPORT_TARGET_S:
             result.targets.append(
                 TargetResult.check(

@@ -53,7 +53,7 @@ def fill(store: ObjectStore, n: int) -> float:
     """Create n small objects under PREFIX; returns seconds (setup, not a measured figure).
 
     On the local backend the files are written straight into the bucket directory
-    (`file:///path` keeps key K as the file `<path>/K`, DESIGN §2; with no metadata
+    (`file:///path` keeps key K as the file `<path>/K`; with no metadata
     that is exactly what `put` leaves), because 100,000 locked puts take minutes
     on a busy 2-core machine. Network backends get real PUTs from 16 threads.
     """
