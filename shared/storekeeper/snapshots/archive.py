@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import tarfile
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from storekeeper.errors import CorruptObject, NotFound, PointerTargetMissing
 
@@ -33,30 +33,23 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def download(store: ObjectStore, manifest: Manifest, path: Path) -> None:
-    """Download a version's archive to `path` (streamed); a missing one is PointerTargetMissing."""
-    try:
-        store.get_file(manifest.archive_key, path)
-    except NotFound:
-        raise PointerTargetMissing(
-            store.url, manifest.archive_key, f"archive of version {manifest.version} does not exist"
-        ) from None
-
-
-def _mismatch(store_url: str, key: str, sha: str, expected: str) -> CorruptObject:
-    return CorruptObject(store_url, key, f"sha256 {sha} does not match the manifest's {expected}")
-
-
 def download_verified(store: ObjectStore, manifest: Manifest, path: Path) -> None:
     """Download a version's archive to `path` and check it against the manifest's sha256.
 
     A missing archive is PointerTargetMissing, a different one CorruptObject (the cache and
     rollback both refuse to use it).
     """
-    download(store, manifest, path)
+    try:
+        store.get_file(manifest.archive_key, path)
+    except NotFound:
+        raise PointerTargetMissing(
+            store.url, manifest.archive_key, f"archive of version {manifest.version} does not exist"
+        ) from None
     sha = sha256_file(path)
     if sha != manifest.sha256:
-        raise _mismatch(store.url, manifest.archive_key, sha, manifest.sha256)
+        raise CorruptObject(
+            store.url, manifest.archive_key, f"sha256 {sha} does not match the manifest's {manifest.sha256}"
+        )
 
 
 def compression(name: str, where: str) -> str:
@@ -128,85 +121,32 @@ def _write_tar(src: Path, fileobj: Any) -> None:
                 tf.addfile(info)
 
 
-class _MemberCheck:
-    """The rules every extracted member obeys: plain files and dirs, inside the root, bounded."""
-
-    def __init__(self, label: str, max_bytes: int) -> None:
-        self.label, self.max_bytes, self.count, self.total = label, max_bytes, 0, 0
-
-    def bad(self, reason: str) -> CorruptObject:
-        return CorruptObject("<archive>", self.label, reason)
-
-    def __call__(self, m: tarfile.TarInfo) -> None:
-        self.count += 1
-        if self.count > MAX_ARCHIVE_MEMBERS:
-            raise self.bad(f"more than {MAX_ARCHIVE_MEMBERS} members")
-        parts = PurePosixPath(m.name).parts
-        if m.name.startswith("/") or "\\" in m.name or ".." in parts:
-            raise self.bad(f"member {m.name!r:.80} escapes the archive root")
-        if not (m.isfile() or m.isdir()):
-            raise self.bad(f"member {m.name!r:.80} is not a plain file or directory")
-        self.total += m.size
-        if self.total > self.max_bytes:
-            raise self.bad(f"extracted size exceeds the {self.max_bytes}-byte limit")
-
-
-def _mode(archive: Path, label: str, sep: str) -> Any:
-    comp = compression(Path(archive).name, label)
-    return f"r{sep}{comp}"
-
-
 def safe_extract(archive: Path, dest: Path, *, max_bytes: int = MAX_EXTRACTED_BYTES, where: str = "") -> None:
-    """Extract only plain files and dirs, relative, inside `dest`, within `max_bytes` in total
-    (every member is checked before anything is written)."""
-    check = _MemberCheck(where or str(archive), max_bytes)
+    """Extract only plain files and dirs, relative, inside `dest`, within `max_bytes` in total."""
+    label = where or str(archive)
+
+    def bad(reason: str) -> CorruptObject:
+        return CorruptObject("<archive>", label, reason)
+
     try:
-        with tarfile.open(archive, _mode(archive, check.label, ":")) as tf:
+        comp = compression(Path(archive).name, label)
+        mode: Literal["r:", "r:gz", "r:xz"] = "r:gz" if comp == "gz" else "r:xz" if comp == "xz" else "r:"
+        with tarfile.open(archive, mode) as tf:
             members = tf.getmembers()
+            if len(members) > MAX_ARCHIVE_MEMBERS:
+                raise bad(f"{len(members)} members, more than {MAX_ARCHIVE_MEMBERS}")
+            total = 0
             for m in members:
-                check(m)
+                parts = PurePosixPath(m.name).parts
+                if m.name.startswith("/") or "\\" in m.name or ".." in parts:
+                    raise bad(f"member {m.name!r:.80} escapes the archive root")
+                if not (m.isfile() or m.isdir()):
+                    raise bad(f"member {m.name!r:.80} is not a plain file or directory")
+                total += m.size
+                if total > max_bytes:
+                    raise bad(f"extracted size exceeds the {max_bytes}-byte limit")
             tf.extractall(dest, members=members, filter="data")
     except (tarfile.TarError, EOFError, OSError) as exc:
         if isinstance(exc, FileNotFoundError) and not Path(archive).exists():
             raise
-        raise check.bad(f"not a readable tar archive: {exc}") from None
-
-
-class _HashingReader:
-    """Reads a file and hashes what it reads: the sha256 check and the extraction share one pass."""
-
-    def __init__(self, fh: Any) -> None:
-        self.fh, self.sha = fh, hashlib.sha256()
-
-    def read(self, n: int = -1) -> bytes:
-        data: bytes = self.fh.read(n)
-        self.sha.update(data)
-        return data
-
-
-def extract_verified(
-    archive: Path, dest: Path, sha256: str, *, store_url: str, key: str, max_bytes: int = MAX_EXTRACTED_BYTES
-) -> None:
-    """Extract `archive` into `dest` (member by member, checked as in `safe_extract`) while hashing
-    it, in one read; a digest other than `sha256` is CorruptObject, and so is a bad member. On any
-    error `dest` holds a partial tree the caller must discard (the cache extracts into staging)."""
-    check = _MemberCheck(f"{store_url}/{key}", max_bytes)
-    with open(archive, "rb") as raw:
-        reader = _HashingReader(raw)
-        failure: CorruptObject | None = None
-        try:
-            with tarfile.open(fileobj=reader, mode=_mode(archive, check.label, "|")) as tf:  # type: ignore[call-overload]
-                for m in tf:
-                    check(m)
-                    tf.extract(m, dest, filter="data")
-        except CorruptObject as exc:
-            failure = exc
-        except (tarfile.TarError, EOFError, OSError) as exc:
-            failure = check.bad(f"not a readable tar archive: {exc}")
-        while reader.read(CHUNK):  # the rest (tar padding, or what a failure left unread)
-            pass
-    sha = reader.sha.hexdigest()
-    if sha != sha256:  # the real cause, whatever the tar reader made of the bytes
-        raise _mismatch(store_url, key, sha, sha256)
-    if failure is not None:
-        raise failure
+        raise bad(f"not a readable tar archive: {exc}") from None

@@ -33,7 +33,7 @@ from pathlib import Path
 from storekeeper import config
 from storekeeper.errors import CorruptObject
 from storekeeper.models.snapshots import Manifest
-from storekeeper.snapshots.archive import download, extract_verified
+from storekeeper.snapshots.archive import download_verified, safe_extract
 from storekeeper.stores.base import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -326,12 +326,13 @@ class SnapshotCache:
         staging = self.tempdir("staging")
         try:
             archive = staging / manifest.archive
-            download(store, manifest, archive)
-            self.downloads += 1
+            try:
+                download_verified(store, manifest, archive)
+            finally:
+                if archive.exists():  # fetched, verified or not (a corrupt one counts too)
+                    self.downloads += 1
             (staging / "tree").mkdir()
-            extract_verified(  # one read: hashed while extracted; nothing is installed unless it matches
-                archive, staging / "tree", manifest.sha256, store_url=store.url, key=manifest.archive_key
-            )
+            safe_extract(archive, staging / "tree", where=f"{store.url}/{manifest.archive_key}")
             archive.unlink()
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
