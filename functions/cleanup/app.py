@@ -30,6 +30,7 @@ from storekeeper.cleanup import (
     record_metrics,
     store_resolver,
 )
+from storekeeper.netconfig import with_deadline
 from storekeeper.stores import env_store
 from storekeeper.stores.vectors import VectorBackend
 from storekeeper.tracing import make_tracer
@@ -89,6 +90,7 @@ def run_task(record: CleanupTaskRecord, runner: CleanupRunner) -> dict[str, Any]
 @logger.inject_lambda_context(correlation_id_path="Records[0].messageId || id")
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
+@with_deadline
 def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailureResponse:
     store = env_store()
     runner = CleanupRunner(

@@ -40,6 +40,7 @@ from storekeeper.compactor import (
     sweep,
 )
 from storekeeper.errors import CorruptObject, PointerTargetMissing
+from storekeeper.netconfig import with_deadline
 from storekeeper.snapshots import SnapshotCache
 from storekeeper.stores import env_store
 from storekeeper.tracing import make_tracer
@@ -158,6 +159,7 @@ def judge_record(record: DeltaNotificationRecord, compactions: Compactions) -> R
 @logger.inject_lambda_context(correlation_id_path="Records[0].messageId || id")
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
+@with_deadline
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any] | PartialItemFailureResponse:
     done = _compactions(context)
     if is_sweep_event(event):

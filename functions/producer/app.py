@@ -19,6 +19,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from storekeeper import config
 from storekeeper.errors import ValidationError
+from storekeeper.netconfig import with_deadline
 from storekeeper.producer import (
     FUNCTION_NAME,
     RequestIdReused,
@@ -100,6 +101,7 @@ def _is_s3_event(event: Any) -> bool:
 @logger.inject_lambda_context(correlation_id_path=CORRELATION_PATH)
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
+@with_deadline
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     store, queue = _dependencies()
     if _is_s3_event(event):

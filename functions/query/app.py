@@ -23,6 +23,7 @@ from storekeeper.errors import (
     UnknownCollection,
     ValidationError,
 )
+from storekeeper.netconfig import with_deadline
 from storekeeper.query_api import answer, parse_request
 from storekeeper.stores import default_store_url
 from storekeeper.tracing import make_tracer
@@ -55,6 +56,7 @@ def query() -> dict[str, Any]:
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.LAMBDA_FUNCTION_URL)
 @tracer.capture_lambda_handler
 @metrics.log_metrics
+@with_deadline
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     response: dict[str, Any] = app.resolve(event, context)
     return response

@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from storekeeper import config, gauges, reaper
 from storekeeper.models.schedule import ReaperOverrides, ReaperTrigger
+from storekeeper.netconfig import with_deadline
 from storekeeper.tracing import make_tracer
 
 logger = Logger()
@@ -66,6 +67,7 @@ def _run(overrides: ReaperOverrides) -> dict[str, Any]:
 @logger.inject_lambda_context(correlation_id_path="id")
 @tracer.capture_lambda_handler
 @metrics.log_metrics(capture_cold_start_metric=True)
+@with_deadline
 @event_parser(model=ReaperTrigger)
 def handler(event: ReaperTrigger, context: LambdaContext) -> dict[str, Any]:
     return _run(event.overrides)

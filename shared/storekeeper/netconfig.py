@@ -80,6 +80,8 @@ def set_deadline_from_env() -> None:
     """STOREKEEPER_DEADLINE (seconds): a deadline for a whole CLI run, e.g. in cron jobs."""
     if os.environ.get("STOREKEEPER_DEADLINE", "").strip():
         set_deadline(_env_float("STOREKEEPER_DEADLINE", 0, 1, 7 * 24 * 3600))
+    else:
+        set_deadline(None)
 
 
 def set_deadline_from_context(context: Any, *, reserve_s: float = 2.0) -> None:
@@ -87,6 +89,22 @@ def set_deadline_from_context(context: Any, *, reserve_s: float = 2.0) -> None:
     get = getattr(context, "get_remaining_time_in_millis", None)
     if callable(get):
         set_deadline(max(0.0, get() / 1000 - reserve_s))
+
+
+def with_deadline(handler: Any) -> Any:
+    """Handler decorator: the invocation's network calls stop at the Lambda's remaining time (less
+    a reserve), with DeadlineExceeded naming the endpoint, instead of being killed mid-call."""
+    import functools
+
+    @functools.wraps(handler)
+    def wrapped(event: Any, context: Any) -> Any:
+        set_deadline_from_context(context)
+        try:
+            return handler(event, context)
+        finally:
+            set_deadline_from_env()  # back to the process's own (none, or STOREKEEPER_DEADLINE)
+
+    return wrapped
 
 
 def remaining() -> float | None:

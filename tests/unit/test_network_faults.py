@@ -140,3 +140,24 @@ def test_the_deadline_stops_a_run_before_the_next_call(monkeypatch: pytest.Monke
             store.get("k")
     finally:
         netconfig.set_deadline(None)
+
+
+@pytest.mark.slow
+def test_a_handler_stops_at_the_lambdas_remaining_time(silent_endpoint: str, tmp_path: Path) -> None:
+    """Inside Lambda the deadline is the invocation's remaining time: the producer stops before a
+    call it has no time for (DeadlineExceeded naming the endpoint), not killed by the timeout."""
+    from storekeeper.runtime import invoke
+
+    env = {
+        "AWS_ENDPOINT_URL": silent_endpoint,
+        "AWS_ACCESS_KEY_ID": "x",
+        "AWS_SECRET_ACCESS_KEY": "y",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "DELTA_QUEUE_URL": f"file://{tmp_path / 'q'}",
+        "STOREKEEPER_CONNECT_TIMEOUT": "3",
+        "STOREKEEPER_READ_TIMEOUT": "3",
+    }
+    event = {"collection": "c", "upserts": [{"id": "a", "embedding": [1.0, 2.0]}]}
+    res = invoke("producer", event, root=REPO, store="s3://bkt", env=env, timeout_s=8)
+    assert res.error_type == "DeadlineExceeded", (res.error_type, res.error_message)
+    assert silent_endpoint.removeprefix("http://") in (res.error_message or "")
