@@ -17,7 +17,9 @@ def test_near_timeout_counts_an_invocation_that_ends_within_a_fifth_of_its_time(
     store = LocalStore(tmp_path / "bucket")
     for left, want in ((100_000, 0.0), (59_000, 1.0), (0, 1.0)):
         app.metrics.clear_metrics()
-        done = Compactions(store, SnapshotCache(tmp_path / "c"), remaining_ms=lambda: left, total_ms=300_000)
+        done = Compactions(
+            store, SnapshotCache(tmp_path / "c"), remaining_ms=lambda left=left: left, total_ms=300_000
+        )
         app._near_timeout(done)
         assert app.metrics.metric_set["NearTimeout"]["Value"] == [want], left
     app.metrics.clear_metrics()
