@@ -27,11 +27,6 @@ from tests.compaction_support import (
 DIM = 8
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> LocalStore:
-    return LocalStore(tmp_path / "bucket")
-
-
 def run(store: LocalStore, tmp_path: Path, event: dict, **env: str) -> dict:
     env = {config.COMPACTOR_CACHE_DIR: str(tmp_path / "lambda-cache"), **env}
     res = invoke("compactor", event, store=store.url, env=env)

@@ -32,11 +32,6 @@ DIM = 8
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> LocalStore:
-    return LocalStore(tmp_path / "bucket")
-
-
-@pytest.fixture
 def cache(tmp_path: Path) -> SnapshotCache:
     return SnapshotCache(tmp_path / "cache")
 

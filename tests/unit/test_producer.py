@@ -34,11 +34,6 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> LocalStore:
-    return LocalStore(tmp_path / "bucket")
-
-
-@pytest.fixture
 def queue(tmp_path: Path) -> LocalQueue:
     return LocalQueue(tmp_path / "queue")
 

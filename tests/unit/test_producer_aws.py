@@ -31,11 +31,6 @@ def aws() -> Iterator[None]:
         yield
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> LocalStore:
-    return LocalStore(tmp_path / "bucket")
-
-
 def test_fifo_notifications_group_by_collection_and_dedup_by_delta_id(aws: None, store: LocalStore) -> None:
     sqs = boto3.client("sqs", region_name="us-east-1")
     url = sqs.create_queue(QueueName="deltas.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]

@@ -99,13 +99,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
     return s
 
 
-_PLANS: dict[int, dict[str, str | None]] = {}
+_PLANS: dict[str, dict[str, str | None]] = {}
 
 
 def planner_reasons(world: LocalStore) -> dict[str, str | None]:
     """Every name the planner saw, with its `protected` reason (None when it planned it); one plan."""
-    if id(world) in _PLANS:
-        return _PLANS[id(world)]
+    if world.url in _PLANS:
+        return _PLANS[world.url]
     plan = Planner(parse_policies(POLICIES).spec, {"main": world}, now=NOW).plan()
     out: dict[str, str | None] = {}
     for d in plan.decisions:
@@ -113,7 +113,7 @@ def planner_reasons(world: LocalStore) -> dict[str, str | None]:
             out[d.name] = d.reason
         elif d.verdict == "planned":
             out.setdefault(d.name, None)
-    _PLANS[id(world)] = out
+    _PLANS[world.url] = out
     return out
 
 

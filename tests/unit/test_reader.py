@@ -40,11 +40,6 @@ def _no_failures_between_tests() -> None:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> LocalStore:
-    return LocalStore(tmp_path / "bucket")
-
-
-@pytest.fixture
 def cache(tmp_path: Path) -> SnapshotCache:
     return SnapshotCache.for_readers(tmp_path / "reader-cache")
 

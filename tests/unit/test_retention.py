@@ -6,8 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
-
 from storekeeper.compaction import compact
 from storekeeper.layout import manifest_key
 from storekeeper.retention import retire
@@ -16,11 +14,6 @@ from storekeeper.stores.local import LocalStore
 from tests.compaction_support import assert_same_state, delta, model_state, produce, snapshot_state, vec
 
 DIM = 4
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> LocalStore:
-    return LocalStore(tmp_path / "bucket")
 
 
 def versions(store: LocalStore, c: str) -> list[str]:

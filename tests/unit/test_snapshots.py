@@ -27,11 +27,6 @@ from storekeeper.snapshots import (
 from storekeeper.stores.local import LocalStore
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> LocalStore:
-    return LocalStore(tmp_path / "bucket")
-
-
 def _make_snapshot(
     store: LocalStore, tmp_path: Path, c: str, parent: str | None, recs: dict[str, list[float]]
 ):
