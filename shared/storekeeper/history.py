@@ -9,7 +9,6 @@ history", never a guess.
 from __future__ import annotations
 
 import contextlib
-import re
 import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -18,16 +17,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from storekeeper.errors import NotFound, StorekeeperError
-from storekeeper.layout import REPORT_PREFIX
+from storekeeper.layout import REPORT_INDEX_KEY, REPORT_KEY_RE, REPORT_PAGE_KEY, REPORT_PREFIX
 from storekeeper.models.status import Forecast, HistoryPoint, Measurement, RunInfo, StoreStatus
 from storekeeper.stores.base import ObjectStore
 
-LATEST_PAGE = REPORT_PREFIX + "latest.html"
-INDEX_KEY = REPORT_PREFIX + "history.json"
+LATEST_PAGE, INDEX_KEY = REPORT_PAGE_KEY, REPORT_INDEX_KEY
 #: runs kept in the index: 30 days of hourly runs, the forecast's window
 MAX_INDEX = 750
 DEFAULT_RUNS = MAX_INDEX
-REPORT_KEY_RE = re.compile(r"^reports/reaper/(\d{8}T\d{6}\d*Z)\.json$")
 #: full reports read when there is no index yet (reports can be large: one decision per object)
 REPORTS_READ = 60
 #: the fit looks at this much recent history, and needs at least MIN_POINTS points over MIN_SPAN

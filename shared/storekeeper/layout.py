@@ -194,6 +194,13 @@ def collection_config_key(collection: str) -> str:
     return f"{COLLECTION_PREFIX}{check_collection(collection)}/{CONFIG_NAME}"
 
 
+#: one reaper run's report; group 1 is its run id (the start time)
+REPORT_KEY_RE = re.compile(r"^reports/reaper/(\d{8}T\d{6}\d*Z)\.json$")
+#: the status page as of the latest run, and the small index of recent runs
+REPORT_PAGE_KEY = REPORT_PREFIX + "latest.html"
+REPORT_INDEX_KEY = REPORT_PREFIX + "history.json"
+
+
 def report_key(started: datetime) -> str:
     return f"{REPORT_PREFIX}{started.strftime('%Y%m%dT%H%M%S%fZ')}.json"
 

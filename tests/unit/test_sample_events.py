@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from storekeeper.cli import app
-from storekeeper.history import REPORT_KEY_RE
+from storekeeper.layout import REPORT_KEY_RE, REPORT_PREFIX
 from storekeeper.models.schedule import ReaperTrigger
 from storekeeper.snapshots import read_pointer
 from storekeeper.stores.local import LocalStore
@@ -68,7 +68,7 @@ def test_every_sample_event_runs_against_the_given_store(home: Path) -> None:
             [result] = data["response"]["records"].values()
             assert result["upserts"] == 10
     assert read_pointer(store, "docs")[0] is not None  # the compactor sample published the produced deltas
-    reports = [i.key for i in store.list("reports/reaper/") if REPORT_KEY_RE.fullmatch(i.key)]
+    reports = [i.key for i in store.list(REPORT_PREFIX) if REPORT_KEY_RE.fullmatch(i.key)]
     assert len(reports) == len(list(REPO.glob("events/reaper/*.json")))
     assert store.exists("reports/reaper/latest.html")
     # the cleanup sample ran against the given store: its task was aimed at it (keys already gone)

@@ -18,11 +18,12 @@ RunArg = Annotated[str, typer.Argument(help="Run id, report key, `latest`, or `l
 
 def _resolve(store: ObjectStore, ref: str) -> str:
     """A report key from a run id, a key, `latest` or `latest~N`."""
-    from storekeeper.history import REPORT_KEY_RE, report_keys
+    from storekeeper.history import report_keys
+    from storekeeper.layout import REPORT_KEY_RE, REPORT_PREFIX
 
     keys = report_keys(store)
     if not keys:
-        raise NotFound(store.url, "reports/reaper/", "no reaper report in this store yet")
+        raise NotFound(store.url, REPORT_PREFIX, "no reaper report in this store yet")
     if ref == "latest":
         return keys[-1]
     back = ref.removeprefix("latest~")
@@ -38,7 +39,7 @@ def _resolve(store: ObjectStore, ref: str) -> str:
     # run ids start with the report's timestamp to the second: <YYYYmmddTHHMMSSZ>-<hex>
     stamp = ref.split("-", 1)[0].rstrip("Z")
     for key in reversed(keys):
-        if stamp and key.removeprefix("reports/reaper/").startswith(stamp):
+        if stamp and key.removeprefix(REPORT_PREFIX).startswith(stamp):
             report = _load(store, key)
             if report.run_id == ref:
                 return key
