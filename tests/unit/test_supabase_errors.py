@@ -56,10 +56,10 @@ def test_a_bad_key_is_access_denied_never_bucket_not_found() -> None:
     assert "SUPABASE_SERVICE_KEY" in str(err)
 
 
-def test_only_a_real_404_is_not_found() -> None:
-    for status in ("400", "403", "500", "409"):
-        err = _store_raise(StorageApiError("nope", "SomethingElse", status))
-        assert not isinstance(err, NotFound), status
+@pytest.mark.parametrize("status", ["400", "403", "500", "409"])
+def test_only_a_real_404_is_not_found(status: str) -> None:
+    err = _store_raise(StorageApiError("nope", "SomethingElse", status))
+    assert not isinstance(err, NotFound), status
 
 
 def test_conflict_maps_to_the_callers_choice_and_names_store_and_key() -> None:
