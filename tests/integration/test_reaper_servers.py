@@ -322,14 +322,9 @@ def test_reaper_sends_to_sqs_and_the_cleanup_handler_executes_on_moto_server(
 
 
 def _record(mid: str, body: str) -> dict[str, Any]:
-    return {
-        "messageId": mid,
-        "receiptHandle": f"rh-{mid}",
-        "body": body,
-        "attributes": {"ApproximateReceiveCount": "1"},
-        "messageAttributes": {},
-        "md5OfBody": "",
-        "eventSource": "aws:sqs",
-        "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:CleanupQueue",
-        "awsRegion": "us-east-1",
-    }
+    """An SQS record as Lambda's event source mapping delivers it (every system attribute present)."""
+    from storekeeper.batch import record_shell
+
+    record = record_shell(body, mid)
+    record["eventSourceARN"] = "arn:aws:sqs:us-east-1:123456789012:CleanupQueue"
+    return record
