@@ -209,7 +209,7 @@ class _Resolver:
                 return str(self._value(text)).split(sep)
             if fn == "Fn::Equals":
                 a, b = (self._value(x) for x in arg)
-                return a == b
+                return str(a) == str(b)  # CloudFormation compares the string forms
             if fn == "Fn::Not":
                 return not self._value(arg[0])
             if fn == "Fn::And":

@@ -245,3 +245,37 @@ def test_report_of_grants(world: World) -> None:
     (Path(world.tmp) / "iam-report.txt").write_text("\n".join(lines) + "\n")
     assert len(lines) > len(set(FUNCTIONS.values()))  # some grant is reported as not called: the SAM ones
     assert not unexplained
+
+
+KMS_KEY = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+
+def test_with_a_kms_key_every_call_and_its_kms_use_is_allowed_and_nothing_more(world: World) -> None:
+    """The same calls against the template deployed with KmsKeyArn: S3 (SSE-KMS), SQS and DynamoDB use
+    the key on the caller's behalf; Lambda decrypts each function's environment with its role."""
+    d = deployed({**PARAMS, "KmsKeyArn": KMS_KEY})
+    names = Names(kms_key=KMS_KEY)
+    denied, used = [], set()
+    for call in world.recorder.calls:
+        fn = FUNCTIONS[call.function]
+        for chk in checks(call, names):
+            verdict = evaluate(d.policy_documents(fn), chk)
+            if verdict != "allow":
+                denied.append(f"{call.brief()}: {chk.describe()}: {verdict}")
+            elif chk.action.startswith("kms:"):
+                used.add((fn, chk.action))
+    for fn in set(FUNCTIONS.values()):
+        env = Check("kms:Decrypt", KMS_KEY, why="Lambda decrypts the environment with the function's role")
+        assert d.resources[fn]["Properties"]["KmsKeyArn"] == KMS_KEY
+        if evaluate(d.policy_documents(fn), env) != "allow":
+            denied.append(f"{fn}: {env.describe()}")
+        used.add((fn, "kms:Decrypt"))
+    assert not denied, "\n".join(denied)
+    granted = {
+        (fn, a) for fn in set(FUNCTIONS.values()) for st, a, _ in _granted(d, fn) if a.startswith("kms:")
+    }
+    assert granted == used, f"granted, not needed: {granted - used}"
+    # without the key, no role names any kms: action
+    assert not any(
+        a.startswith("kms:") for fn in set(FUNCTIONS.values()) for _, a, _ in _granted(world.d, fn)
+    )

@@ -49,7 +49,10 @@ def statements(fn_props: dict[str, Any]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for policy in fn_props.get("Policies", []):
         assert isinstance(policy, dict), f"SAM policy templates/managed policies are too broad: {policy}"
-        out.extend(policy["Statement"])
+        for st in policy["Statement"]:
+            # a statement switched by a condition (the KMS key, VPC, tracing): both branches count
+            branches = st["Fn::If"][1:] if "Fn::If" in st else [st]
+            out.extend(b for b in branches if isinstance(b, dict) and "Effect" in b)
     return out
 
 
@@ -161,8 +164,14 @@ def test_every_work_queue_has_a_dlq_with_redrive(tpl: dict[str, Any]) -> None:
         assert 3 <= redrive["maxReceiveCount"] <= 10
         assert dlq["MessageRetentionPeriod"] == 14 * 24 * 3600
         assert bool(dlq.get("FifoQueue")) == bool(q.get("FifoQueue")), "a FIFO queue needs a FIFO DLQ"
-    for name, q in queues.items():
-        assert q["Properties"].get("SqsManagedSseEnabled") is True, name
+    for q in queues.values():
+        # SQS-managed SSE, or the stack's KMS key when KmsKeyArn is set (tests/iam/test_options.py)
+        assert q["Properties"].get("SqsManagedSseEnabled") == {
+            "Fn::If": ["HasKmsKey", {"Ref": "AWS::NoValue"}, True]
+        }
+        assert q["Properties"].get("KmsMasterKeyId") == {
+            "Fn::If": ["HasKmsKey", {"Ref": "KmsKeyArn"}, {"Ref": "AWS::NoValue"}]
+        }
 
 
 def test_delta_queue_is_fifo_and_outlives_the_compactor(tpl: dict[str, Any]) -> None:
