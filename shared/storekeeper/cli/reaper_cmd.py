@@ -90,6 +90,18 @@ def register(app: typer.Typer) -> None:
                 "listing the store; deletions still re-check every object.",
             ),
         ] = None,
+        tests: Annotated[
+            bool,
+            typer.Option(
+                "--tests",
+                help="Sweep expired test vector buckets of earlier runs instead (the pytest plugin's "
+                "sweep; docs/testing-with-quota.md).",
+            ),
+        ] = False,
+        prefix: Annotated[str, typer.Option("--prefix", help="With --tests: test bucket prefix.")] = "test-",
+        registry: Annotated[
+            str, typer.Option("--registry", help="With --tests: store URL of the labels registry.")
+        ] = "supabase://storekeeper-tests",
         store: StoreOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -99,6 +111,20 @@ def register(app: typer.Typer) -> None:
         if apply and dry_run:
             console.print("[bold red]error:[/] --apply and --dry-run contradict each other")
             raise typer.Exit(1)
+        if tests:
+            from storekeeper.dev.testing.quota import sweep_once
+
+            with friendly_errors(as_json):
+                swept = sweep_once(
+                    registry,
+                    prefix,
+                    apply=apply and not dry_run,
+                    confirm=lambda q: ask(q, yes=yes),
+                    log=print,
+                )
+            if as_json:
+                emit_json({"planned": swept.planned, "deleted": swept.deleted, "kept": swept.kept})
+            raise typer.Exit(2 if swept.errors else 0)
 
         status = console.status("listing and planning...") if not as_json else None
 

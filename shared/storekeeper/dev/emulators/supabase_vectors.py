@@ -174,6 +174,8 @@ class VectorState:
 
     def __init__(self, max_buckets: int = 10, max_indexes: int | None = None) -> None:
         self.max_buckets = max_buckets
+        #: the most vector buckets that ever existed at once (tests check the quota held)
+        self.most_buckets = 0
         self.max_indexes = max_indexes
         self._lock = threading.Lock()
         self.buckets: dict[str, VBucket] = {}
@@ -181,6 +183,7 @@ class VectorState:
     def reset(self) -> None:
         with self._lock:
             self.buckets.clear()
+            self.most_buckets = 0
 
     def handle(self, action: str, body: dict[str, Any]) -> dict[str, Any]:
         fn = getattr(self, f"_do_{action}", None)
@@ -212,6 +215,7 @@ class VectorState:
                 "Contact support to increase your limit.",
             )
         self.buckets[name] = VBucket(name)
+        self.most_buckets = max(self.most_buckets, len(self.buckets))
         return {}
 
     def _do_GetVectorBucket(self, body: dict[str, Any]) -> dict[str, Any]:
