@@ -24,6 +24,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -47,6 +48,8 @@ DEFAULT_READER_CACHE_ENTRIES = 16
 STALE_TEMP_SECONDS = 3600.0  # temp dirs of an unknown owner this old are abandoned (no run lasts an hour)
 _TEMP_KINDS = ("staging", "work", "live", "readers")
 _LEASE_ATTEMPTS = 4
+_TOKENS: dict[tuple[str, int], str] = {}  # (cache root, pid) -> this process's token there
+_TOKENS_LOCK = threading.Lock()
 
 
 # -- file locks ----------------------------------------------------------------------------------
@@ -148,9 +151,6 @@ class SnapshotCache:
         self.max_bytes = max_bytes
         self.root.mkdir(parents=True, exist_ok=True)
         self.downloads = 0  # archives fetched from the store (tests and logs read it)
-        self._token: str | None = None
-        self._token_pid = 0
-        self._token_fd: int | None = None
         self._prune_abandoned()
 
     @classmethod
@@ -167,26 +167,24 @@ class SnapshotCache:
     # -- process ownership of temp dirs ------------------------------------------------------------
     @property
     def token(self) -> str:
-        """This process's name in temp dirs; its `procs/` lock is held for the life of the process."""
-        if self._token is None or self._token_pid != os.getpid():
-            token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-            fd = _flock(self.root / "procs" / f"{token}.lock", shared=False, blocking=True)
-            self._token, self._token_pid, self._token_fd = token, os.getpid(), fd
-        return self._token
+        """This process's name in temp dirs (one per cache root and process); its `procs/` lock is
+        held for the life of the process, so others can tell it lives."""
+        key = (str(self.root), os.getpid())
+        with _TOKENS_LOCK:
+            if key not in _TOKENS:
+                token = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+                _flock(self.root / "procs" / f"{token}.lock", shared=False, blocking=True)  # kept open
+                _TOKENS[key] = token
+            return _TOKENS[key]
 
     def _prune_abandoned(self, older_than_s: float = STALE_TEMP_SECONDS) -> None:
-        """Remove temp dirs whose owner died: its procs lock is free (or, unowned, very old)."""
-        dead: set[str] = set()
+        """Remove temp dirs whose owner died: its procs lock is free (or, unowned, very old).
+
+        Liveness is judged after a dir was seen: an owner makes its dirs only once it holds its
+        lock, so a dir whose owner's lock we can take belongs to a dead process.
+        """
         procs = self.root / "procs"
-        if procs.is_dir():
-            for lock in procs.glob("*.lock"):
-                fd = _flock(lock, shared=False, blocking=False)
-                if fd is None:
-                    continue  # its owner lives
-                dead.add(lock.stem)
-                with contextlib.suppress(OSError):
-                    lock.unlink()
-                _unlock(fd)
+        verdicts: dict[str, bool] = {}  # owner -> dead
         now = time.time()
         for kind in _TEMP_KINDS:
             base = self.root / kind
@@ -194,10 +192,21 @@ class SnapshotCache:
                 continue
             for d in base.iterdir():
                 owner = "-".join(d.name.split("-", 2)[:2])
-                owned = (procs / f"{owner}.lock").exists()
+                lock = procs / f"{owner}.lock"
+                if owner not in verdicts:
+                    fd = _flock(lock, shared=False, blocking=False) if lock.exists() else None
+                    verdicts[owner] = fd is not None
+                    _unlock(fd)
                 with contextlib.suppress(OSError):
-                    if owner in dead or (not owned and now - d.stat().st_mtime > older_than_s):
+                    if verdicts[owner] or (not lock.exists() and now - d.stat().st_mtime > older_than_s):
                         shutil.rmtree(d, ignore_errors=True)
+        if procs.is_dir():
+            for lock in procs.glob("*.lock"):  # then the locks of the dead (their dirs are gone)
+                fd = _flock(lock, shared=False, blocking=False)
+                if fd is not None:
+                    with contextlib.suppress(OSError):
+                        lock.unlink()
+                    _unlock(fd)
 
     def tempdir(self, kind: str) -> Path:
         base = self.root / kind
