@@ -103,9 +103,15 @@ def run(
     with gc_paused():  # the digest too: it runs over every decision the plan just built
         plan = planner.plan()
         digest = plan_digest(plan.decisions, plan.tasks)
-    measured = _measure(loaded, planner, opened, vectors, home, started)
-    earlier = history.read(home, limit=history.MAX_INDEX) if write_report else history.History([], [])
-    outlook = history.forecasts(measured, [*earlier.points, history.point_of(measured, "now")], now=started)
+    # the measurement is the report's history point: a run that writes no report (the bench's
+    # planning figure) does not pay for it; it reuses the planner's full listing when there is one
+    measured = _measure(loaded, planner, opened, vectors, home, started) if write_report else None
+    earlier = history.read(home, limit=history.MAX_INDEX) if measured else history.History([], [])
+    outlook = (
+        history.forecasts(measured, [*earlier.points, history.point_of(measured, "now")], now=started)
+        if measured
+        else []
+    )
     errors = list(plan.errors)
     sent = 0
     if apply and plan.tasks and confirm is not None:
@@ -154,8 +160,9 @@ def run(
                 update={"report_key": None, "errors": [*report.errors, f"report not written: {exc}"]}
             )
         else:
-            now_known = history.record(home, earlier, history.run_of(report))
-            _write_page(home, history.status_from(measured, now_known))
+            if measured is not None:
+                now_known = history.record(home, earlier, history.run_of(report))
+                _write_page(home, history.status_from(measured, now_known))
     return report
 
 
