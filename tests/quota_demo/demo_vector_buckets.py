@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import pytest
@@ -26,15 +25,19 @@ def test_the_shared_bucket_is_the_same_for_everyone(shared_vector_bucket: str) -
     assert shared_vector_bucket in [b.name for b in vb.list_buckets()]
 
 
-def test_async_suites_use_the_same_fixtures(vector_bucket: str) -> None:
-    async def body() -> list[str]:
-        from supabase import acreate_client
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
 
-        client = await acreate_client(os.environ["SUPABASE_URL"], os.environ["SUPABASE_SERVICE_KEY"])
-        listed = await client.storage.vectors().list_buckets()
-        return [b.vectorBucketName for b in listed.vectorBuckets]
 
-    assert vector_bucket in asyncio.run(body())
+@pytest.mark.anyio
+async def test_async_suites_use_the_same_fixtures(vector_bucket: str) -> None:
+    """An async test (anyio's pytest plugin) with the async supabase client and the same fixture."""
+    from supabase import acreate_client
+
+    client = await acreate_client(os.environ["SUPABASE_URL"], os.environ["SUPABASE_SERVICE_KEY"])
+    listed = await client.storage.vectors().list_buckets()
+    assert vector_bucket in [b.vectorBucketName for b in listed.vectorBuckets]
 
 
 def test_a_storage_bucket_of_its_own(storage_bucket: str) -> None:
