@@ -77,8 +77,12 @@ def test_targets_have_verdicts_and_consistent_margins(
         "plan_rate_local",
         "plan_requests_local",
         "cleanup_deletes_local",
-        "import_producer",
+        "import_cleanup",
+        "first_invocation_producer",
         "compactor_artifact",
+        "listing_inventory",
+        "versions_billed",
+        "ceiling_cold_1m",
     } <= names
     for c in report.cases:
         for t in c.targets:

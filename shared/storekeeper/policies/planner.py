@@ -23,6 +23,7 @@ cleanup executor makes again at delete time.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import hashlib
 import json
@@ -106,6 +107,12 @@ class Planner:
     # -- public -------------------------
     def plan(self) -> Plan:
         with gc_paused():
+            # one full listing per store, first: every policy's prefix is served from it, and the run's
+            # status measure (reaper._measure) needs the whole bucket anyway. A failure here is left to
+            # the policies, which list again and report the error as theirs.
+            for view in self.views.values():
+                with contextlib.suppress(StorekeeperError):
+                    view.listing("")
             plan = self._plan()
         plan.listings = [
             ListingSummary(

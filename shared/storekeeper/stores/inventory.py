@@ -191,6 +191,8 @@ class InventoryListing:
         self.location = location
         self.stats = ListingStats(source="inventory")
         self._inventory: Inventory | None = None
+        self._all: list[ObjectInfo] | None = None  # every current object of the report, by key
+        self._keys: list[str] = []
 
     def inventory(self) -> Inventory:
         if self._inventory is None:
@@ -198,6 +200,8 @@ class InventoryListing:
         return self._inventory
 
     def list(self, store: ObjectStore, prefix: str) -> list[ObjectInfo]:
+        """The report's current objects under `prefix`; the report is read once, whatever the prefixes."""
+        import bisect
         import time
 
         from storekeeper.stores.listing import ListingStats
@@ -210,7 +214,12 @@ class InventoryListing:
                 f"inventory {self.location} describes bucket {inv.manifest.sourceBucket}, not {store.bucket}",
             )
         start = time.perf_counter()
-        items = sorted(inv.rows(prefix), key=lambda i: i.key)
+        if self._all is None:
+            self._all = sorted(inv.rows(), key=lambda i: i.key)
+            self._keys = [i.key for i in self._all]
+        lo = bisect.bisect_left(self._keys, prefix)
+        hi = bisect.bisect_left(self._keys, prefix + "\U0010ffff") if prefix else len(self._keys)
+        items = self._all[lo:hi]
         self.stats = ListingStats(source="inventory", objects=len(items), requests=0, ranges=0)
         self.stats.seconds = time.perf_counter() - start
         self.stats.notes.append(f"{inv.stats.files} data file(s), {inv.stats.rows} rows")

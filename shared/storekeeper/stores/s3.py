@@ -58,10 +58,24 @@ _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
 _PRECONDITION = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 
 
+#: parts in flight at once: archive downloads are parallel ranged GETs of MULTIPART_THRESHOLD each
+TRANSFER_CONCURRENCY = 16
+
+
 def _transfer_config() -> Any:
+    """boto3's transfer manager: parallel ranged GETs (downloads) and parallel parts (plain uploads).
+
+    Create-only uploads (`put_file(if_none_match=True)`, the compactor's archives) stay one streamed
+    PUT: s3transfer does not pass If-None-Match (to CompleteMultipartUpload), and one PUT takes 5 GB.
+    """
     from boto3.s3.transfer import TransferConfig
 
-    return TransferConfig(multipart_threshold=MULTIPART_THRESHOLD, multipart_chunksize=MULTIPART_THRESHOLD)
+    return TransferConfig(
+        multipart_threshold=MULTIPART_THRESHOLD,
+        multipart_chunksize=MULTIPART_THRESHOLD,
+        max_concurrency=TRANSFER_CONCURRENCY,
+        use_threads=True,
+    )
 
 
 def endpoint_from_env() -> str | None:

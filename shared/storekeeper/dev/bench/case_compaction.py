@@ -16,7 +16,7 @@ from storekeeper.dev.bench.timing import rate
 
 NAME = "compaction"
 TITLE = "Compaction vs raw chromadb upsert (warm and cold)"
-RATIO_TARGET = 1.5
+RATIO_TARGET = 1.2
 
 
 def run(ctx: BenchContext, result: CaseResult) -> None:

@@ -39,6 +39,21 @@ class Sizes:
     )
     import_repeats: int = 5  # case 5
     chroma_batch: int = 5_000
+    #: case listing: objects in prefixes on SeaweedFS behind a proxy adding a delay per request
+    listing_objects: int = 40_000
+    listing_prefixes: int = 97
+    listing_delay: float = 0.100
+    listing_workers: int = 16
+    #: case listing: an S3 Inventory report of this many objects in this many gzip CSV files
+    inventory_objects: int = 1_000_000
+    inventory_files: int = 10
+    #: case versions: compactions measured on a versioned SeaweedFS bucket, vectors per snapshot
+    versions_compactions: int = 4
+    versions_snapshot: int = 20_000
+    #: case ceiling: snapshot sizes whose compaction is measured (the curve), and the largest asked about
+    ceiling: tuple[int, ...] = (10_000, 50_000, 100_000, 200_000)
+    ceiling_target: int = 1_000_000
+    ceiling_delta: int = 10_000
 
 
 FULL = Sizes()
@@ -57,6 +72,17 @@ QUICK = Sizes(
     reaper_objects={"local": 300, "moto": 1_100, "seaweedfs": 1_100},  # S3: two list pages, two bulk deletes
     import_repeats=1,
     chroma_batch=100,
+    listing_objects=600,
+    listing_prefixes=7,
+    listing_delay=0.02,
+    listing_workers=4,
+    inventory_objects=5_000,
+    inventory_files=2,
+    versions_compactions=3,
+    versions_snapshot=200,
+    ceiling=(100, 300),
+    ceiling_target=1_000,
+    ceiling_delta=50,
 )
 
 
@@ -68,6 +94,8 @@ class BenchContext:
     backends: Any  # storekeeper.dev.bench.backends.Backends (kept loose: it imports boto3 lazily)
     log: Callable[[str], None] = print
     memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)
+    #: where the report goes: cases write their plots next to it
+    out_dir: Path | None = None
 
     def scratch(self, name: str) -> Path:
         """A fresh empty directory under the run's scratch space."""

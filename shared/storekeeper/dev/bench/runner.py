@@ -30,6 +30,9 @@ CASES: dict[str, str] = {
     "reaper": "storekeeper.dev.bench.case_reaper",
     "coldstart": "storekeeper.dev.bench.case_coldstart",
     "readers": "storekeeper.dev.bench.case_readers",
+    "listing": "storekeeper.dev.bench.case_listing",
+    "versions": "storekeeper.dev.bench.case_versions",
+    "ceiling": "storekeeper.dev.bench.case_ceiling",
 }
 BACKENDS = ("local", "seaweedfs", "moto")
 
@@ -115,7 +118,12 @@ def run(
         timed() as total,
     ):
         ctx = BenchContext(
-            sizes=sizes or (QUICK if quick else FULL), quick=quick, workdir=Path(tmp), backends=bk, log=log
+            sizes=sizes or (QUICK if quick else FULL),
+            quick=quick,
+            workdir=Path(tmp),
+            backends=bk,
+            log=log,
+            out_dir=out.parent if out is not None else None,
         )
         results: list[CaseResult] = []
         for name in selected:
