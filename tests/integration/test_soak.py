@@ -4,7 +4,9 @@ Time is accelerated by scaling the deployment's clocks together (two simulated h
 a few real seconds): the grace floor (1 h -> 3 s), the reaper's ages, the coalescing interval
 and the sweep age. Every tick: a trickle of puts through the producer handler (FIFO notifications),
 Lambda's event source mapping delivering them to the compactor, the sweep schedule; every 3 ticks
-the reaper schedule (REAPER_APPLY=true) and the cleanup function draining its tasks. One delta is
+the reaper schedule and the cleanup function draining its tasks. Day 1 is a default deployment
+(the reaper only dry-runs: the compactor's own retention must keep storage bounded), on day 2 the
+reaper's real runs are on. One delta is
 damaged on the way (it must be quarantined, not dead-lettered). The run must end with bounded
 versions, bounded bytes, nothing pending, every record exactly as last written, and empty DLQs."""
 
@@ -137,7 +139,7 @@ def test_two_days_of_trickling_puts_stay_bounded(
         "CLEANUP_QUEUE_URL": cleanup_q,
         "IDEMPOTENCY_TABLE": table,
         "REAPER_POLICIES": str(policies),
-        "REAPER_APPLY": "true",
+        "REAPER_APPLY": "false",  # a default deployment: the reaper only plans (day 2 turns it on)
         "COMPACTOR_CACHE_DIR": str(tmp_path / "cache"),
         "COMPACTOR_MIN_INTERVAL_SECONDS": "1",  # 120 s scaled like the hour, rounded up
         "COMPACTOR_SWEEP_AGE_SECONDS": "1",
@@ -149,6 +151,7 @@ def test_two_days_of_trickling_puts_stay_bounded(
     bytes_by_tick: list[int] = []
     versions_by_tick: list[int] = []
     failed = 0
+    sent = {"false": 0, "true": 0}  # cleanup tasks the reaper sent, by REAPER_APPLY
 
     def run(function: str, event: dict[str, Any]) -> dict[str, Any]:
         res = invoke(function, event, root=REPO, store=store.url, env=env)
@@ -171,9 +174,12 @@ def test_two_days_of_trickling_puts_stay_bounded(
             model[c].update(ups)
         failed += compactor.drain()
         run("compactor", {"sweep": True})
+        if tick == TICKS // 2:  # day 2: an operator turns the reaper's real runs on
+            env["REAPER_APPLY"] = "true"
         if tick % REAPER_EVERY == REAPER_EVERY - 1:
             report = run("reaper", {**SCHEDULED, "id": f"tick-{tick}"})
             assert report["errors"] == [], report
+            sent[env["REAPER_APPLY"]] += report["sent"]
             failed += cleanup.drain()
         bytes_by_tick.append(_bytes(store) - _bytes(store, "reports/"))
         versions_by_tick.append(max(_versions(store, c) for c in COLLECTIONS))
@@ -183,6 +189,8 @@ def test_two_days_of_trickling_puts_stay_bounded(
     time.sleep(1.1)
     run("compactor", {"sweep": True})
     assert failed == 0
+    assert sent["false"] == 0  # dry runs send nothing
+    assert sent["true"] > 0  # real runs did, and the cleanup function executed them (failed == 0)
     for c in COLLECTIONS:
         assert list_pending(store, c) == []
         assert_same_state(snapshot_state(store, c, tmp_path / f"rc-{c}"), model[c])
