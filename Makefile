@@ -9,7 +9,7 @@ export ANONYMIZED_TELEMETRY := False
 export POWERTOOLS_TRACE_DISABLED := true
 export POWERTOOLS_METRICS_NAMESPACE := storekeeper
 
-.PHONY: setup demo test test-fast lint bench build validate sam-venv sizes clean chromium postgres
+.PHONY: setup demo test test-fast lint bench build validate sam-venv checkov-venv sizes clean chromium postgres
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "python3 >= 3.11 needed, found %s" % sys.version'
@@ -42,7 +42,7 @@ postgres:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
 
-test: lint validate chromium postgres
+test: lint validate checkov-venv chromium postgres
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
 # the unit tests not marked slow: seconds to a minute, for the edit-test loop
@@ -63,9 +63,23 @@ $(SAM_VENV)/.installed:
 
 sam-venv: $(SAM_VENV)/.installed
 
+# checkov pins dependencies of its own (boto3, networkx...): a virtualenv of its own, run by tests/iam
+CHECKOV_VENV := .venv-checkov
+$(CHECKOV_VENV)/.installed:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install -q --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install -q "checkov>=3.2,<4"
+	@touch $@
+
+checkov-venv: $(CHECKOV_VENV)/.installed
+
 # `sam validate --lint` (aws-sam-cli in .venv-sam, installed on first use: works on a fresh clone)
-validate: sam-venv
+# both ways: the defaults, and every option on (KMS key, VPC, access logs, query function, tracing)
+validate: sam-venv setup
 	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --region us-east-1
+	$(BIN)/python -m tests.iam.options_template > .template-options.json
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --region us-east-1 -t .template-options.json
+	rm -f .template-options.json
 
 # sam build needs python3.12 (the Lambda runtime) on PATH; then prove the artifacts hold production code
 # only (the layer: shared/Makefile), that the trimmed compactor works from them alone, and print their
