@@ -37,9 +37,9 @@ FAKE_ACCOUNT = "123456789012"
 
 #: (timeout seconds, memory MB) per function, kept equal to template.yaml by tests/unit/test_template.py
 FUNCTION_DEFAULTS: dict[str, tuple[int, int]] = {
-    "producer": (30, 512),
+    "producer": (30, 1024),
     "compactor": (300, 2048),
-    "reaper": (120, 512),
+    "reaper": (120, 1024),
     "cleanup": (120, 512),
     "query": (30, 1024),
 }

@@ -603,3 +603,11 @@ def test_storage_stays_bounded_by_default(tpl: dict[str, Any]) -> None:
     assert env[config.COMPACTOR_MIN_INTERVAL_SECONDS] == {"Ref": "CompactorMinIntervalSeconds"}
     assert tpl["Parameters"]["CompactorKeepVersions"]["Default"] == config.DEFAULT_KEEP_VERSIONS > 0
     assert tpl["Parameters"]["CompactorMinIntervalSeconds"]["Default"] == config.DEFAULT_MIN_INTERVAL_SECONDS
+
+
+def test_prod_alarms_on_a_missing_report_within_two_reaper_periods() -> None:
+    cfg = tomllib.loads((REPO / "samconfig.toml").read_text())
+    prod = cfg["prod"]["deploy"]["parameters"]["parameter_overrides"]
+    assert 'ReaperSchedule="rate(15 minutes)"' in prod
+    assert 'ReaperReportMaxAgeSeconds="1800"' in prod  # 2 x 15 min
+    assert 'CompactorKeepVersions="3"' in prod  # storage bounded with the reaper in dry run
