@@ -333,14 +333,8 @@ def plan_deltas(
     import numpy as np  # where vectors are encoded, not at import (~150-200 ms of a cold start)
 
     out: list[DeltaContent] = []
-    base = 0
     for index, (ups, dels, patches) in enumerate(groups):
         emb = np.array([r.embedding for r in ups], dtype=np.float64) if ups else np.zeros((0, 0))
-        if ups:
-            too_big = np.abs(emb) > np.finfo(np.float32).max
-            if too_big.any():
-                row, col = (int(x) for x in np.argwhere(too_big)[0])
-                raise ValidationError(f"upserts[{base + row}].embedding[{col}]", "does not fit in float32")
         out.append(
             DeltaContent(
                 collection=request.collection,
@@ -354,7 +348,6 @@ def plan_deltas(
                 updates=patches,
             )
         )
-        base += len(ups)
     return out
 
 

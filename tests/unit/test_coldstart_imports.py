@@ -220,5 +220,11 @@ def test_bench_first_invocation_probe_times_import_and_call(tmp_path: Path) -> N
     assert got["error"] is None, got
     assert float(str(got["import"])) > 0
     assert float(str(got["call"])) > 0
-    assert got["after_import"] == {"aws_xray_sdk": False, "boto3": False, "numpy": False, "pydantic": True}
+    assert got["after_import"] == {
+        "aws_xray_sdk": False,
+        "boto3": False,
+        "numpy": False,
+        "pydantic": True,
+        "chromadb": False,
+    }
     assert list((tmp_path / "home").rglob("reports/reaper/*.json")), "the probe's call wrote no report"

@@ -74,14 +74,14 @@ BAD_REQUESTS = [
     ({**request(), "collection": "Docs"}, "collection"),
     (
         {"collection": "docs", "upserts": [{"id": "a", "embedding": [1.0, float("nan")]}]},
-        "upserts[0].embedding",
+        "upserts[0].embedding[1]",
     ),
     (
         {
             "collection": "docs",
             "upserts": [{"id": "a", "embedding": [1.0]}, {"id": "b", "embedding": [float("inf")]}],
         },
-        "upserts[1].embedding",
+        "upserts[1].embedding[0]",
     ),
     (
         {"collection": "docs", "upserts": [{"id": "a", "embedding": [1.0]}, {"id": "a", "embedding": [2.0]}]},

@@ -138,7 +138,11 @@ def test_s3_listing_follows_every_page_once_per_run() -> None:
         now=NOW + timedelta(days=3650),
         write_report=False,
     )
-    assert store.requests.counts["list"] == math.ceil(n / page)  # both policies share one full listing
+    # both policies share one full listing (the report accounts for every request; nothing is listed twice)
+    (listing,) = report.listings
+    assert (listing.prefix, listing.objects, listing.sequential_minimum) == ("", n, math.ceil(n / page))
+    # one delimiter request at the root (it finds only cache/), then cache/'s own pages, all full but the last
+    assert store.requests.counts["list"] == listing.requests == math.ceil(n / page) + 1
     assert report.summaries[0].planned == n
     assert report.summaries[1].skipped == 100  # cache/001xx: already planned by the first policy
 

@@ -14,12 +14,14 @@ from pydantic import (
     StrictInt,
     StrictStr,
     StringConstraints,
-    field_validator,
     model_validator,
 )
 
 from storekeeper.layout import match_delta_key
 from storekeeper.models.common import CollectionName, RecordId, Strict, Token, UtcDatetime
+
+#: the largest finite float32: chromadb stores embeddings as float32, so a larger value would become inf
+FLOAT32_MAX = 3.4028234663852886e38
 
 MAX_METADATA_BYTES = 16 * 1024
 MAX_DOCUMENT_BYTES = 64 * 1024
@@ -122,7 +124,21 @@ def _metadata_validator(patch: bool) -> AfterValidator:
 
 ChromaId = Annotated[RecordId, AfterValidator(_valid_id)]
 Document = Annotated[str, AfterValidator(_valid_document)]
-Embedding = Annotated[list[StrictFloat], Field(min_length=1, max_length=MAX_DIMENSION)]
+
+
+def _float32_value(x: float) -> float:
+    if not math.isfinite(x):
+        raise ValueError(f"{x} is not allowed: values must be finite (no NaN or inf)")
+    if abs(x) > FLOAT32_MAX:
+        raise ValueError(f"{x} does not fit in float32 (|x| <= {FLOAT32_MAX:.8g})")
+    return x
+
+
+#: each value is checked where it stands, so an error names its index (upserts[3].embedding[7])
+Embedding = Annotated[
+    list[Annotated[StrictFloat, AfterValidator(_float32_value)]],
+    Field(min_length=1, max_length=MAX_DIMENSION),
+]
 StrictMetadataValue = StrictStr | StrictBool | StrictInt | StrictFloat
 MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=MAX_KEY_CHARS)]
 Metadata = Annotated[dict[MetadataKey, StrictMetadataValue], _metadata_validator(patch=False)]
@@ -137,14 +153,6 @@ class UpsertRecord(Strict):
     embedding: Embedding
     metadata: Metadata | None = None
     document: Document | None = None
-
-    @field_validator("embedding")
-    @classmethod
-    def _finite(cls, v: list[float]) -> list[float]:
-        for i, x in enumerate(v):
-            if not math.isfinite(x):
-                raise ValueError(f"embedding[{i}] is {x}: values must be finite (no NaN or inf)")
-        return v
 
 
 class UpdateRecord(Strict):
