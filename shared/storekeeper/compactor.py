@@ -38,7 +38,8 @@ from storekeeper.compaction import (
     pending_deltas,
     rejection_reason,
 )
-from storekeeper.errors import NotFound, StoreError, ValidationError
+from storekeeper.deltas import decode_delta
+from storekeeper.errors import CorruptObject, NotFound, StoreError, ValidationError
 from storekeeper.models.deltas import DeltaNotification
 from storekeeper.models.snapshots import Manifest
 from storekeeper.snapshots import SnapshotCache, load_manifest
@@ -154,6 +155,15 @@ def _delta_time(delta_id: str) -> datetime | None:
         return None
 
 
+def _intact(body: bytes, key: str) -> bool:
+    """Whether a delta blob passes its own checks (a wrong sha256 is then the message's fault)."""
+    try:
+        decode_delta(body, expect_key=key)
+    except CorruptObject:
+        return False
+    return True
+
+
 def _bad_sha(note: DeltaNotification, digest: str) -> RecordFailed:
     return RecordFailed(
         "sha256",
@@ -177,18 +187,20 @@ def judge(compactions: Compactions, note: DeltaNotification) -> RecordOutcome:
     store = compactions.store
     if did in outcome.pending:
         try:
-            digest = hashlib.sha256(store.get(note.delta_key).body).hexdigest()
+            body: bytes | None = store.get(note.delta_key).body
         except NotFound:
-            digest = None  # applied or quarantined by someone else meanwhile: judged below
-        if digest is not None:
-            if digest != note.sha256:
+            body = None  # applied or quarantined by someone else meanwhile: judged below
+        if body is not None:
+            digest = hashlib.sha256(body).hexdigest()
+            if digest != note.sha256 and _intact(body, note.delta_key):
                 raise _bad_sha(note, digest)
+            # matching, or a damaged blob: the message is right and the next compaction quarantines it
             return "left_to_sweep"
     if rejection_reason(store, c, did) is not None:
         return "quarantined"
-    digest = compactions.applied_digest(c, outcome.version, did)
-    if digest is not None and digest != note.sha256:
-        raise _bad_sha(note, digest)
+    recorded = compactions.applied_digest(c, outcome.version, did)
+    if recorded is not None and recorded != note.sha256:
+        raise _bad_sha(note, recorded)
     return "already_applied"  # in the ledger, or applied and removed by an earlier run
 
 
