@@ -284,22 +284,28 @@ class SnapshotCache:
                 return
             if path == keep:
                 continue
-            lock = self._lock_path(path.parent.name, path.name)
-            fd = _flock(lock, shared=False, blocking=False)
-            if fd is None:
+            if not self._evict_unused(path):
                 continue  # in use
-            try:
-                _rmtree_atomic(path)
-                with contextlib.suppress(OSError):
-                    lock.unlink()  # waiters re-check the inode (see _flock)
-            finally:
-                _unlock(fd)
             total -= size
             count -= 1
         if self.max_bytes is not None and total + room > self.max_bytes:
             log.warning(
                 "snapshot cache %s: %d bytes in use, over its limit of %d", self.root, total, self.max_bytes
             )
+
+    def _evict_unused(self, path: Path) -> bool:
+        """Remove one entry under its exclusive lock; False (nothing done) when someone uses it."""
+        lock = self._lock_path(path.parent.name, path.name)
+        fd = _flock(lock, shared=False, blocking=False)
+        if fd is None:
+            return False
+        try:
+            _rmtree_atomic(path)
+            with contextlib.suppress(OSError):
+                lock.unlink()  # waiters re-check the inode (see _flock)
+        finally:
+            _unlock(fd)
+        return True
 
     def make_room(
         self, free_needed: int, *, keep: Path | None = None, free_bytes: Callable[[Path], int] | None = None
@@ -315,16 +321,8 @@ class SnapshotCache:
                 break
             if path == keep:
                 continue
-            lock = self._lock_path(path.parent.name, path.name)
-            fd = _flock(lock, shared=False, blocking=False)
-            if fd is None:
+            if not self._evict_unused(path):
                 continue  # in use
-            try:
-                _rmtree_atomic(path)
-                with contextlib.suppress(OSError):
-                    lock.unlink()
-            finally:
-                _unlock(fd)
             free = free_of(self.root)
         return free
 
