@@ -46,7 +46,7 @@ RESOURCES_NOT_REACHED = {
     "-???/*": "objects of overflow members 100-999",
     "-?/*": "objects of an overflow member: bucket-emptying reaches them (the scenario's member is small)",
     "-?": "an overflow member's bucket-level call the scenario's policies did not need",
-    "/collection/*/config.json": "DESIGN 2's create-only collection config: its first read/write is granted",
+    "/collection/*/config.json": "the create-only collection config: its first read/write is granted",
     "us-east-1": "the store bucket's own tags/uploads: read when a bucket/upload policy reaches it",
 }
 #: statements SAM adds for the Lambda service itself (event source polling, async destinations, X-Ray)

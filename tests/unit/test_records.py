@@ -1,5 +1,6 @@
 """Record semantics against the real chromadb: a put replaces the whole record, an update merges,
-and whatever the producer accepts a real compaction stores exactly (DESIGN §2, "Records").
+and whatever the producer accepts a real compaction stores exactly (docs/design-notes.md,
+"Object layout", Records).
 
 Every generated input ends as a typed ValidationError at the producer or as exactly the value
 read back from the published snapshot, whatever the batching of records into requests and of

@@ -570,8 +570,8 @@ def test_incoming_expiry_outlasts_the_incoming_dlq(tpl: dict[str, Any]) -> None:
 
 
 def test_object_grants_follow_the_layout(tpl: dict[str, Any]) -> None:
-    """Every object prefix a role names is one of storekeeper.layout's (DESIGN §2), so a layout change
-    that the template does not follow fails here, not in AWS."""
+    """Every object prefix a role names is one of storekeeper.layout's (docs/design-notes.md, "Object
+    layout"), so a layout change that the template does not follow fails here, not in AWS."""
     from storekeeper import layout, put_plan
 
     prefixes = {

@@ -1,4 +1,4 @@
--- storekeeper: atomic compare-and-swap for supabase:// stores (DESIGN §3.1).
+-- storekeeper: atomic compare-and-swap for supabase:// stores (invariant 1 of docs/design-notes.md).
 --
 -- Supabase Storage has no atomic conditional upload (its create-only check is an INSERT in a
 -- transaction that is rolled back; completing an upload always upserts). Every conditional write
