@@ -13,6 +13,7 @@ key can escape its prefix; parsers are strict (a stray key is not a delta).
     collection/<c>/config.json                 create-only: dimension, distance
     reports/reaper/<timestamp>.json            what each reaper run planned and why
     incoming/<c>/<file>                        bulk JSONL the producer ingests from S3 events
+    reaper-state/continuation-<scope>.json     where a time-budgeted reaper pass resumes (reaper state)
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ COLLECTION_PREFIX = "collection/"
 CONFIG_NAME = "config.json"
 REPORT_PREFIX = "reports/reaper/"
 INCOMING_PREFIX = "incoming/"
+REAPER_STATE_PREFIX = "reaper-state/"
 
 #: a valid delta key; groups `c` (collection) and `id` (delta id)
 DELTA_KEY_RE = re.compile(rf"^delta/(?P<c>{COLLECTION_PATTERN})/(?P<id>{DELTA_ID_PATTERN})\.delta$")
@@ -203,6 +205,22 @@ REPORT_INDEX_KEY = REPORT_PREFIX + "history.json"
 
 def report_key(started: datetime) -> str:
     return f"{REPORT_PREFIX}{started.strftime('%Y%m%dT%H%M%S%fZ')}.json"
+
+
+#: a reaper continuation's scope: which runs share it (mode and policies digest), e.g. `apply-3f2a...`
+CONTINUATION_SCOPE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
+
+
+def continuation_key(scope: str) -> str:
+    """Where a time-budgeted reaper pass keeps its continuation (one object per scope)."""
+    if not CONTINUATION_SCOPE_RE.fullmatch(scope):
+        raise InvalidName("scope", "must be 1-80 chars of a-z, 0-9 and '-'", scope)
+    return f"{REAPER_STATE_PREFIX}continuation-{scope}.json"
+
+
+def is_reaper_state(key: str) -> bool:
+    """The reaper's own state (continuations): protected from every policy, like the live pointer."""
+    return key.startswith(REAPER_STATE_PREFIX)
 
 
 def parse_incoming_key(key: str) -> str:

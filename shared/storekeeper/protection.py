@@ -7,6 +7,7 @@ so they can never disagree about what is protected nor say it differently.
 It returns a *reason* (str) when the target must be kept, or None when it may go.
 
 Protected:
+* the reaper's own state (`reaper-state/`: a budgeted pass's continuation);
 * every collection's live pointer `snapshot/<c>/latest/pointer.txt` and
   everything under the version prefix it names, and every version newer than
   it (or any version while there is no pointer): it may be mid-publish;
@@ -38,7 +39,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from storekeeper.errors import StorekeeperError
-from storekeeper.layout import match_delta_key, match_pointer_key, match_snapshot_entry, version_of_prefix
+from storekeeper.layout import (
+    is_reaper_state,
+    match_delta_key,
+    match_pointer_key,
+    match_snapshot_entry,
+    version_of_prefix,
+)
 from storekeeper.stores.base import ObjectStore
 
 #: environment variable holding extra protect-list globs, comma separated
@@ -298,7 +305,10 @@ class Protection:
         return f"{what} {why}" if why else None
 
     def _live_key(self, key: str) -> str | None:
-        """Live pointer, live or mid-publish snapshot, unapplied delta: decided from the key (+ manifest)."""
+        """Live pointer, live or mid-publish snapshot, unapplied delta, reaper state: decided from the
+        key (+ manifest)."""
+        if is_reaper_state(key):
+            return f"{key} is reaper state (a pass's continuation)"
         c = match_pointer_key(key)
         if c is not None:
             return f"{key} is the live pointer of collection {c!r}"

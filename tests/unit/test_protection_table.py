@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from storekeeper.cleanup import execute_task
-from storekeeper.layout import pointer_key
+from storekeeper.layout import continuation_key, pointer_key
 from storekeeper.models.cleanup import CleanupAction, CleanupTask, TaskGuard
 from storekeeper.policies import parse_policies
 from storekeeper.policies.planner import Planner
@@ -72,6 +72,11 @@ CASES: list[tuple[str, str, str | None]] = [
     ("key", "keep/golden.bin", "matches protect list entry 'keep/*'"),
     ("key", "labelled/x.bin", "labelled/x.bin: label storekeeper-protect=true"),
     ("key", "tmp/old.bin", None),
+    (
+        "key",
+        continuation_key("apply-0123abcd"),
+        f"{continuation_key('apply-0123abcd')} is reaper state (a pass's continuation)",
+    ),
     ("key", f"delta/docs/{APPLIED}.delta", None),
     (
         "version",
@@ -96,6 +101,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
     put_aged(s, "keep/golden.bin", 10, 2 * D)
     put_aged(s, "labelled/x.bin", 10, 2 * D, metadata={"storekeeper-protect": "true"})
     put_aged(s, "tmp/old.bin", 10, 2 * D)
+    put_aged(s, continuation_key("apply-0123abcd"), 10, 2 * D)
     return s
 
 
@@ -167,6 +173,7 @@ def test_the_table_covers_every_rule() -> None:
     """Live pointer, live and mid-publish versions, unapplied delta, protect list, label, grace, may go."""
     reasons = " | ".join(r or "" for _, _, r in CASES)
     rules = ("live pointer", "live snapshot", "mid-publish", "not applied", "protect list", "label ", "grace")
+    rules += ("reaper state",)
     for rule in rules:
         assert rule in reasons
     assert any(r is None for _, _, r in CASES)
