@@ -26,7 +26,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from storekeeper import config
+from storekeeper import config, gauges
 from storekeeper.batch import RecordFailed, record_failure
 from storekeeper.compaction import CompactionSettings
 from storekeeper.compaction_budget import CompactionTooLarge
@@ -111,12 +111,14 @@ def _count(done: Compactions) -> dict[str, Any]:
         metrics.add_metric(name="RaceLost", unit=MetricUnit.Count, value=r.races_lost)
         metrics.add_metric(name="DeltasRejected", unit=MetricUnit.Count, value=len(r.rejected))
         metrics.add_metric(name="VersionsRemoved", unit=MetricUnit.Count, value=len(r.retired))
+        gauges.emit_compaction(r, done.store.bucket)  # CompactionSeconds, BytesFreed: own dimensions
         if r.retention_errors:
             logger.warning("retention left versions behind", extra={"collection": r.collection,
                            "errors": r.retention_errors})  # fmt: skip
         logger.info("compaction done", extra={"collection": r.collection, "status": r.status,
                     "version": r.version, "applied": len(r.applied), "rejected": r.rejected,
-                    "pending": len(r.pending), "races_lost": r.races_lost})  # fmt: skip
+                    "pending": len(r.pending), "races_lost": r.races_lost, "seconds": round(r.seconds, 3),
+                    "phase_seconds": r.phase_seconds, "bytes_freed": r.bytes_freed})  # fmt: skip
         summary[r.collection] = {"status": r.status, "version": r.version, "applied": len(r.applied)}
     for c, exc in done.errors().items():
         summary[c] = {"status": "error", "error": type(exc).__name__, "message": str(exc)}

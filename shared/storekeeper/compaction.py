@@ -100,9 +100,18 @@ class CompactionResult:
     size: int | None = None  # bytes of the archive this run published
     retired: list[str] = field(default_factory=list)  # superseded versions removed after publishing
     retention_errors: dict[str, str] = field(default_factory=dict)
+    #: what the removal of applied deltas and retired versions freed (DeleteResult.bytes_freed)
+    bytes_freed: int = 0
+    #: wall time of the whole compaction (every attempt), and its split into the PHASES
+    seconds: float = 0.0
+    phase_seconds: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+#: the steps a compaction's time is split into (CompactionSeconds' phases, docs/operations.md)
+PHASES = ("fetch", "apply", "publish", "remove")
 
 
 def quarantine(store: ObjectStore, collection: str, delta_id: str, reason: str) -> None:
@@ -197,6 +206,7 @@ def compact(
         free_bytes=free_bytes,
         clock=clock or (lambda: datetime.now(UTC)),
     )
+    started = time.monotonic()
     retrying = Retrying(
         retry=retry_if_exception_type(PreconditionFailed),
         stop=stop_after_attempt(cfg.max_attempts),
@@ -208,6 +218,7 @@ def compact(
             if attempt.retry_state.attempt_number > 1:
                 result.races_lost += 1
             attempt_state.run()
+    result.seconds = time.monotonic() - started
     return result
 
 
@@ -233,6 +244,13 @@ class _Attempt:
     def hook(self, step: str) -> None:
         if self.hooks is not None:
             self.hooks(step)
+
+    def took(self, phase: str, started: float) -> float:
+        """Seconds since `started` (time.monotonic), added to the result's `phase`."""
+        seconds = time.monotonic() - started
+        phases = self.result.phase_seconds
+        phases[phase] = phases.get(phase, 0.0) + seconds
+        return seconds
 
     def _reset(self) -> None:
         r = self.result
@@ -261,7 +279,7 @@ class _Attempt:
         result.already_applied = [d for d in listed if d in ledger]
         todo = [d for d in listed if d not in ledger and d not in result.rejected]
         if not todo:
-            self._remove(result.already_applied)
+            self._remove(result.already_applied, listed)
             return
         if self.coalesce and parent is not None and self._too_soon(parent):
             result.status, result.pending = "coalesced", todo
@@ -318,9 +336,11 @@ class _Attempt:
             t0 = time.monotonic()
             downloads = self.cache.downloads
             self.cache.take(store, parent, tree)  # no copy: the published result is adopted below
+            seconds = self.took("fetch", t0)
             if self.cache.downloads > downloads:
-                rates.timed("fetch", parent_bytes, t0)
+                rates.observe("fetch", parent_bytes, seconds)
         self.hook("after_download")
+        t_apply = time.monotonic()
         config = read_config(store, c)  # fixed by the first put: decides a first snapshot's shape too
         dimension = parent.dimension if parent else (config.dimension if config else None)
         dist = parent.distance if parent else (config.distance if config else self.cfg.distance)
@@ -377,8 +397,9 @@ class _Attempt:
                 if len(applied) == 1:
                     self.hook("mid_apply")
             count = int(col.count())
+        self.took("apply", t_apply)
         if not applied:
-            self._remove(result.already_applied)
+            self._remove(result.already_applied, listed)
             if result.pending:
                 result.status = "incomplete"
             return
@@ -386,7 +407,7 @@ class _Attempt:
             create_config(store, c, dimension, dist)  # type: ignore[arg-type]
         version = new_version(parent.version if parent else None)
         archive = work / ARCHIVE_NAME
-        t0 = time.monotonic()
+        t_publish = t0 = time.monotonic()
         sha, size = pack_archive(tree, archive)
         rates.timed("pack", size, t0)
         new_ledger = sorted((ledger & set(listed)) | set(applied))
@@ -410,11 +431,12 @@ class _Attempt:
         rates.timed("upload", size, t0)
         publish(store, c, version, published.etag if published else None)  # PreconditionFailed -> rebase
         self.hook("after_pointer_write")
+        self.took("publish", t_publish)
         result.status = "incomplete" if result.pending else "published"
         result.version, result.applied = version, applied
         result.record_count, result.dimension, result.size = count, dimension, size
         self.cache.adopt(manifest, tree)
-        self._remove([*result.already_applied, *applied])
+        self._remove([*result.already_applied, *applied], listed)
         if self.cfg.keep_versions > 0:
             self._retire()
 
@@ -429,6 +451,7 @@ class _Attempt:
 
             grace = timedelta(seconds=self.cfg.retention_grace_s)
             protection = replace(default_protection_config(), grace=grace)
+        t0 = time.monotonic()
         try:
             done = retire(
                 self.store, self.c, keep=self.cfg.keep_versions, protection=protection, now=self.clock()
@@ -436,14 +459,24 @@ class _Attempt:
         except Exception as exc:  # reported; the next compaction tries again
             self.result.retention_errors["*"] = f"{type(exc).__name__}: {exc}"
             return
+        finally:
+            self.took("remove", t0)
         self.result.retired.extend(done.removed)
         self.result.retention_errors.update(done.errors)
+        self.result.bytes_freed += done.bytes_freed
 
-    def _remove(self, ids: list[str]) -> None:
-        """Delete applied deltas (safe: their snapshot is published); errors are reported, not raised."""
+    def _remove(self, ids: list[str], sizes: dict[str, int]) -> None:
+        """Delete applied deltas (safe: their snapshot is published); errors are reported, not raised.
+        `sizes`: delta id -> bytes, as this attempt listed them (what an unversioned delete frees)."""
         if not ids:
             return
-        res = self.store.purge_many([delta_key(self.c, d) for d in ids])  # versioned: with their versions
+        t0 = time.monotonic()
+        listed = {delta_key(self.c, d): sizes.get(d, 0) for d in ids}
+        try:
+            res = self.store.purge_many(list(listed), sizes=listed)  # versioned: with their versions
+        finally:
+            self.took("remove", t0)
+        self.result.bytes_freed += res.bytes_freed
         self.result.removed.extend(parse_delta_key(k)[1] for k in res.deleted)
         self.result.removal_errors.update({parse_delta_key(k)[1]: e for k, e in res.errors.items()})
 

@@ -1,15 +1,22 @@
-"""The reaper's gauges: what `status` shows, as EMF metrics CloudWatch alarms can use.
+"""Metrics with their own dimension (`bucket`, `vector_store`, `collection`) as EMF.
 
-One EMF document per dimension set (`bucket`, `vector_store`, `collection`), through
-Powertools' EphemeralMetrics so nothing mixes with the handler's own metric set. Names are
-listed in docs/operations.md with what to do when their alarm fires.
+The reaper's gauges (what `status` shows, as metrics CloudWatch alarms can use), the
+compactor's CompactionSeconds per collection, and BytesFreed per bucket (cleanup and the
+compactor's own removals). The dimension varies per record, so each set is its own EMF
+document, through Powertools' EphemeralMetrics: nothing mixes with the handler's metric set
+(whose only dimension is `service`). Names are listed in docs/operations.md with what to do
+when their alarm fires.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
-from storekeeper.models.status import Forecast, Measurement
+if TYPE_CHECKING:
+    from storekeeper.compaction import CompactionResult
+    from storekeeper.models.status import Forecast, Measurement
 
 #: forecast targets -> metric name; a gauge only exists while there is a forecast to give
 FORECAST_METRICS = {
@@ -19,7 +26,8 @@ FORECAST_METRICS = {
 }
 
 
-def _flush(dimensions: dict[str, str], values: list[tuple[str, MetricUnit, float]]) -> None:
+def emit_set(dimensions: dict[str, str], values: list[tuple[str, MetricUnit, float]]) -> None:
+    """One EMF document: `values` (name, unit, value) under `dimensions` (plus `service`)."""
     if not values:
         return
     m = EphemeralMetrics()
@@ -50,7 +58,7 @@ def emit(m: Measurement, forecasts: list[Forecast]) -> None:
         for name in ("DaysToHighWatermark", "DaysToHardWatermark"):
             if (b.store, name) in days:
                 values.append((name, MetricUnit.Count, float(days[b.store, name] or 0.0)))
-        _flush({"bucket": b.bucket}, values)
+        emit_set({"bucket": b.bucket}, values)
     for v in m.vectors:
         if v.error:
             continue
@@ -63,10 +71,10 @@ def emit(m: Measurement, forecasts: list[Forecast]) -> None:
             values.append(
                 ("DaysToVectorQuota", MetricUnit.Count, float(days[v.store, "DaysToVectorQuota"] or 0.0))
             )
-        _flush({"vector_store": v.store}, values)
+        emit_set({"vector_store": v.store}, values)
     # one set without a per-bucket dimension: the alarms need no bucket or store name, and
     # overflow buckets and vector stores named only in the policies file are covered too
-    _flush(
+    emit_set(
         {},
         [
             ("BucketsAboveHighWatermark", MetricUnit.Count,
@@ -78,7 +86,7 @@ def emit(m: Measurement, forecasts: list[Forecast]) -> None:
         ],
     )  # fmt: skip
     for c in m.collections:
-        _flush(
+        emit_set(
             {"collection": c.collection},
             [
                 ("PendingDeltas", MetricUnit.Count, float(c.pending_deltas)),
@@ -89,3 +97,21 @@ def emit(m: Measurement, forecasts: list[Forecast]) -> None:
                 ("PointerAge", MetricUnit.Seconds, float(c.pointer_age_s or 0.0)),
             ],
         )
+
+
+def emit_bytes_freed(bucket: str, freed: int) -> None:
+    """BytesFreed of one run of deletes in `bucket` (a cleanup task, a compaction's removals)."""
+    emit_set({"bucket": bucket}, [("BytesFreed", MetricUnit.Bytes, float(freed))])
+
+
+def emit_compaction(r: CompactionResult, bucket: str) -> None:
+    """CompactionSeconds per collection, split into its phases (`fetch` -> CompactionFetchSeconds,
+    ...: storekeeper.compaction.PHASES), for a run that published a version; BytesFreed in
+    `bucket` for a run whose removal of applied deltas or retired versions freed bytes."""
+    if r.applied:
+        values = [("CompactionSeconds", MetricUnit.Seconds, r.seconds)]
+        phases = r.phase_seconds.items()
+        values += [(f"Compaction{p.title()}Seconds", MetricUnit.Seconds, s) for p, s in phases]
+        emit_set({"collection": r.collection}, values)
+    if r.bytes_freed:
+        emit_bytes_freed(bucket, r.bytes_freed)

@@ -30,6 +30,7 @@ class Retired:
     removed: list[str] = field(default_factory=list)
     kept: dict[str, str] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    bytes_freed: int = 0  # what the removed versions' deletes freed (TaskOutcome.bytes_freed)
 
 
 def superseded(
@@ -86,6 +87,7 @@ def retire(
         outcome = execute_task(
             task, resolve_store=lambda _b, _n: store, now=now, dry_run=False, protection=protection
         )
+        out.bytes_freed += outcome.bytes_freed  # a version kept half-deleted freed its deleted part
         if outcome.errors:
             out.errors[version] = outcome.message
         elif outcome.skipped:

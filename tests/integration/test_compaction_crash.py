@@ -88,9 +88,9 @@ class DiesMidRemoval(LocalStore):
     """A store whose bulk delete removes part of the applied deltas, then fails: the crash
     between two of the compactor's deletes, injected in the store instead of the compactor."""
 
-    def purge_many(self, keys, *, etags=None):  # type: ignore[no-untyped-def]
+    def purge_many(self, keys, **kw):  # type: ignore[no-untyped-def]
         keys = list(keys)
-        super().purge_many(keys[: max(1, len(keys) // 2)], etags=etags)
+        super().purge_many(keys[: max(1, len(keys) // 2)], **kw)
         raise Crash("mid_delta_removal")
 
 
@@ -127,11 +127,11 @@ def test_process_killed_at_a_step_then_retry(tmp_path: Path, step: str) -> None:
                 os._exit(17)
 
         class DiesMidRemoval(LocalStore):  # killed between two deletes of applied deltas
-            def purge_many(self, keys, *, etags=None):
+            def purge_many(self, keys, **kw):
                 keys = list(keys)
-                super().purge_many(keys[: max(1, len(keys) // 2)], etags=etags)
+                super().purge_many(keys[: max(1, len(keys) // 2)], **kw)
                 hook("mid_delta_removal")
-                return super().purge_many(keys, etags=etags)
+                return super().purge_many(keys, **kw)
 
         cache = SnapshotCache({str(tmp_path / "cache")!r})
         compact(DiesMidRemoval(Path({str(store.path)!r})), "docs", cache=cache, hooks=hook)

@@ -98,9 +98,10 @@ def test_unversioned_bucket_is_not_versioned_and_purge_is_a_plain_delete(
     store = S3Store(fresh_bucket(seaweed_s3, "plain"), client=seaweed_s3.client(), counter=RequestCounter())
     assert not store.versioned
     store.put("delta/c/a.delta", b"x")
-    res = store.purge_many(["delta/c/a.delta"])
+    res = store.purge_many(["delta/c/a.delta"], sizes={"delta/c/a.delta": 1})
     assert res.deleted == ["delta/c/a.delta"]
     assert res.versions_removed == 0
+    assert res.bytes_freed == 1  # unversioned: the size the caller listed
     assert "delete_batch" in store.requests.counts
     assert list(store.list("")) == []
 
@@ -128,8 +129,17 @@ def test_purge_removes_every_version_of_its_keys_only(vstore: S3Store) -> None:
     assert not res.errors
     assert sorted(res.deleted) == targets
     assert res.versions_removed == 120 + 1 + 1  # 120 objects, 0005's old version, 0007's marker
+    assert res.bytes_freed == 121 * 10  # every removed version's bytes (a marker has none)
     left = versions(vstore, "delta/c/")
     assert left == [("delta/c/0200.delta", False), ("delta/c/0200.delta", False)]
+
+
+def test_a_plain_delete_on_a_versioned_bucket_frees_nothing(vstore: S3Store) -> None:
+    vstore.put("docs/a", b"1" * 100)
+    res = vstore.delete_many(["docs/a"], sizes={"docs/a": 100})
+    assert res.deleted == ["docs/a"]
+    assert res.bytes_freed == 0  # the 100 bytes are a noncurrent version now, still billed
+    assert vstore.usage("docs/").noncurrent_bytes == 100
 
 
 def test_purge_keeps_a_key_that_changed_since_it_was_checked(vstore: S3Store) -> None:
@@ -149,13 +159,16 @@ def test_purge_keeps_a_key_that_changed_since_it_was_checked(vstore: S3Store) ->
 
 def test_reaped_snapshot_version_leaves_no_version_behind(vstore: S3Store) -> None:
     publish_two_versions(vstore)
+    vstore.put(f"snapshot/c/{V1}/chroma.tar", b"abcdef")  # the 3 bytes before it stay a version
+    billed = sum(v.size for v in vstore.list_versions(f"snapshot/c/{V1}/"))
     out = run(
         vstore,
         task("delete_snapshot_version", vstore.bucket, collection="c", version=V1),
         protection=NO_LABELS,
     )
     assert out.status == "executed", out.message
-    assert out.versions_removed == 2
+    assert out.versions_removed == 3
+    assert out.bytes_freed == billed  # noncurrent versions included
     assert versions(vstore, f"snapshot/c/{V1}/") == []
     # the live version is untouched
     assert [k for k, _ in versions(vstore, f"snapshot/c/{V2}/")] == [

@@ -128,3 +128,28 @@ def test_cli_drains_queue_and_dead_letters_failures(home: Path) -> None:
     empty = runner.invoke(app, ["cleanup"])
     assert empty.exit_code == 0
     assert "no tasks queued" in empty.stderr
+
+
+def test_bytes_freed_per_bucket_counts_what_the_task_deleted_not_what_it_kept(
+    home: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    store = LocalStore(home / "stores" / "main")
+    sizes = {"img/a": 10, "img/b": 200, "img/c": 3000, "img/changed": 7}
+    for key, n in sizes.items():
+        store.put(key, b"x" * n)
+    guard = {"etags": {"img/changed": '"planned-before-it-changed"'}}  # kept: changed since planning
+    event = sqs_event([("m1", body("t-bytes", keys=sorted(sizes), guard=guard))])
+    capfd.readouterr()
+    result = invoke("cleanup", event, store=f"file://{home / 'stores' / 'main'}")
+    assert result.ok, result.error_message
+    assert [o.key for o in store.list("img/")] == ["img/changed"]
+    captured = capfd.readouterr()
+    docs = [json.loads(x) for x in (captured.out + captured.err).splitlines() if x.startswith('{"_aws"')]
+    freed = [d for d in docs if "BytesFreed" in d]
+    assert [(d["bucket"], d["BytesFreed"]) for d in freed] == [("main", [3210.0])]
+    assert freed[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["bucket", "service"]]
+    assert freed[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"] == [{"Name": "BytesFreed", "Unit": "Bytes"}]
+    # the same message again: answered from the idempotency record, nothing freed twice
+    assert invoke("cleanup", event, store=f"file://{home / 'stores' / 'main'}").ok
+    again = capfd.readouterr()
+    assert "BytesFreed" not in again.out + again.err

@@ -48,8 +48,10 @@ def test_a_page_of_contiguous_keys_costs_one_list_request_and_no_head(s3: Any) -
     out = run(s3, keys, labels=False)
     assert out.status == "executed"
     assert sorted(out.deleted) == keys
-    # bucket labels once, the page starting at k/0100 (it holds them all), one bulk delete
-    assert out.requests == {"get_bucket_tagging": 1, "list": 1, "delete_batch": 1}
+    # bucket labels once, the page starting at k/0100 (it holds them all), one bulk delete, and
+    # versioning once after it (on a versioned bucket a plain delete frees no bytes: BytesFreed)
+    assert out.requests == {"get_bucket_tagging": 1, "list": 1, "delete_batch": 1, "get_bucket_versioning": 1}
+    assert out.bytes_freed == 100  # 100 objects of 1 byte, sizes as this execution listed them
 
 
 def test_labels_cost_heads_only_for_keys_that_passed_the_listing_checks(s3: Any) -> None:

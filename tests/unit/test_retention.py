@@ -72,3 +72,20 @@ def test_protected_and_newer_than_live_versions_stay(store: LocalStore, tmp_path
     assert labelled in left
     assert "999999999999-zzzzzzzz" in left
     assert read_pointer(store, "docs")[0] == old[2]
+
+
+def test_bytes_freed_counts_the_removed_deltas_and_the_retired_version(
+    store: LocalStore, tmp_path: Path
+) -> None:
+    cache = SnapshotCache(tmp_path / "c")
+    publish_n(store, cache, 2)  # v1, v2: nothing retired yet
+    oldest = versions(store, "docs")[0]
+    version_bytes = sum(o.size for o in store.list(f"snapshot/docs/{oldest}/"))
+    produce(store, delta("docs", {"last": vec(9, DIM)}))
+    delta_bytes = sum(o.size for o in store.list("delta/docs/"))
+    r = compact(store, "docs", cache=cache, keep_versions=1, retention_grace_s=0)
+    assert r.retired == [oldest]
+    assert version_bytes > 0
+    assert delta_bytes > 0
+    assert r.bytes_freed == version_bytes + delta_bytes
+    assert r.phase_seconds.keys() == {"fetch", "apply", "publish", "remove"}

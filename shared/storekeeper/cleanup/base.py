@@ -68,6 +68,7 @@ class TaskOutcome(BaseModel):
     errors: dict[str, str] = Field(default_factory=dict)  # target -> cause
     requests: dict[str, int] = Field(default_factory=dict)  # backend requests by operation
     versions_removed: int = 0  # versions deleted for good by VersionId (versioned buckets)
+    bytes_freed: int = 0  # bytes the deletes removed, as the store confirmed them (DeleteResult)
     message: str = ""
 
     def finish(self) -> TaskOutcome:
@@ -272,10 +273,15 @@ class Context:
             return True
         purge = {i.key: i.etag for i in infos if purge_all or purged_on_delete(i.key)}
         plain = [i.key for i in infos if i.key not in purge]
+        sizes = {i.key: i.size for i in infos}  # as listed (or HEADed) by this execution's checks
         ok = True
-        for res in (self.store.purge_many(purge, etags=purge), self.store.delete_many(plain)):
+        for res in (
+            self.store.purge_many(purge, etags=purge, sizes=sizes),
+            self.store.delete_many(plain, sizes=sizes),
+        ):
             self.outcome.deleted.extend(res.deleted)
             self.outcome.versions_removed += res.versions_removed
+            self.outcome.bytes_freed += res.bytes_freed
             for k, why in res.kept.items():
                 self.skip(k, why)
             for k, cause in res.errors.items():

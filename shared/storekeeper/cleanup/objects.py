@@ -27,6 +27,7 @@ def _purge_leftovers(ctx: Context) -> bool:
     gone = {v.key: "" for v in ctx.store.list_versions("") if v.is_latest and v.delete_marker}
     res = ctx.store.purge_many(gone, etags=gone)
     ctx.outcome.versions_removed += res.versions_removed
+    ctx.outcome.bytes_freed += res.bytes_freed
     ctx.outcome.errors.update(res.errors)
     return not res.errors
 

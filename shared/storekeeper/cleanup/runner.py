@@ -75,6 +75,10 @@ def record_metrics(metrics: MetricsSink, outcome: TaskOutcome) -> None:
         metrics.add_metric(name="TasksExecuted", unit=MetricUnit.Count, value=1)
     if outcome.deleted_count and not outcome.duplicate:
         metrics.add_metric(name="ObjectsDeleted", unit=MetricUnit.Count, value=outcome.deleted_count)
+    if outcome.bytes_freed and not outcome.duplicate:
+        from storekeeper.gauges import emit_bytes_freed
+
+        emit_bytes_freed(outcome.bucket, outcome.bytes_freed)  # its own EMF line: a `bucket` dimension
 
 
 class TaskIdReused(ValidationError):

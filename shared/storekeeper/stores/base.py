@@ -92,6 +92,10 @@ class DeleteResult:
     requests: int = 0
     #: versions removed for good by `purge_many` (VersionId deletes; 0 on unversioned buckets)
     versions_removed: int = 0
+    #: bytes no longer stored (BytesFreed): on an unversioned bucket the `sizes` the caller listed
+    #: for the keys deleted; on a versioned one the size of every version removed for good (a
+    #: plain delete there frees nothing: the object stays billed as a noncurrent version)
+    bytes_freed: int = 0
 
 
 def key_before(key: str) -> str | None:
@@ -246,16 +250,27 @@ class ObjectStore(ABC):
         """Delete one object; deleting a missing object is not an error (idempotent)."""
         self._delete(check_key(key), if_match)
 
-    def delete_many(self, keys: Iterable[str]) -> DeleteResult:
-        """Delete in the largest batches the backend allows; per-key errors are collected, not raised."""
+    def delete_many(self, keys: Iterable[str], *, sizes: Mapping[str, int] | None = None) -> DeleteResult:
+        """Delete in the largest batches the backend allows; per-key errors are collected, not raised.
+
+        `sizes` (key -> bytes, as listed when the delete was decided) count `bytes_freed`.
+        """
         checked = [check_key(k) for k in keys]
         result = DeleteResult()
         for i in range(0, len(checked), self.max_delete_batch):
             self._delete_batch(checked[i : i + self.max_delete_batch], result)
             result.requests += 1
+        if sizes and result.deleted and not self.versioned:
+            result.bytes_freed = sum(sizes.get(k, 0) for k in result.deleted)
         return result
 
-    def purge_many(self, keys: Iterable[str], *, etags: Mapping[str, str] | None = None) -> DeleteResult:
+    def purge_many(
+        self,
+        keys: Iterable[str],
+        *,
+        etags: Mapping[str, str] | None = None,
+        sizes: Mapping[str, int] | None = None,
+    ) -> DeleteResult:
         """Delete for good: on a versioned bucket every version of each key goes (by VersionId).
 
         For what the layout says is finished with (applied deltas, reaped snapshot versions)
@@ -263,13 +278,15 @@ class ObjectStore(ABC):
         leave the bytes billed. Only the versions seen by the listing are deleted, so a write
         that lands meanwhile survives; a key whose current etag is no longer `etags[key]` is
         kept whole (`DeleteResult.kept`; `""` keeps any current object: only delete-marked
-        leftovers go). Unversioned backends: the same as `delete_many`.
+        leftovers go). Unversioned backends: the same as `delete_many` (`sizes` as there); on a
+        versioned bucket `bytes_freed` is the size of every version removed, as the version listing
+        made here says.
         """
         checked = sorted({check_key(k) for k in keys})
         if not checked:
             return DeleteResult()
         if not self.versioned:
-            return self.delete_many(checked)
+            return self.delete_many(checked, sizes=sizes)
         return self._purge(checked, dict(etags or {}))
 
     @property

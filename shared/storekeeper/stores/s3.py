@@ -271,6 +271,8 @@ class S3Store(ObjectStore):
                 }
             )
             result.versions_removed += len(batch) - len(errs)
+            kept = {(e.get("Key"), e.get("VersionId")) for e in errs}
+            result.bytes_freed += sum(v.size for v in batch if (v.key, v.version_id) not in kept)
         result.errors.update(failed)
         result.deleted.extend(k for k in keys if k not in failed and k not in result.kept)
         return result
