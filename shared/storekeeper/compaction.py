@@ -45,7 +45,7 @@ from storekeeper.compaction_budget import (
     disk_needed,
     estimated_size,
 )
-from storekeeper.deltas import DeltaContent, fetch_delta, list_pending
+from storekeeper.deltas import DeltaContent, as_array, fetch_delta, list_pending
 from storekeeper.errors import CorruptObject, NotFound, PreconditionFailed, ValidationError
 from storekeeper.layout import (
     DELTA_PREFIX,
@@ -378,7 +378,7 @@ class _Attempt:
                         col,
                         deletes=content.deletes,
                         ids=content.ids,
-                        embeddings=content.embeddings,
+                        embeddings=as_array(content.embeddings),
                         metadatas=content.metadatas,
                         documents=content.documents,
                         updates=content.updates,

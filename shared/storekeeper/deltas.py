@@ -22,11 +22,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import secrets
 import string
 import struct
+import sys
 import threading
 import time
+from array import array
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -72,10 +76,65 @@ class DeltaFormatError(CorruptObject):
         super().__init__(store, key, f"{field}: {reason}")
 
 
-def _no_vectors() -> npt.NDArray[np.float32]:
+class PackedVectors:
+    """Rows of float32 values packed with the standard library, for encoding only.
+
+    The producer encodes vectors it has just validated; importing numpy to do so would
+    add ~150-200 ms to its cold start. Carries the `shape`, `ndim` and `size` the checks
+    read; `as_array` turns it (or an array) into numpy for code that computes.
+    """
+
+    ndim = 2
+
+    def __init__(self, rows: Sequence[Sequence[float]]) -> None:
+        dim = len(rows[0]) if rows else 0
+        values = array("f")
+        for i, row in enumerate(rows):
+            if len(row) != dim:
+                raise ValueError(f"row {i} has {len(row)} values, row 0 has {dim}")
+            values.extend(row)  # a value beyond float32 becomes inf: first_non_finite reports it
+        self.values = values
+        self.shape = (len(rows), dim)
+
+    @property
+    def size(self) -> int:
+        return len(self.values)
+
+    def first_non_finite(self) -> tuple[int, int, float] | None:
+        """(row, column, value) of the first NaN or infinity, if any."""
+        if math.isfinite(sum(self.values)):  # one C loop: a NaN or an inf anywhere makes the sum one
+            return None
+        i = next(i for i, v in enumerate(self.values) if not math.isfinite(v))
+        return i // self.shape[1], i % self.shape[1], self.values[i]
+
+    def tobytes(self) -> bytes:
+        """Little-endian float32, the delta's vector section."""
+        if sys.byteorder == "little":
+            return self.values.tobytes()
+        swapped = array("f", self.values)
+        swapped.byteswap()
+        return swapped.tobytes()
+
+
+def as_array(vectors: npt.NDArray[np.float32] | PackedVectors) -> npt.NDArray[np.float32]:
+    """A numpy float32 array of `vectors` (imports numpy: for code that computes with vectors)."""
     import numpy as np
 
-    return np.zeros((0, 0), dtype=np.float32)
+    if isinstance(vectors, PackedVectors):
+        return np.frombuffer(vectors.tobytes(), dtype="<f4").astype(np.float32).reshape(vectors.shape)
+    return vectors
+
+
+def _first_non_finite(vectors: npt.NDArray[np.float32] | PackedVectors) -> tuple[int, int, float] | None:
+    if isinstance(vectors, PackedVectors):
+        return vectors.first_non_finite()
+    import numpy as np
+
+    bad = ~np.isfinite(vectors)
+    if not bad.any():
+        return None
+    row, col = (int(x) for x in np.argwhere(bad)[0])
+    return row, col, float(vectors[row, col])
 
 
 @dataclass(frozen=True)
@@ -114,7 +173,7 @@ class DeltaContent:
     delta_id: str
     created_at: datetime
     ids: list[str] = field(default_factory=list)
-    embeddings: npt.NDArray[np.float32] = field(default_factory=lambda: _no_vectors())
+    embeddings: npt.NDArray[np.float32] | PackedVectors = field(default_factory=lambda: PackedVectors([]))
     metadatas: list[Metadata | None] = field(default_factory=list)
     documents: list[str | None] = field(default_factory=list)
     deletes: list[str] = field(default_factory=list)
@@ -206,18 +265,14 @@ def _check_content(c: DeltaContent, err: _Err) -> None:
         raise err("ids", f"more than {MAX_RECORDS} records")
     emb = c.embeddings
     if n:
-        import numpy as np
-
         if emb.ndim != 2 or emb.shape[0] != n:
             raise err("embeddings", f"shape {emb.shape} does not match {n} ids")
         if not 1 <= emb.shape[1] <= MAX_DIMENSION:
             raise err("embeddings", f"dimension {emb.shape[1]} outside 1..{MAX_DIMENSION}")
-        bad = ~np.isfinite(emb)
-        if bad.any():
-            row, col = (int(x) for x in np.argwhere(bad)[0])
-            raise err(
-                f"embeddings[{row}][{col}]", f"is {emb[row, col]}: values must be finite (no NaN or inf)"
-            )
+        bad = _first_non_finite(emb)
+        if bad is not None:
+            row, col, value = bad
+            raise err(f"embeddings[{row}][{col}]", f"is {value}: values must be finite (no NaN or inf)")
     elif emb.size:
         raise err("embeddings", "present but there are no ids")
     if len(c.metadatas) != n:
@@ -285,7 +340,9 @@ def encode_delta(content: DeltaContent) -> bytes:
     dim = content.dimension
     ids_blob = _pack_strings(content.ids)
     vec_blob = b""
-    if n:
+    if isinstance(content.embeddings, PackedVectors):
+        vec_blob = content.embeddings.tobytes()
+    elif n:
         import numpy as np
 
         vec_blob = np.ascontiguousarray(content.embeddings, dtype="<f4").tobytes()

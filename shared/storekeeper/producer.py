@@ -40,6 +40,7 @@ from pydantic import Field
 from storekeeper.collection_config import CollectionConfig, cached_config, config_key, create_config
 from storekeeper.deltas import (
     DeltaContent,
+    PackedVectors,
     RecordUpdate,
     encode_delta,
     list_pending,
@@ -330,18 +331,15 @@ def plan_deltas(
     if patches:
         groups.append(([], [], patches))
 
-    import numpy as np  # where vectors are encoded, not at import (~150-200 ms of a cold start)
-
     out: list[DeltaContent] = []
     for index, (ups, dels, patches) in enumerate(groups):
-        emb = np.array([r.embedding for r in ups], dtype=np.float64) if ups else np.zeros((0, 0))
         out.append(
             DeltaContent(
                 collection=request.collection,
                 delta_id=planned_delta_id(plan, index) if plan else new_delta_id(),
                 created_at=created,
                 ids=[r.id for r in ups],
-                embeddings=emb.astype(np.float32),
+                embeddings=PackedVectors([r.embedding for r in ups]),
                 metadatas=[r.metadata for r in ups],
                 documents=[r.document for r in ups],
                 deletes=list(dels),
@@ -478,10 +476,11 @@ def put(
         return put_unchecked(request, store=store, queue=queue, on_delta=on_delta)
     digest = body_sha256(request)
 
-    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
-    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    from storekeeper.idempotency import (
         IdempotencyAlreadyInProgressError,
+        IdempotencyConfig,
         IdempotencyValidationError,
+        idempotent_function,
     )
 
     cfg = IdempotencyConfig(

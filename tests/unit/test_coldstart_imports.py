@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,8 @@ import json, sys
 import app
 watched = ("aws_xray_sdk", "boto3", "numpy", "chromadb", "storekeeper.models.cleanup")
 loaded = {m: m in sys.modules for m in watched}
+heavy = json.loads(sys.argv[2]) if len(sys.argv) > 2 else []
+heavy_after_import = sorted(m for m in heavy if m in sys.modules)
 event = json.load(open(sys.argv[1]))
 
 class Ctx:
@@ -40,11 +43,13 @@ class Ctx:
         return 900000
 
 out = app.handler(event, Ctx())
-print(json.dumps({"import": loaded, "out": out}, default=str))
+heavy_after_call = sorted(m for m in heavy if m in sys.modules)
+print(json.dumps({"import": loaded, "out": out, "heavy_after_import": heavy_after_import,
+                  "heavy_after_call": heavy_after_call}, default=str))
 """
 
 
-def _cold(function: str, event: object, tmp_path: Path) -> dict[str, object]:
+def _cold(function: str, event: object, tmp_path: Path, heavy: Iterable[str] = ()) -> dict[str, object]:
     event_file = tmp_path / "event.json"
     event_file.write_text(json.dumps(event))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "LAMBDA_", "STOREKEEPER_"))}
@@ -59,7 +64,7 @@ def _cold(function: str, event: object, tmp_path: Path) -> dict[str, object]:
         STOREKEEPER_HOME=str(tmp_path / "home"),
     )
     out = subprocess.run(
-        [sys.executable, "-c", _PROBE, str(event_file)],
+        [sys.executable, "-c", _PROBE, str(event_file), json.dumps(list(heavy))],
         cwd=REPO / "functions" / function,
         env=env,
         capture_output=True,
@@ -69,6 +74,14 @@ def _cold(function: str, event: object, tmp_path: Path) -> dict[str, object]:
     assert out.returncode == 0, out.stderr[-2000:]
     result: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
     return result
+
+
+def _fresh_python(code: str, env: dict[str, str] | None = None) -> list[str]:
+    """The words `code` prints, run in a fresh interpreter with the shared layer on the path."""
+    env = {**(os.environ if env is None else env), "PYTHONPATH": str(REPO / "shared")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout.split()
 
 
 def test_producer_imports_no_xray_boto3_numpy_and_its_first_put_works(tmp_path: Path) -> None:
@@ -182,12 +195,8 @@ def test_tracing_on_builds_the_powertools_tracer(tmp_path: Path) -> None:
         "print(isinstance(t, Tracer), 'aws_xray_sdk.core' in sys.modules)\n"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("POWERTOOLS_TRACE_DISABLED", "AWS_SAM_LOCAL")}
-    env.update(
-        LAMBDA_TASK_ROOT=str(tmp_path), PYTHONPATH=str(REPO / "shared"), AWS_DEFAULT_REGION="us-east-1"
-    )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["True", "True"]
+    env.update(LAMBDA_TASK_ROOT=str(tmp_path), AWS_DEFAULT_REGION="us-east-1")
+    assert _fresh_python(code, env) == ["True", "True"]
 
 
 def test_models_package_loads_names_on_demand() -> None:
@@ -204,10 +213,7 @@ def test_models_package_loads_names_on_demand() -> None:
         "except AttributeError as exc:\n"
         "    print('AttributeError', 'Nope' in str(exc))\n"
     )
-    env = {**os.environ, "PYTHONPATH": str(REPO / "shared")}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split() == ["False", "True", "Manifest", "PutRequest", "AttributeError", "True"]
+    assert _fresh_python(code) == ["False", "True", "Manifest", "PutRequest", "AttributeError", "True"]
 
 
 def test_bench_first_invocation_probe_times_import_and_call(tmp_path: Path) -> None:
@@ -228,3 +234,69 @@ def test_bench_first_invocation_probe_times_import_and_call(tmp_path: Path) -> N
         "chromadb": False,
     }
     assert list((tmp_path / "home").rglob("reports/reaper/*.json")), "the probe's call wrote no report"
+
+
+#: what each handler's cold start must not load (docs/performance.md, cold start: what was cut and why):
+#: neither at `import app` nor during its first call with its sample event on a local store
+NEVER_LOADED = {
+    "producer": [
+        "chromadb",
+        "numpy",  # vectors are packed with the standard library (deltas.PackedVectors)
+        "boto3",  # Powertools idempotency's DynamoDB layer: only with IDEMPOTENCY_TABLE
+        "botocore.session",
+        "aws_xray_sdk",
+        "storekeeper.models.cleanup",
+    ],
+    "reaper": ["chromadb", "numpy", "boto3", "botocore.session", "aws_xray_sdk"],
+    "cleanup": ["chromadb", "numpy", "boto3", "botocore.session", "aws_xray_sdk"],
+    "compactor": ["boto3", "botocore.session", "aws_xray_sdk"],
+}
+#: loaded by the first call at the latest, never by `import app`
+NOT_ON_IMPORT = {
+    "producer": [],
+    "reaper": [],
+    "cleanup": [],
+    "compactor": ["chromadb", "numpy"],
+}
+
+
+@pytest.mark.parametrize("function", sorted(NEVER_LOADED))
+def test_cold_start_leaves_heavy_modules_unloaded(function: str, tmp_path: Path) -> None:
+    from storekeeper.dev.bench.case_coldstart import FIRST_EVENTS, local_sample_event
+
+    sample = REPO / "events" / function / FIRST_EVENTS[function]
+    event = json.loads(local_sample_event(sample, tmp_path / "home").read_text())
+    got = _cold(function, event, tmp_path, heavy=NEVER_LOADED[function] + NOT_ON_IMPORT[function])
+    assert got["heavy_after_import"] == [], f"{function}: `import app` loaded {got['heavy_after_import']}"
+    loaded = [m for m in NEVER_LOADED[function] if m in got["heavy_after_call"]]  # type: ignore[operator]
+    assert loaded == [], f"{function}: the first call loaded {loaded}"
+    out = got["out"]
+    assert isinstance(out, dict)
+    assert out.get("statusCode", 200) == 200, out
+    assert not out.get("batchItemFailures"), out
+    assert not out.get("errors"), out
+
+
+def test_deferred_powertools_idempotency_package_still_offers_its_whole_api() -> None:
+    """storekeeper.idempotency registers Powertools' package without running its __init__ (boto3):
+    the first name asked of the package runs it, once, even from several threads at a time."""
+    code = (
+        "import sys, threading\n"
+        "import storekeeper.idempotency as ours\n"
+        "print('boto3' in sys.modules)\n"
+        "import aws_lambda_powertools.utilities.idempotency as pkg\n"
+        "got = []\n"
+        "def ask():\n"
+        "    got.append(pkg.DynamoDBPersistenceLayer)\n"
+        "threads = [threading.Thread(target=ask) for _ in range(8)]\n"
+        "[t.start() for t in threads]; [t.join() for t in threads]\n"
+        "print(len(got) == 8 and len(set(got)) == 1, 'boto3' in sys.modules)\n"
+        "from aws_lambda_powertools.utilities.idempotency import BasePersistenceLayer, idempotent\n"
+        "print(BasePersistenceLayer is ours.BasePersistenceLayer, callable(idempotent))\n"
+        "print(issubclass(pkg.DynamoDBPersistenceLayer, ours.BasePersistenceLayer))\n"
+        "try:\n"
+        "    pkg.Nope\n"
+        "except AttributeError as exc:\n"
+        "    print('AttributeError', 'Nope' in str(exc))\n"
+    )
+    assert _fresh_python(code) == ["False", "True", "True", "True", "True", "True", "AttributeError", "True"]

@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from storekeeper.deltas import (
     DeltaContent,
     DeltaFormatError,
+    PackedVectors,
+    as_array,
     decode_delta,
     delta_key,
     encode_delta,
@@ -123,6 +125,37 @@ def test_any_truncation_or_extension_is_detected(content: DeltaContent, data: st
         decode_delta(blob[:cut])
     with pytest.raises(DeltaFormatError):
         decode_delta(blob + b"\x00")
+
+
+@FAST
+@given(contents())
+def test_packed_vectors_encode_to_the_same_bytes_as_numpy(content: DeltaContent) -> None:
+    """The producer packs vectors without numpy: the blob must be the very one numpy's path writes."""
+    assert not isinstance(content.embeddings, PackedVectors)
+    rows = [[float(x) for x in row] for row in content.embeddings] if content.ids else []
+    packed = PackedVectors(rows)
+    assert packed.shape == (content.embeddings.shape if content.ids else (0, 0))
+    with_numpy = encode_delta(content)
+    content.embeddings = packed
+    assert encode_delta(content) == with_numpy
+    if content.ids:
+        np.testing.assert_array_equal(as_array(packed), decode_delta(with_numpy).embeddings)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), 3.5e38])
+def test_packed_vectors_refuse_non_finite_values_by_index(bad: float) -> None:
+    c = _sample(n=3, dim=4)
+    rows = [[0.5] * 4 for _ in range(3)]
+    rows[2][1] = bad  # 3.5e38 does not fit in float32: it becomes inf when packed
+    c.embeddings = PackedVectors(rows)
+    with pytest.raises(DeltaFormatError) as info:
+        encode_delta(c)
+    assert info.value.field == "embeddings[2][1]"
+
+
+def test_packed_vectors_refuse_ragged_rows() -> None:
+    with pytest.raises(ValueError, match="row 1 has 2 values, row 0 has 3"):
+        PackedVectors([[1.0, 2.0, 3.0], [1.0, 2.0]])
 
 
 def test_error_is_a_corrupt_object_naming_key_and_field() -> None:

@@ -114,7 +114,7 @@ class CleanupRunner:
         self._has_context = lambda_context is not None
         self._once: Callable[..., dict[str, Any]] | None = None
         if persistence is not None:
-            from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+            from storekeeper.idempotency import IdempotencyConfig, idempotent_function
 
             config = IdempotencyConfig(
                 event_key_jmespath="task_id",
@@ -163,7 +163,7 @@ class CleanupRunner:
         with warnings.catch_warnings():
             if not self._has_context:  # outside Lambda there is no remaining time to record
                 warnings.filterwarnings("ignore", message="Couldn't determine the remaining time")
-            from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyValidationError
+            from storekeeper.idempotency import IdempotencyValidationError
 
             try:
                 saved = self._once(task=task.model_dump(mode="json"))

@@ -104,10 +104,27 @@ def _probe(fn_dir: Path, env: dict[str, str]) -> dict[str, float | bool]:
     return data
 
 
+def local_sample_event(event: Path, home: Path) -> Path:
+    """`event` aimed at the local store under `home`, as `storekeeper invoke` aims it; the copy's path.
+
+    The cleanup sample's task names the deployed S3 bucket: run as is, its first call
+    would time boto3 and a credentials error, not a cleanup on the local store.
+    """
+    from storekeeper.sample_events import retarget
+    from storekeeper.stores import open_store
+
+    store = open_store(f"file://{home / 'stores' / 'default'}", create=False)
+    aimed = retarget(json.loads(event.read_text()), store, event)
+    out = home.with_name(f"{home.name}-{event.name}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(aimed.event))
+    return out
+
+
 def _first_invocation(fn_dir: Path, env: dict[str, str], event: Path, home: Path) -> dict[str, object]:
     """Import + one handler call in a fresh interpreter, with its own empty STOREKEEPER_HOME."""
     out = subprocess.run(
-        [sys.executable, "-c", _FIRST_PROBE, str(event)],
+        [sys.executable, "-c", _FIRST_PROBE, str(local_sample_event(event, home))],
         cwd=fn_dir,
         env={**env, "STOREKEEPER_HOME": str(home)},
         capture_output=True,
