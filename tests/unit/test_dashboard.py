@@ -81,3 +81,47 @@ def test_globals_use_powertools_log_level_and_an_alias() -> None:
     env = glob["Environment"]["Variables"]
     assert "POWERTOOLS_LOG_LEVEL" in env
     assert "LOG_LEVEL" not in env
+
+
+#: issue 11's list: usage above the high watermark, vector quota reached, oldest pending delta too
+#: old, reaper deferrals, and the errors and throttles of each function (metric, dimension filter)
+ISSUE_ALARMS = {
+    "usage-above-high-watermark": ("BucketsAboveHighWatermark", "reaper"),
+    "vector-quota-reached": ("VectorStoresAtQuota", "reaper"),
+    "pending-deltas-too-old": ("OldestPendingDeltaAge", "compactor"),
+    "reaper-deferring": ("Deferred", "reaper"),
+}
+FUNCTIONS = ("Producer", "Compactor", "Reaper", "Cleanup", "Query")
+
+
+def test_every_alarm_the_operator_was_promised_exists_and_watches_what_it_says() -> None:
+    res = template()["Resources"]
+    alarms = {
+        r["Properties"]["AlarmName"]["Fn::Sub"].removeprefix("storekeeper-${Stage}-"): r["Properties"]
+        for r in res.values()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    emitted = emitted_metric_names()
+    for name, (metric, service) in ISSUE_ALARMS.items():
+        p = alarms[name]
+        assert (p["MetricName"], p["Dimensions"]) == (metric, [{"Name": "service", "Value": service}]), name
+        assert metric in emitted, name
+    for fn in FUNCTIONS:
+        for suffix, metric in (("errors", "Errors"), ("throttled", "Throttles")):
+            p = alarms[f"{fn.lower()}-{suffix}"]
+            assert (p["Namespace"], p["MetricName"]) == ("AWS/Lambda", metric)
+            assert p["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": f"{fn}Function"}}]
+
+
+def test_dashboard_shows_errors_and_throttles_of_every_function_and_the_new_gauges() -> None:
+    body = dashboard_body()
+    rows = [row for w in body["widgets"] for row in w.get("properties", {}).get("metrics", [])]
+    lambda_rows = {(r[1], r[3]) for r in rows if r[0] == "AWS/Lambda"}
+    for fn in FUNCTIONS:
+        assert {("Errors", f"<{fn}>"), ("Throttles", f"<{fn}>")} <= lambda_rows, fn
+    searches = " ".join(r[0]["expression"] for r in rows if isinstance(r[0], dict))
+    assert '{<Ns>,collection,service} MetricName="CompactionSeconds"' in searches
+    assert '{<Ns>,bucket,service} MetricName="BytesFreed"' in searches
+    # each new metric is listed in the docs with what to do about it
+    for metric in ("CompactionSeconds", "BytesFreed", "CompactionFetchSeconds", "CompactionRemoveSeconds"):
+        assert f"`{metric}`" in OPS, metric

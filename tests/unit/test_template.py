@@ -533,10 +533,22 @@ def test_a_reaper_run_without_its_report_alarms(tpl: dict[str, Any]) -> None:
     assert 'name="ReportsWritten"' in (REPO / "functions/reaper/app.py").read_text()
 
 
-def test_every_function_alarms_on_errors_and_on_nearing_its_timeout(tpl: dict[str, Any]) -> None:
-    """Errors count crashes and timeouts; Duration near the timeout warns before runs start dying."""
-    for name in resources(tpl, "AWS::Serverless::Function"):
+def test_every_function_alarms_on_errors_throttles_and_nearing_its_timeout(tpl: dict[str, Any]) -> None:
+    """Errors count crashes and timeouts; Duration near the timeout warns before runs start dying;
+    Throttles: invocations Lambda refused (concurrency used up), in 2 of 3 five-minute periods."""
+    alarms = resources(tpl, "AWS::CloudWatch::Alarm").values()
+    for name, fn_res in resources(tpl, "AWS::Serverless::Function").items():
         fn = {"Ref": name}
+        (throttles,) = _alarm_on(tpl, "Throttles", FunctionName=fn)
+        assert (throttles["Namespace"], throttles["Statistic"], throttles["Threshold"]) == (
+            "AWS/Lambda", "Sum", 0
+        ), name  # fmt: skip
+        assert throttles["ComparisonOperator"] == "GreaterThanThreshold"
+        assert (throttles["EvaluationPeriods"], throttles["DatapointsToAlarm"]) == (3, 2), name
+        # every alarm on a function that may not exist (the query function) carries its condition
+        for a in alarms:
+            if {"Name": "FunctionName", "Value": fn} in a["Properties"].get("Dimensions", []):
+                assert a.get("Condition") == fn_res.get("Condition"), (name, a["Properties"]["AlarmName"])
         (errors,) = _alarm_on(tpl, "Errors", FunctionName=fn)
         assert (errors["Namespace"], errors["Statistic"], errors["Threshold"]) == ("AWS/Lambda", "Sum", 0), (
             name
