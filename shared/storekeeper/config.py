@@ -24,6 +24,8 @@ DEFAULT_MIN_INTERVAL_SECONDS = 120
 # retention: superseded snapshot versions the compactor keeps besides the live one (0 = keep all)
 COMPACTOR_KEEP_VERSIONS = "COMPACTOR_KEEP_VERSIONS"
 DEFAULT_KEEP_VERSIONS = 3
+# S3 create-only uploads of files this many MiB or larger are parallel multipart (default 64)
+MULTIPART_THRESHOLD_MB = "STOREKEEPER_MULTIPART_THRESHOLD_MB"
 SUPABASE_URL = "SUPABASE_URL"
 SUPABASE_SERVICE_KEY = "SUPABASE_SERVICE_KEY"
 # in AWS the key is not in the environment: the functions read it from this Secrets Manager secret

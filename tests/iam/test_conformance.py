@@ -33,6 +33,10 @@ EXPLAINED: dict[tuple[str, str], str] = {
         "Powertools idempotency reads the record only when a failed conditional PutItem did not return "
         "it (ReturnValuesOnConditionCheckFailure): kept so a retried request never fails on IAM"
     ),
+    ("CompactorFunction", "s3:AbortMultipartUpload"): (
+        "aborts a failed create-only multipart upload of an archive (archives of 64 MiB and more, "
+        "STOREKEEPER_MULTIPART_THRESHOLD_MB; the scenario's archives are small and its uploads succeed)"
+    ),
     ("*", "dynamodb:DeleteItem"): (
         "Powertools idempotency deletes the in-progress record when the idempotent call raises, so the "
         "retry can run (the scenario's calls succeed)"

@@ -31,6 +31,7 @@ from storekeeper.errors import (
     StoreError,
 )
 from storekeeper.names import check_bucket
+from storekeeper.stores import multipart
 from storekeeper.stores.base import (
     BucketInfo,
     DeleteResult,
@@ -65,8 +66,8 @@ TRANSFER_CONCURRENCY = 16
 def _transfer_config() -> Any:
     """boto3's transfer manager: parallel ranged GETs (downloads) and parallel parts (plain uploads).
 
-    Create-only uploads (`put_file(if_none_match=True)`, the compactor's archives) stay one streamed
-    PUT: s3transfer does not pass If-None-Match (to CompleteMultipartUpload), and one PUT takes 5 GB.
+    Create-only uploads (`put_file(if_none_match=True)`, the compactor's archives) do not use it:
+    s3transfer does not pass If-None-Match to CompleteMultipartUpload (storekeeper.stores.multipart).
     """
     from boto3.s3.transfer import TransferConfig
 
@@ -127,6 +128,8 @@ class S3Store(ObjectStore):
         self.client = client if client is not None else make_client()
         #: MaxKeys per list_objects_v2 page (tests lower it to prove every page is followed)
         self.list_page_size = list_page_size
+        #: bytes per part of a create-only multipart upload (within S3's rules: multipart.plan_parts)
+        self.multipart_part_size = multipart.DEFAULT_PART
         self._versioning: tuple[bool, float] | None = None  # (versioned, monotonic time read)
         self._versioning_lock = threading.Lock()
 
@@ -381,18 +384,23 @@ class S3Store(ObjectStore):
     ) -> str:
         """Large archives stream through the transfer manager (multipart past MULTIPART_THRESHOLD).
 
-        Create-only (`if_none_match`) uploads are one PutObject with `If-None-Match: *` streamed
-        from the open file (the transfer manager does not pass conditional headers; one PUT
-        takes up to 5 GB).
+        Create-only (`if_none_match`) uploads: one PutObject with `If-None-Match: *` streamed from
+        the open file below `multipart.threshold()` (64 MiB unless configured), above it a parallel
+        multipart upload whose CompleteMultipartUpload carries `If-None-Match: *` (aborted on any
+        failure). Either way a lost create race is PreconditionFailed.
         """
         if if_none_match:
-            self.requests.add("put")
-            args: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "ContentType": content_type}
+            args: dict[str, Any] = {"ContentType": content_type}
             if metadata:
                 args["Metadata"] = dict(metadata)
+            if path.stat().st_size >= multipart.threshold():
+                return self._put_file_multipart(key, path, args)
+            self.requests.add("put")
             try:
                 with open(path, "rb") as body:
-                    resp = self.client.put_object(Body=body, IfNoneMatch="*", **args)
+                    resp = self.client.put_object(
+                        Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*", **args
+                    )
             except S3_ERRORS as exc:
                 raise self._fail(exc, "put", key) from exc  # "put": a 409 is a lost create race too
             return str(resp["ETag"])
@@ -415,6 +423,26 @@ class S3Store(ObjectStore):
             inner = exc.__cause__ or exc.__context__
             raise self._fail(inner if isinstance(inner, Exception) else exc, "put_file", key) from exc
         return self.head(key).etag
+
+    def _put_file_multipart(self, key: str, path: Path, args: dict[str, Any]) -> str:
+        try:
+            return multipart.upload_create_only(
+                self.client,
+                self.bucket,
+                key,
+                path,
+                extra=args,
+                count=self.requests.add,
+                part_size=self.multipart_part_size,
+            )
+        except multipart.UploadFailed as exc:
+            if not isinstance(exc.cause, S3_ERRORS):
+                raise exc.cause from exc  # a bug or an OSError reading the file: not a backend error
+            err = self._fail(exc.cause, "put", key)  # "put": a 409 on complete is a lost create race too
+            if not exc.aborted:
+                note = "; the upload could not be aborted (the lifecycle rule removes its parts)"
+                err = type(err)(err.store, err.key, err.cause + note)
+            raise err from exc.cause
 
     def get_file(self, key: str, path: Path) -> str:
         """Download through the transfer manager into a unique temp file, then rename into place."""
