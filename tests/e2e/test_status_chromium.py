@@ -4,6 +4,7 @@ artifact (`$STOREKEEPER_ARTIFACTS`, default `test-artifacts/` in the repository)
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -14,7 +15,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from storekeeper.cli import app
 from storekeeper.models.status import (
     BucketStatus,
     CollectionStatus,
@@ -25,6 +28,7 @@ from storekeeper.models.status import (
     VersionStat,
 )
 from storekeeper.status_page import render_html
+from tests.status_support import status_world
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("STOREKEEPER_ARTIFACTS", REPO / "test-artifacts"))
@@ -115,34 +119,20 @@ def png_size_and_colours(path: Path) -> tuple[int, int, int]:
     return width, height, len(set(raw[: stride * min(height, 400)]))
 
 
-@pytest.mark.slow
-def test_status_page_renders_in_headless_chromium(tmp_path: Path) -> None:
-    page = tmp_path / "status.html"
-    page.write_text(render_html(sample_status()), encoding="utf-8")
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / "status-page.png"
+def open_in_chromium(page: Path, shot: Path, profile: Path) -> str:
+    """Open `page` headless: no console error or blocked request, the DOM as the browser parsed it;
+    then a screenshot to `shot` (kept as an artifact), which must not be blank."""
+    shot.parent.mkdir(parents=True, exist_ok=True)
     shot.unlink(missing_ok=True)
-    common = [
-        chromium(),
-        *FLAGS,
-        f"--user-data-dir={tmp_path / 'profile'}",
-        "--enable-logging=stderr",
-        "--v=0",
-    ]
+    common = [chromium(), *FLAGS, f"--user-data-dir={profile}", "--enable-logging=stderr", "--v=0"]
     dom = subprocess.run(
         [*common, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120, check=False
     )
     assert dom.returncode == 0, dom.stderr[-2000:]
     console = [line for line in dom.stderr.splitlines() if "CONSOLE" in line or "Refused" in line]
     assert not console, console  # no script error, no CSP violation, no blocked fetch
-    # the browser parsed every chart and table the page holds
-    assert (
-        len(re.findall(r"<svg ", dom.stdout)) == page.read_text().count("<svg ") == 5
-    )  # usage, vectors, pending, docs x2
-    assert 'id="usage-main"' in dom.stdout
-    assert 'id="vectors-vectors"' in dom.stdout
-    assert "above-high" in dom.stdout
-    assert "quota reached" in dom.stdout
+    # the browser parsed every chart the page holds
+    assert len(re.findall(r"<svg ", dom.stdout)) == page.read_text().count("<svg ")
     shot_run = subprocess.run(
         [*common, "--hide-scrollbars", "--window-size=1280,2000", f"--screenshot={shot}", page.as_uri()],
         capture_output=True, text=True, timeout=120, check=False,
@@ -152,3 +142,39 @@ def test_status_page_renders_in_headless_chromium(tmp_path: Path) -> None:
     width, height, colours = png_size_and_colours(shot)
     assert (width, height) == (1280, 2000)
     assert colours > 20  # charts and text, not a blank page
+    return dom.stdout
+
+
+@pytest.mark.slow
+def test_status_page_renders_in_headless_chromium(tmp_path: Path) -> None:
+    """Every state the page can show (above a watermark, a quota reached, a forecast)."""
+    page = tmp_path / "status.html"
+    page.write_text(render_html(sample_status()), encoding="utf-8")
+    dom = open_in_chromium(page, ARTIFACTS / "status-page.png", tmp_path / "profile")
+    assert page.read_text().count("<svg ") == 5  # usage, vectors, pending, docs x2
+    assert 'id="usage-main"' in dom
+    assert 'id="vectors-vectors"' in dom
+    assert "above-high" in dom
+    assert "quota reached" in dom
+
+
+@pytest.mark.slow
+def test_status_html_of_a_real_store_renders_in_headless_chromium(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`storekeeper status --html` of a store with two collections and four reaper runs."""
+    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
+    store, pol, _ = status_world(tmp_path)
+    page = tmp_path / "status.html"
+    res = CliRunner().invoke(
+        app, ["status", "--store", store.url, "--policies", str(pol), "--html", str(page), "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    st = StoreStatus.model_validate(json.loads(res.stdout))
+    dom = open_in_chromium(page, ARTIFACTS / "status-page-store.png", tmp_path / "profile")
+    for svg in ("usage-main", "pending", "snap-records-docs", "snap-bytes-docs", "snap-records-notes"):
+        assert f'id="{svg}"' in dom, svg
+    assert len(st.history) == 5  # four reaper runs and now, each a point of the usage chart
+    usage = dom[dom.index('id="usage-main"') : dom.index("</svg>", dom.index('id="usage-main"'))]
+    assert usage.count("<circle ") == len(st.history)
+    assert st.collections[0].live_version in dom

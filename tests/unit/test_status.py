@@ -6,35 +6,20 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from storekeeper import reaper
 from storekeeper.cli import app
-from storekeeper.compaction import compact
 from storekeeper.history import INDEX_KEY, LATEST_PAGE, load
 from storekeeper.models.status import StoreStatus
 from storekeeper.policies import parse_policies
-from storekeeper.snapshots import SnapshotCache
 from storekeeper.status import store_status
 from storekeeper.stores.local import LocalStore
-from tests.compaction_support import delta, produce, vec
-
-POLICIES = """
-stores:
-  main:
-    capacity: {cap}
-    watermarks: {{high: 0.8, low: 0.6, hard: 0.9}}
-policies:
-  - name: snapshot-retention
-    resource: snapshot_version
-    store: main
-    filters: [{{type: keep-newest, count: 5}}]
-"""
+from tests.status_support import POLICIES, status_world
 
 
 class Cells(HTMLParser):
@@ -79,25 +64,9 @@ def rows(page: str, table: str) -> list[list[str]]:
 
 @pytest.fixture
 def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[LocalStore, Path, datetime]:
-    """Two collections (docs: 3 versions, 12 records; notes: 1 version, 4 records, 1 pending delta)
-    and four reaper runs one day apart while the store grows."""
+    """tests.status_support.status_world: two collections and four reaper runs one day apart."""
     monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
-    store = LocalStore(tmp_path / "store")
-    cache = SnapshotCache(tmp_path / "cache")
-    pol = tmp_path / "policies.yaml"
-    pol.write_text(POLICIES.format(cap="40MB"))
-    loaded = parse_policies(pol.read_text(), str(pol))
-    start = datetime.now(UTC) - timedelta(days=4)
-    for day in range(4):
-        if day < 3:
-            produce(store, delta("docs", {f"d{day}-{i}": vec(day * 10 + i, 8) for i in range(4)}))
-            compact(store, "docs", cache=cache)
-        if day == 0:
-            produce(store, delta("notes", {f"n{i}": vec(100 + i, 8) for i in range(4)}))
-            compact(store, "notes", cache=cache)
-        reaper.run(policies=loaded, store_url=store.url, apply=False, now=start + timedelta(days=day))
-    produce(store, delta("notes", {"late": vec(999, 8)}))  # pending, not compacted
-    return store, pol, start
+    return status_world(tmp_path)
 
 
 def test_status_measures_collections_and_reads_the_reaper_history(
