@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from storekeeper.cli.common import JsonOpt, StoreOpt, console, emit_json, friendly_errors
+
+if TYPE_CHECKING:
+    from storekeeper.dev.bench.context import Sizes
 
 
 def register(app: typer.Typer) -> None:
@@ -33,6 +36,21 @@ def register(app: typer.Typer) -> None:
         markdown: Annotated[
             Path | None, typer.Option("--markdown", help="Also write the report as Markdown tables here.")
         ] = None,
+        ceiling: Annotated[
+            str | None,
+            typer.Option(
+                "--ceiling",
+                help="Comma-separated snapshot sizes the ceiling case measures (e.g. 100000,200000,400000).",
+            ),
+        ] = None,
+        ceiling_target: Annotated[
+            int | None,
+            typer.Option("--ceiling-target", help="The size the ceiling case extrapolates to (or measures)."),
+        ] = None,
+        cache_dir: Annotated[
+            Path | None,
+            typer.Option("--cache-dir", help="Keep base snapshots here across runs (built once, reused)."),
+        ] = None,
         store: StoreOpt = None,
         as_json: JsonOpt = False,
     ) -> None:
@@ -49,6 +67,7 @@ def register(app: typer.Typer) -> None:
         with friendly_errors(as_json):
             try:
                 runner.select_cases(names)
+                _sizes(quick, ceiling, ceiling_target)
                 if not wanted or any(b not in runner.BACKENDS for b in wanted):
                     raise ValueError(f"backends: use some of {list(runner.BACKENDS)}, got {backends!r}")
             except ValueError as exc:
@@ -58,7 +77,15 @@ def register(app: typer.Typer) -> None:
                     console.print(f"[bold red]error:[/] {exc}")
                 raise typer.Exit(2) from exc
             log = (lambda msg: None) if as_json else (lambda msg: console.print(f"[dim]{msg}[/]"))
-            report = runner.run(quick=quick, cases=names, backends=wanted, out=out, log=log)
+            report = runner.run(
+                quick=quick,
+                cases=names,
+                backends=wanted,
+                out=out,
+                log=log,
+                sizes=_sizes(quick, ceiling, ceiling_target),
+                cache_dir=cache_dir,
+            )
         if markdown is not None:
             markdown.parent.mkdir(parents=True, exist_ok=True)
             markdown.write_text(table.markdown(report))
@@ -70,3 +97,25 @@ def register(app: typer.Typer) -> None:
                 console.print(f"report written to {out}")
         if report.summary.get("cases_failed", 0) and any(c.status == "error" for c in report.cases):
             raise typer.Exit(1)
+
+
+def _sizes(quick: bool, ceiling: str | None, target: int | None) -> Sizes:
+    """The run's sizes, the ceiling case's asked for on the command line (ValueError names the option)."""
+    from dataclasses import replace
+
+    from storekeeper.dev.bench.context import FULL, QUICK
+
+    sizes = QUICK if quick else FULL
+    if ceiling is not None:
+        try:
+            points = tuple(sorted({int(x.replace("_", "")) for x in ceiling.split(",") if x.strip()}))
+        except ValueError:
+            raise ValueError(f"--ceiling: comma-separated whole numbers, got {ceiling!r}") from None
+        if not points or points[0] < 1 or len(points) < 2:
+            raise ValueError(f"--ceiling: at least two sizes >= 1 (a line needs two points), got {ceiling!r}")
+        sizes = replace(sizes, ceiling=points)
+    if target is not None:
+        if target < 1:
+            raise ValueError(f"--ceiling-target: a size >= 1, got {target}")
+        sizes = replace(sizes, ceiling_target=target)
+    return sizes

@@ -24,6 +24,8 @@ from storekeeper.stores.base import ObjectStore
 DISTANCE = "l2"
 BASE_SEED = 1
 DELTA_SEED = 2
+#: base records generated per numpy draw (each draw seeded by its start: any prefix is reproducible)
+BASE_STEP = 10_000
 
 
 def collection_for(n: int) -> str:
@@ -74,30 +76,109 @@ def _delta_records(ctx: BenchContext, count: int, seed: int) -> tuple[list[str],
 
 
 def base_snapshot(ctx: BenchContext, n: int) -> BaseSnapshot:
-    """A persist dir with `n` vectors, built once per run with the plain chromadb client."""
+    """A persist dir with `n` vectors, built once per run with the plain chromadb client.
+
+    With `ctx.cache_dir` the tree is kept across runs (the records are fixed by their seeds, so a
+    cached tree holds exactly what a fresh build would): a size already built is reused as is,
+    and a larger one starts from a copy of the largest smaller one and adds only the rest.
+    """
 
     def build() -> BaseSnapshot:
-        from storekeeper import chroma
-
         c = collection_for(n)
-        path = ctx.scratch(f"base-{n}") / "tree"
-        ctx.log(f"building a {n}-vector base snapshot (once per run)")
-        with timed() as t, chroma.persistent_client(path) as client:
-            col = chroma.get_or_create(client, c, DISTANCE)
-            step = 10_000 if n >= 10_000 else max(1, n)
-            for start in range(0, n, step):
-                k = min(step, n - start)
-                vecs = data.vectors(k, ctx.sizes.dim, BASE_SEED * 1_000_003 + start)
-                ids, metas = data.ids("base", k, start), data.metadatas(k, start)
-                for i in range(0, k, ctx.sizes.chroma_batch):
-                    j = i + ctx.sizes.chroma_batch
-                    col.add(ids=ids[i:j], embeddings=vecs[i:j], metadatas=metas[i:j])
-            if int(col.count()) != n:
-                raise RuntimeError(f"base snapshot {c}: built {col.count()} vectors, expected {n}")
-        return BaseSnapshot(n, c, path, t.seconds)
+        if ctx.cache_dir is None:
+            path = ctx.scratch(f"base-{n}") / "tree"
+            ctx.log(f"building a {n}-vector base snapshot (once per run)")
+            with timed() as t:
+                _fill(ctx, path, c, 0, n)
+            return BaseSnapshot(n, c, path, t.seconds)
+        return _cached_base(ctx, n)
 
     snap: BaseSnapshot = ctx.once(("base", n), build)
     return snap
+
+
+def _fill(ctx: BenchContext, path: Path, collection: str, start: int, n: int) -> None:
+    """Add records `start`..`n` of the base data set to the collection in `path` (created if new)."""
+    from storekeeper import chroma
+
+    with chroma.persistent_client(path) as client:
+        col = chroma.get_or_create(client, collection, DISTANCE)
+        batch = min(ctx.sizes.chroma_batch, int(client.get_max_batch_size()))
+        for lo in range(start, n, BASE_STEP):
+            k = min(BASE_STEP, n - lo)
+            vecs = data.vectors(k, ctx.sizes.dim, BASE_SEED * 1_000_003 + lo)
+            ids, metas = data.ids("base", k, lo), data.metadatas(k, lo)
+            for i in range(0, k, batch):
+                col.add(
+                    ids=ids[i : i + batch], embeddings=vecs[i : i + batch], metadatas=metas[i : i + batch]
+                )
+        if int(col.count()) != n:
+            raise RuntimeError(f"base snapshot {collection}: built {col.count()} vectors, expected {n}")
+
+
+def _cached_base(ctx: BenchContext, n: int) -> BaseSnapshot:
+    """The `n` base from `ctx.cache_dir`, built there first when missing (atomically: temp + rename)."""
+    import json
+    import uuid
+
+    assert ctx.cache_dir is not None
+    root = Path(ctx.cache_dir)
+    c = collection_for(n)
+    final = root / _cache_name(ctx, n)
+    marker = final / "built.json"
+    if marker.exists():
+        info = json.loads(marker.read_text())
+        ctx.log(f"base snapshot of {n} reused from {final}")
+        return BaseSnapshot(n, c, final / "tree", float(info["build_seconds"]))
+    # only sizes on a draw boundary: records start..n then come from the same seeded draws as a fresh build
+    smaller = [m for m in _cached_sizes(ctx, root) if m < n and m % BASE_STEP == 0]
+    tmp = root / f".building-{n}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir(parents=True)
+    try:
+        with timed() as t:
+            start, from_seconds = 0, 0.0
+            if smaller:
+                start = max(smaller)
+                prev = root / _cache_name(ctx, start)
+                ctx.log(f"building a {n}-vector base snapshot from the cached {start} (adds {n - start})")
+                shutil.copytree(prev / "tree", tmp / "tree")
+                from_seconds = float(json.loads((prev / "built.json").read_text())["build_seconds"])
+                _rename_collection(tmp / "tree", collection_for(start), c)
+            else:
+                ctx.log(f"building a {n}-vector base snapshot into the cache {root}")
+            _fill(ctx, tmp / "tree", c, start, n)
+        info = {"n": n, "dim": ctx.sizes.dim, "seed": BASE_SEED, "from": start,
+                "build_seconds": from_seconds + t.seconds, "this_step_seconds": t.seconds}  # fmt: skip
+        (tmp / "built.json").write_text(json.dumps(info))
+        tmp.rename(final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return BaseSnapshot(n, c, final / "tree", float(info["build_seconds"]))
+
+
+def _cache_name(ctx: BenchContext, n: int) -> str:
+    return f"base-d{ctx.sizes.dim}-s{BASE_SEED}-n{n}"
+
+
+def _cached_sizes(ctx: BenchContext, root: Path) -> list[int]:
+    prefix = f"base-d{ctx.sizes.dim}-s{BASE_SEED}-n"
+    if not root.is_dir():
+        return []
+    return [
+        int(p.name[len(prefix) :])
+        for p in root.iterdir()
+        if p.name.startswith(prefix) and p.name[len(prefix) :].isdigit() and (p / "built.json").exists()
+    ]
+
+
+def _rename_collection(path: Path, old: str, new: str) -> None:
+    """A copied base keeps its collection; the larger base is named for its own size."""
+    from storekeeper import chroma
+
+    with chroma.persistent_client(path) as client:
+        col = chroma.get(client, old)
+        col.modify(name=chroma.chroma_name(new), metadata={chroma.COLLECTION_KEY: new})
 
 
 def raw_upsert(ctx: BenchContext, n: int, count: int) -> float:
@@ -291,11 +372,15 @@ def tree_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def archive_costs(ctx: BenchContext, backends: list[str], n: int) -> dict[str, dict[str, float]]:
+def archive_costs(
+    ctx: BenchContext, backends: list[str], n: int, *, single_put: bool = False
+) -> dict[str, dict[str, float]]:
     """What the snapshot's bytes cost apart from chromadb: pack, upload, download, extract.
 
     The compactor's hooks cannot split "apply" from "pack + upload"; timing the same
-    steps (the same `snapshots` functions) on the base snapshot can.
+    steps (the same `snapshots` functions) on the base snapshot can. The upload is the
+    compactor's (create-only; multipart past the threshold: the parts are counted); with
+    `single_put`, S3 backends also time one streamed create-only PUT of the same archive.
     """
     from storekeeper import snapshots
 
@@ -315,8 +400,10 @@ def archive_costs(ctx: BenchContext, backends: list[str], n: int) -> dict[str, d
     for backend in backends:
         store = ctx.backends.store(backend, f"archive-{n}")
         key = f"snapshot/x/{time.time_ns()}/{name}"
-        with timed() as up:  # the compactor's upload: create-only, streamed from the file
+        store.requests.reset()
+        with timed() as up:  # the compactor's upload: create-only, from the file
             store.put_file(key, archive, if_none_match=True)
+        parts = store.requests.counts.get("upload_part", 0)
         with timed() as down:
             store.get_file(key, work / f"{backend}-{name}")
         tree = work / f"{backend}-tree"
@@ -325,9 +412,30 @@ def archive_costs(ctx: BenchContext, backends: list[str], n: int) -> dict[str, d
             snapshots.safe_extract(work / f"{backend}-{name}", tree)
         out[backend] = {
             "archive_upload_seconds": up.seconds,
+            "archive_upload_parts": parts,
             "archive_download_seconds": down.seconds,
             "archive_extract_seconds": extract.seconds,
         }
+        if single_put and parts:  # it went up multipart: time one PUT of it too
+            out[backend]["archive_single_put_seconds"] = _single_put_seconds(store, archive, name)
         shutil.rmtree(tree, ignore_errors=True)
+        (work / f"{backend}-{name}").unlink(missing_ok=True)
     shutil.rmtree(work, ignore_errors=True)
     return out
+
+
+def _single_put_seconds(store: ObjectStore, archive: Path, name: str) -> float:
+    """One streamed create-only PUT of `archive` (the multipart threshold raised past its size)."""
+    from storekeeper.stores import multipart
+
+    old = os.environ.get(multipart.THRESHOLD_ENV)
+    os.environ[multipart.THRESHOLD_ENV] = str(archive.stat().st_size // multipart.MiB + 1024)
+    try:
+        with timed() as t:
+            store.put_file(f"snapshot/x/{time.time_ns()}/{name}", archive, if_none_match=True)
+    finally:
+        if old is None:
+            os.environ.pop(multipart.THRESHOLD_ENV, None)
+        else:
+            os.environ[multipart.THRESHOLD_ENV] = old
+    return t.seconds

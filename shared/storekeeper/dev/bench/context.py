@@ -96,6 +96,8 @@ class BenchContext:
     memo: dict[tuple[Any, ...], Any] = field(default_factory=dict)
     #: where the report goes: cases write their plots next to it
     out_dir: Path | None = None
+    #: where base snapshots are kept across runs (`--cache-dir`); None: built in the run's scratch space
+    cache_dir: Path | None = None
 
     def scratch(self, name: str) -> Path:
         """A fresh empty directory under the run's scratch space."""

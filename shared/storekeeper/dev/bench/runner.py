@@ -103,6 +103,7 @@ def run(
     log: Callable[[str], None] = print,
     workdir: Path | None = None,
     sizes: Sizes | None = None,
+    cache_dir: Path | None = None,
 ) -> BenchReport:
     """Run `cases` (all by default) and write the JSON report to `out` if given."""
     from storekeeper.dev.bench.backends import Backends
@@ -124,6 +125,7 @@ def run(
             backends=bk,
             log=log,
             out_dir=out.parent if out is not None else None,
+            cache_dir=cache_dir,
         )
         results: list[CaseResult] = []
         for name in selected:
