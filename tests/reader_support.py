@@ -20,6 +20,7 @@ from storekeeper.snapshots import (
     read_pointer,
     write_snapshot,
 )
+from storekeeper.snapshots.cache import SnapshotCache, _flock, _unlock
 from storekeeper.stores.base import ObjectStore
 
 
@@ -86,3 +87,10 @@ def publish_version(
     manifest = publish_built(store, collection, built, deltas=deltas)
     built.archive.unlink()
     return manifest
+
+
+def entry_unlocked(cache: SnapshotCache, version: str, collection: str = "docs") -> bool:
+    """Nobody holds the version's cache entry (no open view leases it)."""
+    fd = _flock(cache.root / "locks" / collection / f"{version}.lock", shared=False, blocking=False)
+    _unlock(fd)
+    return fd is not None

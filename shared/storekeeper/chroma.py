@@ -7,6 +7,7 @@ handles are released and the next open of the same path sees fresh data.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from collections.abc import Iterator, Sequence
@@ -41,8 +42,16 @@ def chroma_name(collection: str) -> str:
     return f"storekeeper-{collection}-collection"
 
 
-def _settings() -> Settings:
+@functools.cache
+def _settings_template() -> Settings:
     return Settings(anonymized_telemetry=False, allow_reset=False)
+
+
+def _settings() -> Settings:
+    """A fresh copy of one Settings built per process: building it (pydantic-settings reads the
+    environment and a .env file) took longer than opening a warm persist dir (docs/performance.md);
+    a copy each, because PersistentClient writes the path into the Settings it is given."""
+    return _settings_template().model_copy()
 
 
 @contextmanager

@@ -29,7 +29,7 @@ from storekeeper.errors import (
 from storekeeper.snapshots import SnapshotCache, pointer_key
 from storekeeper.stores.base import GetResult
 from storekeeper.stores.local import LocalStore
-from tests.reader_support import publish_version, records
+from tests.reader_support import entry_unlocked, publish_version, records
 
 pytestmark = pytest.mark.slow  # real chromadb snapshots, published and read: not in `make test-fast`
 
@@ -91,8 +91,10 @@ def test_refresh_is_rate_limited_swaps_atomically_and_releases_the_old_version(
     store.requests.reset()
     assert r.refresh(force=True) is False
     assert store.requests.counts == {"get": 1}  # unchanged pointer: one read, nothing else
+    view = r._current.opened.view  # type: ignore[union-attr]
     r.close()
-    assert list((cache.root / "live").iterdir()) == []
+    assert list((cache.root / "live").iterdir()) == [view]  # closed, parked for the next open of m2
+    assert entry_unlocked(cache, m2.version)  # its client is closed and its entry released
     with pytest.raises(ReaderClosed):
         r.query([0.1, 0.2, 0.3, 0.4], k=1)
     r.close()  # idempotent
@@ -265,7 +267,8 @@ def test_concurrent_queries_while_versions_switch(
     r.close()
     assert errors == []
     assert len(seen) >= 2  # served by more than one version while they switched
-    assert list((cache.root / "live").iterdir()) == []
+    assert len(list((cache.root / "live").iterdir())) == 1  # the last version's view, parked
+    assert all(entry_unlocked(cache, v) for v in published)
 
 
 def test_wait_visible_follows_the_ledger_removed_deltas_and_rejections(

@@ -5,7 +5,7 @@ Layout under the root::
     entries/<c>/<version>/{tree/, entry.json}   pristine trees, installed by one atomic rename
     locks/<c>/<version>.lock                    flock: shared while in use, exclusive to install/evict/take
     procs/<token>.lock                          held (exclusive) by each live process using the cache
-    staging/ work/ live/ <token>-...            temp dirs, named after the process that owns them
+    staging/ work/ live/ trash/ <token>-...     temp dirs, named after the process that owns them
 
 Why locks: a process may only replace or remove an entry under its exclusive lock, and users hold a
 shared lock for as long as they read an entry, so an install never deletes a valid entry someone
@@ -34,7 +34,7 @@ from pathlib import Path
 from storekeeper import config
 from storekeeper.errors import CorruptObject
 from storekeeper.models.snapshots import Manifest
-from storekeeper.snapshots.archive import download_verified, safe_extract
+from storekeeper.snapshots.archive import extract_verified, fetch_archive
 from storekeeper.stores.base import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,7 @@ DEFAULT_READER_CACHE_DIR = "/tmp/storekeeper-reader"
 DEFAULT_READER_CACHE_BYTES = 384 * 1024**2
 DEFAULT_READER_CACHE_ENTRIES = 16
 STALE_TEMP_SECONDS = 3600.0  # temp dirs of an unknown owner this old are abandoned (no run lasts an hour)
-_TEMP_KINDS = ("staging", "work", "live", "readers")
+_TEMP_KINDS = ("staging", "work", "live", "readers", "trash")
 _LEASE_ATTEMPTS = 4
 _TOKENS: dict[tuple[str, int], str] = {}  # (cache root, pid) -> this process's token there
 _TOKENS_LOCK = threading.Lock()
@@ -232,6 +232,11 @@ class SnapshotCache:
         except FileNotFoundError:  # evicted while we looked
             return False
 
+    def intact(self, lease: Lease) -> bool:
+        """The leased tree is as it was verified (a stat of each file, no hashing): a private copy is
+        ours alone; a shared entry is checked against its stamp."""
+        return lease._private is not None or self._valid(lease.tree.parent, lease.manifest)
+
     def entries(self) -> list[tuple[Path, int]]:
         """(entry, bytes) of every installed entry, least recently used first."""
         found = []
@@ -327,19 +332,20 @@ class SnapshotCache:
         return free
 
     def _download(self, store: ObjectStore, manifest: Manifest) -> Path:
-        """Fetch, verify and extract into a fresh staging dir (`<staging>/tree`); the caller installs it."""
+        """Fetch, then extract and verify (in one pass over the archive) into a fresh staging dir
+        (`<staging>/tree`), removed on any failure; the caller installs it."""
         if self.max_bytes is not None:  # the archive and its tree land beside the cache
             self._evict(keep=self.entry(manifest), room=2 * manifest.size)
         staging = self.tempdir("staging")
         try:
             archive = staging / manifest.archive
             try:
-                download_verified(store, manifest, archive)
+                fetch_archive(store, manifest, archive)
             finally:
                 if archive.exists():  # fetched, verified or not (a corrupt one counts too)
                     self.downloads += 1
             (staging / "tree").mkdir()
-            safe_extract(archive, staging / "tree", where=f"{store.url}/{manifest.archive_key}")
+            extract_verified(store, manifest, archive, staging / "tree")  # nothing kept unless it matches
             archive.unlink()
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
