@@ -92,7 +92,9 @@ def make_client(endpoint_url: str | None = None) -> Any:
     from storekeeper.netconfig import boto_config, guard
 
     endpoint = endpoint_url or endpoint_from_env()
-    cfg = boto_config(s3={"addressing_style": "path"} if endpoint else {})
+    # a connection per transfer thread (botocore keeps 10): parallel ranged GETs and multipart parts
+    pool = max(TRANSFER_CONCURRENCY, multipart.DEFAULT_CONCURRENCY)
+    cfg = boto_config(s3={"addressing_style": "path"} if endpoint else {}, max_pool_connections=pool)
     return guard(boto3.client("s3", endpoint_url=endpoint, config=cfg))
 
 

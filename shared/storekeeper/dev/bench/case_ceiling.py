@@ -267,6 +267,11 @@ def plot(rows: dict[str, list[float]], fits: dict[str, tuple[float, float]], tar
                 f"{k}: measured (dots), extrapolated (dashes): {a * target + b:,.0f} {unit} at {target:,.0f}"
             )
             parts.append(f'<text x="{m + 10}" y="{top + 44 + 16 * j}" fill="{c}">{label}</text>')
+        last = max(rows["n"])
+        parts.append(f'<line x1="{x(last)}" y1="{y(0)}" x2="{x(last)}" y2="{y(ymax)}" stroke="#bbb" '
+                     'stroke-dasharray="1,3"/>')  # fmt: skip
+        parts.append(f'<text x="{x(last) + 4}" y="{y(0) - 6}" fill="#666">measured up to {last:,.0f} | '
+                     "extrapolated beyond</text>")  # fmt: skip
         parts.append(f'<text x="{w // 2 - 40}" y="{top + h - 20}">vectors in the snapshot</text>')
     parts.append("</svg>")
     return "\n".join(parts) + "\n"
