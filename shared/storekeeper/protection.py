@@ -33,13 +33,17 @@ from __future__ import annotations
 
 import fnmatch
 import os
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from storekeeper.errors import StorekeeperError
 from storekeeper.layout import (
+    DELTA_PREFIX,
+    REAPER_STATE_PREFIX,
+    SNAPSHOT_PREFIX,
     is_reaper_state,
     match_delta_key,
     match_pointer_key,
@@ -320,6 +324,22 @@ class Protection:
         if parts is not None:
             return delta_reason(self.live(parts[0]), parts[1])
         return None
+
+    #: every key `_structural` can keep starts with one of these (or is on the protect list)
+    KEY_RULE_PREFIXES = (SNAPSHOT_PREFIX, DELTA_PREFIX, REAPER_STATE_PREFIX)
+
+    def key_may_be_kept(self) -> Callable[[str], bool]:
+        """A cheap necessary condition for `reason("key", k)` without labels: False means it is None.
+
+        For the planner's fast path, which asks the full `reason` only where this says True; keep
+        it next to `_structural` and `_live_key` (tests/unit/test_fastpath.py checks the pair)."""
+        prefixes = self.KEY_RULE_PREFIXES
+        globs = self.config.protect
+        if not globs:
+            return lambda key: key.startswith(prefixes)
+        exact = frozenset(globs)
+        listed = re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs)).match
+        return lambda key: key.startswith(prefixes) or key in exact or listed(key) is not None
 
     def _labelled(self, kind: TargetKind, name: str, labels: Mapping[str, str] | None) -> str | None:
         why = label_reason(labels, self.config, self.now)

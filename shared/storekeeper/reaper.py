@@ -102,7 +102,7 @@ def run(
     )
     with gc_paused():  # the digest too: it runs over every decision the plan just built
         plan = planner.plan()
-        digest = plan_digest(plan.decisions, plan.tasks)
+        digest = plan_digest(plan.decisions, plan.tasks, plan.summaries)
     # the measurement is the report's history point: a run that writes no report (the bench's
     # planning figure) does not pay for it; it reuses the planner's full listing when there is one
     measured = _measure(loaded, planner, opened, vectors, home, started) if write_report else None
@@ -117,7 +117,7 @@ def run(
     if apply and plan.tasks and confirm is not None:
         preview = PlanPreview(
             tasks=len(plan.tasks),
-            planned=sum(d.verdict == "planned" for d in plan.decisions),
+            planned=sum(s.planned for s in plan.summaries),
             bytes_planned=sum(s.bytes_planned for s in plan.summaries),
         )
         apply = confirm(preview)

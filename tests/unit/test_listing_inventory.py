@@ -28,7 +28,7 @@ from storekeeper.errors import ValidationError as InputError
 from storekeeper.policies.model import parse_policies
 from storekeeper.stores.base import RequestCounter
 from storekeeper.stores.inventory import Inventory
-from storekeeper.stores.listing import ParallelListing, SequentialListing
+from storekeeper.stores.listing import ParallelListing, SequentialListing, _before, _ranges
 from storekeeper.stores.local import LocalStore
 from storekeeper.stores.s3 import S3Store
 
@@ -81,6 +81,27 @@ def test_parallel_listing_of_a_flat_prefix_costs_the_sequential_minimum(s3: S3St
     p = ParallelListing(workers=8)
     assert [i.key for i in p.list(s3, "flat/")] == [f"flat/{i:04d}" for i in range(120)]
     assert p.stats.requests == math.ceil(120 / PAGE)  # the delimiter listing is the listing
+
+
+def test_many_small_prefixes_are_listed_in_ranges_of_full_pages(s3: S3Store) -> None:
+    """30 prefixes of 20 keys (pages of 50): 4 ranges of consecutive prefixes, each one listing
+    in full pages but its last, instead of one partial page per prefix; nothing listed twice."""
+    parts = [f"m/p{i:02d}/" for i in range(30)]
+    keys = sorted([f"{p}{j:03d}" for p in parts for j in range(20)] + ["m/direct", "m/p07.x", "top"])
+    for k in keys:
+        s3.put(k, b"x")
+    s3.requests.reset()
+    p = ParallelListing(workers=4, min_parts=8)
+    assert [i.key for i in p.list(s3, "")] == keys
+    got = p.stats
+    ranges = _ranges(parts, 4)
+    assert len(ranges) == got.ranges == 4
+    # each range's listing starts just below its first prefix and pages through what sorts there
+    span = [sum(1 for k in keys if _before(lo) < k and (hi is None or k < hi)) for lo, hi in ranges]
+    assert got.split_requests == 2  # "" -> m/ and top; m/ -> 30 prefixes and m/direct, m/p07.x
+    assert got.requests == 2 + sum(math.ceil(n / PAGE) for n in span)
+    assert got.requests < len(parts)
+    assert got.sequential_minimum == math.ceil(len(keys) / PAGE)
 
 
 def test_parallel_listing_on_the_local_store_is_one_pass(tmp_path: Path) -> None:

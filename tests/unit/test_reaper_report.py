@@ -14,7 +14,7 @@ from storekeeper import reaper
 from storekeeper.models.cleanup import CleanupTask, TaskGuard
 from storekeeper.models.reports import Decision, plan_digest, trusted_decision
 from storekeeper.policies import parse_policies
-from storekeeper.policies.planner import MAX_LISTED_SKIPS
+from storekeeper.policies.planner import MAX_LISTED
 from storekeeper.stores.local import LocalStore
 from tests.unit.reaper_world import NOW, local_store
 
@@ -98,24 +98,27 @@ policies:
 """
 
 
-def test_skips_past_the_cap_are_counted_not_listed_and_decisions_are_valid(tmp_path: Path) -> None:
-    n = MAX_LISTED_SKIPS + 5
+def test_decisions_past_the_bound_are_counted_not_listed_and_decisions_are_valid(tmp_path: Path) -> None:
+    n = MAX_LISTED + 5
     store = local_store(tmp_path)
     _objects(store, n, timedelta(days=2))
     report = reaper.run(
         policies=parse_policies(TWO_POLICIES), stores={"main": store}, now=NOW, write_report=False
     )
     first, second = report.summaries
-    assert (first.planned, first.bytes_planned, first.omitted_decisions) == (n, 2 * n, 0)
+    assert (first.planned, first.bytes_planned, first.omitted_decisions) == (n, 2 * n, 5)
     assert (second.planned, second.skipped, second.omitted_decisions) == (0, n, 5)
+    assert report.totals()["planned"] == report.totals()["skipped"] == n
     listed = [d for d in report.decisions if d.policy == "second"]
-    assert len(listed) == MAX_LISTED_SKIPS
+    assert len(listed) == MAX_LISTED
     assert {d.reason for d in listed} == {"already planned by policy first"}
-    assert [d.name for d in listed] == [f"cache/{i:05d}.bin" for i in range(MAX_LISTED_SKIPS)]
-    # every planned decision names its task, and every task key has exactly one planned decision
+    assert [d.name for d in listed] == [f"cache/{i:05d}.bin" for i in range(MAX_LISTED)]
+    # every listed planned decision names its task; the tasks hold every planned key once
     planned = [d for d in report.decisions if d.verdict == "planned"]
-    by_task = {t.task_id: set(t.keys) for t in report.tasks}
-    assert sum(len(k) for k in by_task.values()) == len(planned) == n
+    assert [d.name for d in planned] == [f"cache/{i:05d}.bin" for i in range(MAX_LISTED)]
+    by_task = {t.task_id: t.keys for t in report.tasks}
+    every = [k for keys in by_task.values() for k in keys]
+    assert every == [f"cache/{i:05d}.bin" for i in range(n)]
     assert all(d.name in by_task[d.task_id or ""] for d in planned)
     # what the planner built without validation passes validation unchanged
     for d in report.decisions[:50] + report.decisions[-50:]:

@@ -48,7 +48,7 @@ class PolicySummary(Strict):
     bytes_planned: int = 0
     notes: list[str] = Field(default_factory=list)
     errors: list[str] = Field(default_factory=list)
-    omitted_decisions: int = 0  # skipped decisions not listed (the report stays small)
+    omitted_decisions: int = 0  # decisions counted, not listed (at most 1,000 of each verdict are)
 
 
 class ListingSummary(Strict):
@@ -87,9 +87,13 @@ class ReaperReport(Strict):
     listings: list[ListingSummary] = Field(default_factory=list)
 
     def totals(self) -> dict[str, int]:
+        """Every decision counted, listed or not (the summaries count them all)."""
         out = {"planned": 0, "protected": 0, "skipped": 0, "deferred": 0}
-        for d in self.decisions:
-            out[d.verdict] += 1
+        for s in self.summaries:
+            out["planned"] += s.planned
+            out["protected"] += s.protected
+            out["skipped"] += s.skipped
+            out["deferred"] += s.deferred
         out["tasks"] = len(self.tasks)
         out["errors"] = len(self.errors) + sum(len(s.errors) for s in self.summaries)
         return out
@@ -106,24 +110,32 @@ def trusted_decision(values: Mapping[str, Any]) -> Decision:
 
 
 @cache
-def _adapters() -> tuple[TypeAdapter[list[Decision]], TypeAdapter[list[CleanupTask]]]:
+def _adapters() -> tuple[
+    TypeAdapter[list[Decision]], TypeAdapter[list[CleanupTask]], TypeAdapter[list[PolicySummary]]
+]:
     """Built on first use, not at import (the reaper handler's cold start)."""
-    return TypeAdapter(list[Decision]), TypeAdapter(list[CleanupTask])
+    return TypeAdapter(list[Decision]), TypeAdapter(list[CleanupTask]), TypeAdapter(list[PolicySummary])
 
 
-def plan_digest(decisions: list[Decision], tasks: list[CleanupTask]) -> str:
+def plan_digest(
+    decisions: list[Decision], tasks: list[CleanupTask], summaries: list[PolicySummary] | None = None
+) -> str:
     """A digest of the plan that ignores when it was made: equal state -> equal digest.
 
     `planned_at` and the guard's `last_modified_before` (both the planning clock) are left
     out, so a dry run and a later --apply over unchanged state digest the same. The bytes
-    hashed are pydantic's JSON of both lists in one call each: fields in declaration order,
+    hashed are pydantic's JSON of the lists in one call each: fields in declaration order,
     so equal plans give equal bytes without a sort (which cost a second per 50,000 decisions).
+    The summaries count the decisions a report does not list (the tasks name every target).
     """
     when: dict[str, Any] = {"planned_at": True, "dry_run": True, "guard": {"last_modified_before"}}
-    decisions_json, tasks_json = _adapters()
+    decisions_json, tasks_json, summaries_json = _adapters()
     h = hashlib.sha256(b'{"decisions":')
     h.update(decisions_json.dump_json(decisions))
     h.update(b',"tasks":')
     h.update(tasks_json.dump_json(tasks, exclude={"__all__": when}))
+    if summaries is not None:
+        h.update(b',"summaries":')
+        h.update(summaries_json.dump_json(summaries))
     h.update(b"}")
     return h.hexdigest()

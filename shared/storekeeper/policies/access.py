@@ -64,9 +64,10 @@ class Access:
 
         return attempt()
 
-    def list(self, store: ObjectStore, prefix: str) -> Iterator[ObjectInfo]:
-        """Every object under `prefix` (all pages); a failure mid-way resumes after the last key."""
-        last: str | None = None
+    def list(self, store: ObjectStore, prefix: str, start_after: str | None = None) -> Iterator[ObjectInfo]:
+        """Every object under `prefix` after `start_after` (all pages); a failure mid-way resumes
+        after the last key."""
+        last = start_after
         failures = 0
         while True:
             try:

@@ -48,7 +48,9 @@ from storekeeper.protection import Protection
 from storekeeper.stores.base import ObjectStore
 from storekeeper.stores.vectors import VectorBackend
 
-MAX_LISTED_SKIPS = 1000
+#: decisions listed per policy and verdict; the rest are counted (`omitted_decisions`), their targets
+#: are in the tasks: a report of a million planned objects stays small
+MAX_LISTED = 1000
 
 
 @dataclass
@@ -58,6 +60,17 @@ class Plan:
     summaries: list[PolicySummary] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     listings: list[ListingSummary] = field(default_factory=list)
+
+
+@dataclass
+class PolicyPlan:
+    """One policy's share of a plan (what the general path and the fast path both produce)."""
+
+    summary: PolicySummary
+    decisions: list[Decision]
+    tasks: list[CleanupTask]
+    #: for the plan's own errors (the summary has the policy's)
+    failure: str | None = None
 
 
 def task_id(*parts: object) -> str:
@@ -99,8 +112,8 @@ class Planner:
                 reg = spec.labels_registry
                 registry = (stores[reg.store], reg.key) if reg is not None else None
                 self.vectors[name] = VectorView(name, spec, vector_backends[name], registry, self.access)
-        self._planned: dict[str, str] = {}  # resource ident -> policy
-        self._deletions = 0
+        self.planned = PlannedSet()
+        self.deletions = 0
         #: key -> etag seen in the listing, for task guards
         self.etags: dict[str, str] = {}
 
@@ -112,7 +125,7 @@ class Planner:
             # the policies, which list again and report the error as theirs.
             for view in self.views.values():
                 with contextlib.suppress(StorekeeperError):
-                    view.listing("")
+                    view.table("")
             plan = self._plan()
         plan.listings = [
             ListingSummary(
@@ -132,51 +145,46 @@ class Planner:
         return plan
 
     def _plan(self) -> Plan:
+        from storekeeper.policies.fastpath import plan_columnar
+
         plan = Plan()
         for policy in self.pf.policies:
             if not policy.enabled:
                 continue
-            tally = _Tally()
-            rows: list[Row] = []
-            tasks: list[CleanupTask] = []
-            try:
-                self._evaluate(policy, tally, rows)
-                tasks = self._tasks(policy, rows)
-            except StorekeeperError as exc:
-                tally.errors.append(f"{type(exc).__name__}: {exc}")
-                plan.errors.append(f"policy {policy.name}: {exc}")
-                tasks = []
-                failed = f"policy failed: {exc}"[:1024]
-                for row in rows:
-                    if row.verdict == "planned":
-                        row.verdict, row.reason, row.task_id = "skipped", failed, None
-            counts = {"planned": 0, "protected": 0, "skipped": 0, "deferred": 0}
-            bytes_planned = 0
-            kept: list[Row] = []
-            for row in rows:
-                v = row.verdict
-                counts[v] += 1
-                if v == "planned":
-                    bytes_planned += row.size or 0
-                elif v == "skipped" and counts[v] > MAX_LISTED_SKIPS:
-                    continue  # counted, not listed: the report stays small
-                kept.append(row)
-            summary = PolicySummary(
-                policy=policy.name,
-                resource=policy.resource.value,
-                store=policy.store,
-                evaluated=tally.evaluated,
-                matched=tally.matched,
-                notes=tally.notes,
-                errors=tally.errors,
-                omitted_decisions=max(0, counts["skipped"] - MAX_LISTED_SKIPS),
-                bytes_planned=bytes_planned,
-                **counts,
-            )
-            plan.decisions.extend([trusted_decision(row.values()) for row in kept])
-            plan.tasks.extend(tasks)
-            plan.summaries.append(summary)
+            done = plan_columnar(self, policy) or self._plan_policy(policy)
+            plan.decisions.extend(done.decisions)
+            plan.tasks.extend(done.tasks)
+            plan.summaries.append(done.summary)
+            if done.failure:
+                plan.errors.append(done.failure)
         return plan
+
+    def _plan_policy(self, policy: Policy) -> PolicyPlan:
+        tally = _Tally()
+        rows: list[Row] = []
+        tasks: list[CleanupTask] = []
+        try:
+            self._evaluate(policy, tally, rows)
+            tasks = self._tasks(policy, rows)
+        except StorekeeperError as exc:
+            tally.errors.append(f"{type(exc).__name__}: {exc}")
+            tally.failure = f"policy {policy.name}: {exc}"
+            tasks = []
+            failed = f"policy failed: {exc}"[:1024]
+            for row in rows:
+                if row.verdict == "planned":
+                    row.verdict, row.reason, row.task_id = "skipped", failed, None
+        counts = {"planned": 0, "protected": 0, "skipped": 0, "deferred": 0}
+        bytes_planned = 0
+        kept: list[Row] = []
+        for row in rows:
+            v = row.verdict
+            counts[v] += 1
+            if v == "planned":
+                bytes_planned += row.size or 0
+            if counts[v] <= MAX_LISTED:
+                kept.append(row)
+        return policy_plan(policy, tally, counts, bytes_planned, kept, tasks)
 
     # -- evaluation -------------------------
     def _evaluate(self, policy: Policy, tally: _Tally, out: list[Row]) -> None:
@@ -230,7 +238,7 @@ class Planner:
             """`eligible`, but past the deletion cap no label is looked up: those resources would be
             `deferred` anyway, and a HEAD each at the rate limit is what made runs at size time out."""
             nonlocal admitted
-            fresh = r.ident not in self._planned
+            fresh = self.planned.of(r) is None
             if room is not None and fresh and admitted >= room:
                 return True  # chosen unchecked; _admit defers it (no deletion is planned past the cap)
             ok = eligible(r)
@@ -250,7 +258,7 @@ class Planner:
         """Deletions this policy may still plan (the policy's limit and the run's cap); None: no cap."""
         if not action.deletes:
             return None
-        left = max(0, self.cap - self._deletions)
+        left = max(0, self.cap - self.deletions)
         limit = policy.limits.max_deletions
         return left if limit is None else min(left, limit)
 
@@ -276,8 +284,7 @@ class Planner:
         limit = policy.limits.max_deletions
         for r, why in sel.chosen:
             reason = _join_reasons(reasons_of[id(r)], why)
-            ident = r.ident
-            prior = self._planned.get(ident)
+            prior = self.planned.of(r)
             if prior is not None:
                 out.append(_row(policy, r, "skipped", f"already planned by policy {prior}"))
                 continue
@@ -289,12 +296,12 @@ class Planner:
                     _row(policy, r, "deferred", f"policy limit of {limit} deletions reached; {reason}")
                 )
                 continue
-            if self._deletions >= self.cap:
+            if self.deletions >= self.cap:
                 out.append(_row(policy, r, "deferred", f"run cap of {self.cap} deletions reached; {reason}"))
                 continue
-            self._deletions += 1
+            self.deletions += 1
             planned_here += 1
-            self._planned[ident] = policy.name
+            self.planned.add(r, policy.name)
             if r.etag:
                 self.etags[r.name] = r.etag
             out.append(_row(policy, r, "planned", reason))
@@ -302,34 +309,95 @@ class Planner:
             out.append(_row(policy, r, "skipped", why))
 
     # -- tasks -------------------------
+    def task_base(self, policy: Policy) -> dict[str, Any]:
+        """The fields every task of `policy` shares."""
+        spec = self.pf.stores[policy.store]
+        backend = "supabase" if spec.kind == "vectors" else self.views[policy.store].store.scheme
+        return {"backend": backend, "policy": policy.name, "planned_at": self.now}
+
     def _tasks(self, policy: Policy, rows: list[Row]) -> list[CleanupTask]:
         """Tasks for the planned rows (the action's, by resource kind); each row gets its task's id."""
         planned = [d for d in rows if d.verdict == "planned"]
         if not planned:
             return []
-        spec = self.pf.stores[policy.store]
-        backend = "supabase" if spec.kind == "vectors" else self.views[policy.store].store.scheme
-        base: dict[str, Any] = {"backend": backend, "policy": policy.name, "planned_at": self.now}
+        base = self.task_base(policy)
         tasks: list[CleanupTask] = []
 
         def add(d_list: list[Row], **kw: Any) -> None:
-            reason = d_list[0].reason if len(d_list) == 1 else f"{len(d_list)} targets: {d_list[0].reason}"
-            tid = task_id(
-                policy.name,
-                kw["action"],
-                kw["bucket"],
-                kw.get("collection"),
-                kw.get("version"),
-                kw.get("index"),
-                kw.get("keys"),
-                *([kw["upload_ids"]] if kw.get("upload_ids") else []),
-            )
-            tasks.append(CleanupTask(task_id=tid, reason=reason[:1024], **base, **kw))
+            task = new_task(base, len(d_list), d_list[0].reason, **kw)
+            tasks.append(task)
             for d in d_list:
-                d.task_id = tid
+                d.task_id = task.task_id
 
         policy_action(policy.action).tasks(self, policy, planned, add)
         return tasks
+
+
+def new_task(
+    base: dict[str, Any], targets: int, first_reason: str, *, keys_checked: bool = False, **kw: Any
+) -> CleanupTask:
+    """A task for `targets` planned rows (`first_reason`: the first one's); its id is a pure function
+    of what it does, so the same plan made twice has the same ids. `keys_checked`: the caller checked
+    every key (`names.invalid_keys`), so the model validates one of them, not a thousand."""
+    reason = first_reason if targets == 1 else f"{targets} targets: {first_reason}"
+    tid = task_id(
+        base["policy"],
+        kw["action"],
+        kw["bucket"],
+        kw.get("collection"),
+        kw.get("version"),
+        kw.get("index"),
+        kw.get("keys"),
+        *([kw["upload_ids"]] if kw.get("upload_ids") else []),
+    )
+    keys = kw.get("keys")
+    if keys_checked and keys:
+        task = CleanupTask(task_id=tid, reason=reason[:1024], **base, **{**kw, "keys": keys[:1]})
+        return task.model_copy(update={"keys": keys})
+    return CleanupTask(task_id=tid, reason=reason[:1024], **base, **kw)
+
+
+def policy_plan(
+    policy: Policy,
+    tally: _Tally,
+    counts: dict[str, int],
+    bytes_planned: int,
+    kept: list[Row],
+    tasks: list[CleanupTask],
+) -> PolicyPlan:
+    """The summary (every count) and the listed decisions (at most MAX_LISTED of each verdict)."""
+    summary = PolicySummary(
+        policy=policy.name,
+        resource=policy.resource.value,
+        store=policy.store,
+        evaluated=tally.evaluated,
+        matched=tally.matched,
+        notes=tally.notes,
+        errors=tally.errors,
+        omitted_decisions=sum(max(0, n - MAX_LISTED) for n in counts.values()),
+        bytes_planned=bytes_planned,
+        **counts,
+    )
+    return PolicyPlan(summary, [trusted_decision(row.values()) for row in kept], tasks, tally.failure)
+
+
+class PlannedSet:
+    """What the run's earlier policies planned, by namespace (kind, store, bucket), then name: a
+    resource matched by two policies is planned once. The fast path adds a million names at once."""
+
+    def __init__(self) -> None:
+        self.by_namespace: dict[tuple[str, str, str], dict[str, str]] = {}
+
+    def names(self, kind: str, store: str, bucket: str) -> dict[str, str]:
+        """name -> the policy that planned it (a live dict: add to it)."""
+        return self.by_namespace.setdefault((kind, store, bucket), {})
+
+    def of(self, r: Resource) -> str | None:
+        names = self.by_namespace.get((str(r.kind), r.store, r.bucket))
+        return None if names is None else names.get(r.name)
+
+    def add(self, r: Resource, policy: str) -> None:
+        self.names(str(r.kind), r.store, r.bucket)[r.name] = policy
 
 
 @contextmanager
@@ -352,6 +420,7 @@ class _Tally:
     matched: int = 0
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    failure: str | None = None
 
 
 def _all_match(filters: list[Filter], r: Resource, env: PolicyEnv) -> list[str] | None:
@@ -403,4 +472,5 @@ def _row(policy: Policy, r: Resource, verdict: Verdict, reason: str) -> Row:
 def _join_reasons(reasons: list[str], why: str) -> str:
     if len(reasons) == 1 and not why:
         return reasons[0]  # the common case: one item filter, no set filter
-    return "; ".join(x for x in [*reasons, why] if x)
+    # a policy without filters selects everything under its prefix: say so (a task needs a reason)
+    return "; ".join(x for x in [*reasons, why] if x) or "no filters: everything the policy selects"

@@ -16,7 +16,7 @@ from storekeeper.policies.model import StoreSpec
 from storekeeper.policies.resources import Resource, ResourceKind
 from storekeeper.protection import LiveState, Protection
 from storekeeper.stores.base import ObjectInfo, ObjectStore
-from storekeeper.stores.listing import ListingSource, ListingStats, ParallelListing
+from storekeeper.stores.listing import ListingSource, ListingStats, ObjectTable, ParallelListing
 from storekeeper.stores.vectors import VectorBackend, VectorBucketInfo, VectorIndexInfo
 
 _TEST_NAME_RE = re.compile(r"^test-(?P<id>[a-z0-9]+)-")
@@ -49,22 +49,27 @@ class StoreView:
         self.name, self.spec, self.store, self.access, self.protection = name, spec, store, access, protection
         self.source = listing_source(spec, access)
         self.listing_stats: list[tuple[str, ListingStats]] = []
-        self._listings: dict[str, list[ObjectInfo]] = {}
+        self._tables: dict[str, ObjectTable] = {}
         self._chains: dict[str, Chain] = {}
         self._bucket_usage: dict[str, int] = {}
 
-    def listing(self, prefix: str) -> list[ObjectInfo]:
-        for have, items in self._listings.items():
+    def table(self, prefix: str) -> ObjectTable:
+        """The objects under `prefix` as columns, listed once per run (a longer prefix is served from
+        a listing that covers it)."""
+        for have, table in self._tables.items():
             if prefix.startswith(have):
-                return items if have == prefix else [i for i in items if i.key.startswith(prefix)]
-        items = self.source.list(self.store, prefix)
+                return table if have == prefix else table.under(prefix)
+        table = self.source.table(self.store, prefix)
         self.listing_stats.append((prefix, self.source.stats))
-        self._listings[prefix] = items
-        return items
+        self._tables[prefix] = table
+        return table
+
+    def listing(self, prefix: str) -> list[ObjectInfo]:
+        return self.table(prefix).infos()
 
     def usage_bytes(self) -> int:
         """Billed bytes: current objects, and on a versioned bucket every noncurrent version too."""
-        return sum(i.size for i in self.listing("")) + self._noncurrent_bytes(self.store)
+        return sum(self.table("").sizes) + self._noncurrent_bytes(self.store)
 
     def bucket_usage(self, bucket: str) -> int:
         if bucket == self.store.bucket:
