@@ -8,6 +8,7 @@ tests can check the numbers as text.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from html import escape
@@ -72,6 +73,20 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], numeric: set[i
 # -- charts ------------------------------------------------------------------------------------
 
 
+def axis_ticks(top: float, whole: bool = False) -> list[float]:
+    """0 and round steps (1, 2, 2.5 or 5 x 10^k; whole numbers when `whole`) up to `top`:
+    about four gridlines a reader can add up, never 22 %, 45 %, 68 %."""
+    if top <= 0:
+        return [0.0]
+    raw = top / 4
+    mag = 10 ** math.floor(math.log10(raw))
+    if whole:
+        mag = max(1, mag)
+    steps = (1, 2, 5, 10) if whole else (1, 2, 2.5, 5, 10)
+    step = next(m * mag for m in steps if m * mag >= raw * (1 - 1e-9))
+    return [i * step for i in range(int(top / step + 1e-9) + 1)]
+
+
 def line_chart(
     chart_id: str,
     series: dict[str, list[tuple[datetime, float]]],
@@ -94,7 +109,7 @@ def line_chart(
         return PAD_T + (1 - v / y_max) * (H - PAD_T - PAD_B)
 
     def label(v: float) -> str:
-        return f"{v:.0%}" if fmt == "ratio" else format_size(int(v)) if fmt == "bytes" else f"{v:g}"
+        return f"{v * 100:.3g}%" if fmt == "ratio" else format_size(int(v)) if fmt == "bytes" else f"{v:g}"
 
     parts = [
         f'<svg id="{_e(chart_id)}" xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
@@ -102,8 +117,7 @@ def line_chart(
         f'<line x1="{PAD_L}" y1="{H - PAD_B}" x2="{W - PAD_R}" y2="{H - PAD_B}" stroke="#9ca3af"/>',
         f'<line x1="{PAD_L}" y1="{PAD_T}" x2="{PAD_L}" y2="{H - PAD_B}" stroke="#9ca3af"/>',
     ]
-    for i in range(5):
-        v = y_max / 1.08 * i / 4
+    for v in axis_ticks(y_max / 1.08, whole=fmt == "count"):
         parts.append(f'<text x="{PAD_L - 6}" y="{y(v) + 4:.1f}" text-anchor="end">{_e(label(v))}</text>')
         parts.append(
             f'<line x1="{PAD_L}" y1="{y(v):.1f}" x2="{W - PAD_R}" y2="{y(v):.1f}" stroke="#f3f4f6"/>'

@@ -196,3 +196,21 @@ def test_history_comes_from_the_index_and_falls_back_to_the_reports(
     st = store_status(store, loaded)
     assert [p.run_id for p in st.history] == ["now"]
     assert st.last_run is None
+
+
+@pytest.mark.parametrize(
+    ("top", "whole", "ticks"),
+    [
+        (0.9, False, [0, 0.25, 0.5, 0.75]),  # was 0 %, 22 %, 45 %, 68 %, 90 %
+        (0.023, False, [0, 0.01, 0.02]),
+        (936_600, False, [0, 250_000, 500_000, 750_000]),
+        (40e6, False, [0, 10e6, 20e6, 30e6, 40e6]),
+        (10, True, [0, 5, 10]),  # counts: whole steps
+        (6, True, [0, 2, 4, 6]),
+        (1, True, [0, 1]),
+    ],
+)
+def test_chart_axes_use_round_steps(top: float, whole: bool, ticks: list[float]) -> None:
+    from storekeeper.status_page import axis_ticks
+
+    assert axis_ticks(top, whole=whole) == pytest.approx(ticks)

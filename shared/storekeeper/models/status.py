@@ -168,7 +168,8 @@ class StoreStatus(Measurement):
         out = []
         for b in self.buckets:
             if b.state in ("above-high", "above-hard"):
-                out.append(f"{b.store} ({b.bucket}) is {b.state}: {b.ratio:.3f} of capacity (high {b.high})")
+                limit = f"hard {b.hard:.0%}" if b.state == "above-hard" else f"high {b.high:.0%}"
+                out.append(f"{b.store} ({b.bucket}) is {b.state}: {b.ratio:.1%} of capacity ({limit})")
             elif b.state == "error":
                 out.append(f"{b.store} ({b.bucket}) could not be measured: {b.error}")
         for v in self.vectors:
