@@ -10,6 +10,8 @@ the fast path switched off: tasks, summaries, listed decisions and errors must b
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,6 +27,7 @@ from storekeeper.policies import fastpath
 from storekeeper.policies.model import parse_policies
 from storekeeper.policies.planner import MAX_LISTED, Plan, Planner
 from storekeeper.protection import Protection, ProtectionConfig
+from storekeeper.stores.inventory import _plain_cells
 from storekeeper.stores.local import LocalStore
 from tests.unit.test_listing_inventory import row, write_report
 
@@ -241,3 +244,24 @@ def test_key_may_be_kept_is_a_necessary_condition_of_protection(key: str, globs:
             protection = Protection(LocalStore(Path(tmp) / "b"), cfg, NOW)
             if protection.reason("key", key, created=NOW - timedelta(days=1)) is not None:
                 assert protection.key_may_be_kept()(key)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rows=st.lists(st.lists(st.text(alphabet='ab,"\n\r x%', max_size=4), min_size=3, max_size=3), max_size=5),
+    quoting=st.sampled_from([csv.QUOTE_ALL, csv.QUOTE_MINIMAL]),
+    raw=st.text(alphabet='ab,"\n\r', max_size=30),
+)
+def test_plain_inventory_cells_are_what_csv_reads(rows: list[list[str]], quoting: int, raw: str) -> None:
+    """The inventory splits a plain CSV without a parser; whenever it does, the cells are exactly
+    what `csv.reader` reads (AWS's every-field-quoted form, a minimal writer's, or any text)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n", quoting=quoting).writerows(rows)
+    for text in (buf.getvalue(), raw):
+        cells = _plain_cells(text, 3)
+        if cells is not None:
+            parsed = list(csv.reader(io.StringIO(text, newline="")))
+            assert all(len(r) == 3 for r in parsed)
+            assert cells == [c for r in parsed for c in r]
+    if not any(ch in c for r in rows for c in r for ch in ',"\n\r'):
+        assert _plain_cells(buf.getvalue(), 3) is not None  # AWS's shape is read without the parser

@@ -171,13 +171,12 @@ class _Columnar:
         candidates = self.unprotected(matched)
         chosen = self.label_checked(candidates)
         planned = self.admit(chosen)
-        keys = [t.keys[i] for i in planned]
+        keys = _take(t.keys, planned)
         if not t.keys_checked and invalid_keys(keys):
             return None  # the general path validates each key (and says which one) as always
         tasks = self.tasks(planned, keys)
         tally = _Tally(evaluated=len(t), matched=len(matched))
-        names = p.planned.names(str(ResourceKind.object), self.view.name, self.view.store.bucket)
-        names.update(dict.fromkeys(keys, policy.name))
+        p.planned.add_all(str(ResourceKind.object), self.view.name, self.view.store.bucket, keys, policy.name)
         p.deletions += len(planned)
         size = t.sizes
         return policy_plan(
@@ -241,8 +240,7 @@ class _Columnar:
 
     def prior(self) -> dict[str, str] | None:
         """Names earlier policies planned in this namespace (None: none)."""
-        ns = (str(ResourceKind.object), self.view.name, self.view.store.bucket)
-        return self.p.planned.by_namespace.get(ns) or None
+        return self.p.planned.names(str(ResourceKind.object), self.view.name, self.view.store.bucket) or None
 
     def admit(self, chosen: list[int]) -> list[int]:
         """The general path's `_admit`: skipped when planned before, deferred past a cap, else planned."""
@@ -292,13 +290,13 @@ class _Columnar:
         out: list[CleanupTask] = []
         for start in range(0, len(planned), MAX_KEYS_PER_TASK):
             chunk = keys[start : start + MAX_KEYS_PER_TASK]
-            etags = [t.etags[i] for i in planned[start : start + MAX_KEYS_PER_TASK]]
-            guard = TaskGuard(
-                etags=dict(zip(chunk, etags, strict=True))
-                if "" not in etags
-                else {k: e for k, e in zip(chunk, etags, strict=True) if e},
-                last_modified_before=p.now,
-                live_version=None,
+            etags = _take(t.etags, planned[start : start + MAX_KEYS_PER_TASK])
+            seen = dict(zip(chunk, etags, strict=True)) if "" not in etags else {
+                k: e for k, e in zip(chunk, etags, strict=True) if e
+            }  # fmt: skip
+            # the etags are the listing's strings: validated as the empty mapping, then filled in
+            guard = TaskGuard(last_modified_before=p.now, live_version=None).model_copy(
+                update={"etags": seen}
             )
             one = new_task(
                 base,
@@ -317,6 +315,13 @@ class _Columnar:
         for j, row in enumerate(planned_rows):
             row.task_id = tids[j // MAX_KEYS_PER_TASK]
         return out
+
+
+def _take(column: list[str], rows: list[int]) -> list[str]:
+    """column[i] for each row; a run of consecutive rows (the usual plan) is one slice."""
+    if rows and rows[-1] - rows[0] + 1 == len(rows):  # rows ascend: equal spans are contiguous
+        return column[rows[0] : rows[-1] + 1]
+    return [column[i] for i in rows]
 
 
 def _listed() -> int:
