@@ -14,7 +14,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 LIMIT_BYTES = 262_144_000  # AWS: "250 MB (unzipped, including layers)" = 250 MiB
 LAYER = "StorekeeperLayer"
-FUNCTIONS = ["ProducerFunction", "CompactorFunction", "ReaperFunction", "CleanupFunction"]
+FUNCTIONS = ["ProducerFunction", "CompactorFunction", "ReaperFunction", "CleanupFunction", "QueryFunction"]
 
 
 def tree_size(path: Path) -> int:

@@ -132,6 +132,22 @@ def test_compactor_is_built_trimmed(tpl: dict[str, Any]) -> None:
         assert heavy not in pins
 
 
+def _recipe(folder: str, target: str) -> list[str]:
+    """The Makefile's lines with the function's own target name taken out."""
+    text = (REPO / "functions" / folder / "Makefile").read_text().replace(target, "build-<Function>")
+    return [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def test_query_function_is_the_compactors_trimmed_build(tpl: dict[str, Any]) -> None:
+    """One trimmed chromadb build for both (SAM builds each folder alone, so they cannot share a
+    file): the same pins and the same recipe; scripts/check_trimmed_chromadb.py runs both artifacts."""
+    assert tpl["Resources"]["QueryFunction"]["Metadata"]["BuildMethod"] == "makefile"
+    assert _recipe("query", "build-QueryFunction") == _recipe("compactor", "build-CompactorFunction")
+    assert requirement_lines(REPO / "functions/query/requirements.txt") == requirement_lines(
+        REPO / "functions/compactor/requirements.txt"
+    )
+
+
 def test_timeouts_and_memory_match_local_invoke_defaults(tpl: dict[str, Any]) -> None:
     for name, folder in FUNCTIONS.items():
         p = props(tpl, name)

@@ -1,17 +1,21 @@
 """Prove the built (trimmed) artifacts work, using ONLY the artifact directories and Python 3.12.
 
-`sam build` puts the compactor in .aws-sam/build/CompactorFunction (chromadb installed --no-deps with
-the short list of what it really imports) and the layer in .aws-sam/build/StorekeeperLayer/python.
-This script starts `python3.12 -I -S` (no site-packages, no PYTHON* variables: the project venv
-cannot leak in), puts exactly those two directories on sys.path, the way Lambda puts /var/task and
+`sam build` puts the compactor in .aws-sam/build/CompactorFunction and the optional query function
+in .aws-sam/build/QueryFunction (both: chromadb installed --no-deps with the short list of what it
+really imports; functions/query uses the compactor's list, tests/unit/test_template.py keeps them
+equal) and the layer in .aws-sam/build/StorekeeperLayer/python. This script starts
+`python3.12 -I -S` (no site-packages, no PYTHON* variables: the project venv cannot leak in), puts
+exactly one function's directory and the layer's on sys.path, the way Lambda puts /var/task and
 /opt/python there, and checks:
 
-1. chromadb imports from the artifact, the heavy dependencies are really absent, and a
-   PersistentClient upserts / deletes / queries explicit embeddings, then reopens the persist dir
-   and gets the same answers;
-2. storekeeper.compaction (from the layer) compacts deltas end to end on a file:// store, and the
-   published snapshot opens with chromadb and answers a query;
-3. the compactor's own handler (app.py in the artifact) runs a sweep on that store;
+1. (compactor, query) chromadb imports from the artifact, the heavy dependencies are really
+   absent, and a PersistentClient upserts / deletes / queries explicit embeddings, then reopens the
+   persist dir and gets the same answers;
+2. (compactor, query) storekeeper.compaction (from the layer) compacts deltas end to end on a
+   file:// store, and the published snapshot opens with chromadb and answers a query;
+3. the compactor's own handler (app.py in the artifact) runs a sweep on that store; the query
+   function's handler answers the sample Function URL event (events/query/query.json, its body
+   replaced) twice from one warm Reader;
 4. producer, reaper and cleanup handlers import with the layer alone and never import chromadb.
 
 Exit status 0 only if every check passed; `--json` prints the findings for machines.
@@ -29,6 +33,7 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+SAMPLE_EVENT = (REPO / "events" / "query" / "query.json").read_text()
 HEAVY = [
     "onnxruntime",
     "kubernetes",
@@ -56,7 +61,7 @@ out = {"python": sys.version.split()[0]}
 def where(mod):
     return os.path.dirname(os.path.abspath(sys.modules[mod].__file__))
 
-if mode == "compactor":
+if mode in ("compactor", "query"):
     heavy = json.loads(sys.argv[4])
     out["heavy_present"] = [m for m in heavy if importlib.util.find_spec(m) is not None]
     import chromadb
@@ -109,8 +114,34 @@ if mode == "compactor":
         out["compaction"] = {"status": res.status, "applied": len(res.applied), "version": res.version,
                              "query": ids}
 
-        # 3. the compactor handler from the artifact: a sweep finds a late delta and publishes it
-        if os.path.exists(os.path.join(fn_dir, "app.py")):
+        # 3. the function's own handler from the artifact
+        class Ctx:
+            function_name = mode; memory_limit_in_mb = 2048; aws_request_id = "check"
+            invoked_function_arn = f"arn:aws:lambda:us-east-1:123456789012:function:{mode}"
+            def get_remaining_time_in_millis(self): return 300000
+        def load_app():
+            spec = importlib.util.spec_from_file_location("app", os.path.join(fn_dir, "app.py"))
+            app = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(app)
+            return app
+        if mode == "query":  # the sample Function URL event, asking the published snapshot
+            os.environ["STOREKEEPER_STORE"] = store.url
+            os.environ["STOREKEEPER_READER_CACHE_DIR"] = os.path.join(root, "reader-cache")
+            os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "query")
+            app = load_app()
+            event = json.loads(sys.argv[5])
+            event["body"] = json.dumps({"collection": "docs", "vector": [0, 0, 1, 0], "k": 5})
+            answers = []
+            for _ in range(2):  # the second invocation is served by the same warm Reader
+                resp = app.handler(event, Ctx())
+                assert resp["statusCode"] == 200, resp
+                answers.append(json.loads(resp["body"]))
+            assert answers[0] == answers[1], answers
+            assert answers[0]["ids"][0][0] == "c" and answers[0]["version"] == res.version, answers[0]
+            out["handler_query"] = {"status": 200, "ids": answers[0]["ids"][0],
+                                    "version": answers[0]["version"]}
+        # the compactor handler from the artifact: a sweep finds a late delta and publishes it
+        elif os.path.exists(os.path.join(fn_dir, "app.py")):
             os.environ["STOREKEEPER_STORE"] = store.url
             os.environ["COMPACTOR_SWEEP_AGE_SECONDS"] = "0"
             os.environ["COMPACTOR_CACHE_DIR"] = os.path.join(root, "cache")
@@ -119,14 +150,7 @@ if mode == "compactor":
                         embeddings=np.array([[0, 0, 0, 1]], dtype=np.float32),
                         metadatas=[None], documents=[None]))
             time.sleep(0.01)
-            spec = importlib.util.spec_from_file_location("app", os.path.join(fn_dir, "app.py"))
-            app = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(app)
-            class Ctx:
-                function_name = "compactor"; memory_limit_in_mb = 2048; aws_request_id = "check"
-                invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:compactor"
-                def get_remaining_time_in_millis(self): return 300000
-            resp = app.handler({"sweep": True}, Ctx())
+            resp = load_app().handler({"sweep": True}, Ctx())
             published = resolve(store, "docs")
             assert published is not None and published.manifest.record_count == 3, (resp, published)
             out["handler_sweep"] = {"response": resp, "record_count": published.manifest.record_count}
@@ -170,7 +194,8 @@ def run_probe(python: str, fn_dir: Path, layer_dir: Path, mode: str, timeout: in
         probe = Path(work) / "probe.py"
         probe.write_text(PROBE)
         proc = subprocess.run(
-            [python, "-I", "-S", str(probe), str(fn_dir), str(layer_dir), mode, json.dumps(HEAVY)],
+            [python, "-I", "-S", str(probe), str(fn_dir), str(layer_dir), mode, json.dumps(HEAVY),
+             SAMPLE_EVENT],
             capture_output=True, text=True, env=env, cwd=work, timeout=timeout, check=False,
         )  # fmt: skip
     for line in proc.stdout.splitlines():
@@ -196,6 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     findings: dict[str, dict[str, object]] = {}
     for logical, mode in (
         ("CompactorFunction", "compactor"),
+        ("QueryFunction", "query"),
         ("ProducerFunction", "light"),
         ("ReaperFunction", "light"),
         ("CleanupFunction", "light"),
@@ -205,10 +231,10 @@ def main(argv: list[str] | None = None) -> int:
             findings[logical] = {"ok": False, "error": f"{fn_dir} not built"}
             continue
         findings[logical] = run_probe(python, fn_dir, layer, mode, args.timeout)
-    comp = findings["CompactorFunction"]
-    if comp.get("heavy_present"):
-        comp["ok"] = False
-        comp["error"] = f"heavy dependencies present in the artifact: {comp['heavy_present']}"
+    for comp in (findings["CompactorFunction"], findings["QueryFunction"]):
+        if comp.get("heavy_present"):
+            comp["ok"] = False
+            comp["error"] = f"heavy dependencies present in the artifact: {comp['heavy_present']}"
     ok = all(f.get("ok") for f in findings.values())
     if args.json:
         sys.stdout.write(json.dumps({"ok": ok, "python": python, "functions": findings}, indent=2) + "\n")
