@@ -10,6 +10,8 @@ Exits non-zero if any step's check fails.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import os
 import shutil
 import sys
@@ -31,7 +33,7 @@ from rich.console import Console  # noqa: E402
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-console = Console(stderr=True)
+console = Console(file=sys.stderr)  # this stream, even while a handler's log is captured (compact)
 COLLECTION = "demo"
 
 
@@ -134,8 +136,11 @@ def compact(demo: Demo) -> tuple[bool, str]:
             batch = queue.receive(10)
             if not batch:
                 break
-            res = invoke("compactor", sqs_event((m.message_id, m.body) for m in batch))
+            # the handler's log (JSON lines, EMF metrics) is Lambda's, not the demo's: shown on failure
+            with contextlib.redirect_stderr(io.StringIO()) as lambda_log:
+                res = invoke("compactor", sqs_event((m.message_id, m.body) for m in batch))
             if not res.ok:
+                console.print(lambda_log.getvalue()[-3000:], markup=False, highlight=False)
                 return False, f"handler error {res.error_type}: {res.error_message}"
             failed = failed_ids(res.response)
             for m in batch:
@@ -331,8 +336,12 @@ def summary(demo: Demo) -> None:
     for s in demo.steps:
         table.add_row(s.name, "[green]ok[/]" if s.ok else "[red]FAILED[/]", f"{s.seconds:.2f}", s.detail)
     console.print(table)
-    console.print(f"store: file://{demo.home / 'stores' / 'default'}   (try: storekeeper query {COLLECTION} "
-                  f"--id vec-00001 -k 5 with STOREKEEPER_HOME={demo.home})")  # fmt: skip
+    sk = os.path.relpath(REPO / ".venv" / "bin" / "storekeeper")
+    console.print(f"the demo's store: file://{demo.home / 'stores' / 'default'}", highlight=False)
+    console.print("look at it (README, 'Using the CLI'):", highlight=False)
+    for line in (f"export STOREKEEPER_HOME={demo.home}", f"{sk} status", f"{sk} snapshots {COLLECTION}",
+                 f"{sk} reports show", f"{sk} query {COLLECTION} --id vec-00001 -k 5"):  # fmt: skip
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> int:

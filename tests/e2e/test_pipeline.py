@@ -35,6 +35,10 @@ def test_demo_runs_every_step_and_checks_it(tmp_path: Path) -> None:
                   "applied delta(s) left by the crash removed", "query still answers"):  # fmt: skip
         assert check in out
     assert "skipped: reaper/cleanup" not in out
+    assert '"_aws"' not in proc.stderr  # a line per step, not the handlers' EMF log lines
+    # it ends saying how to look at what it left, one whole command per line
+    assert f"  export STOREKEEPER_HOME={home}\n" in proc.stderr
+    assert "storekeeper snapshots demo\n" in proc.stderr
     assert (home / "stores" / "default" / "snapshot" / "demo" / "latest" / "pointer.txt").is_file()
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from storekeeper.cli.common import JsonOpt, StoreOpt, YesOpt, ask, console, emit_json, friendly_errors
@@ -27,11 +28,19 @@ def print_report(report: ReaperReport) -> None:
 
     shown = [d for d in report.decisions if d.verdict != "skipped"][:MAX_ROWS]
     table = Table(title="reaper plan" + (" (APPLY)" if report.apply else " (dry run: nothing is sent)"))
-    for col in ("policy", "verdict", "resource", "name", "size", "reason"):
-        table.add_column(col, overflow="fold")
+    # two narrow columns and one wide: the name and, under it, the reason read whole at 80 columns
+    table.add_column("verdict", no_wrap=True)
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("policy: resource / why", overflow="fold")
+    group: tuple[str, str] | None = None
     for d in shown:
+        if (d.policy, d.resource) != group:
+            if group is not None:
+                table.add_section()
+            group = (d.policy, d.resource)
+            table.add_row("", "", f"[bold]{escape(d.policy)}[/]: {escape(d.resource)}")
         v = f"[{STYLE[d.verdict]}]{d.verdict}[/]"
-        table.add_row(d.policy, v, d.resource, d.name, format_size(d.size or 0), d.reason)
+        table.add_row(v, format_size(d.size or 0), f"{escape(d.name)}\n[dim]{escape(d.reason)}[/]")
     if shown:
         console.print(table)
     else:

@@ -60,13 +60,13 @@ def print_status(st: StoreStatus) -> None:
                 age(c.pointer_age_s),
                 str(c.pending_deltas),
                 age(c.oldest_pending_age_s),
-                f"{c.versions} {format_size(c.versions_bytes)}",
+                f"{c.versions} ({format_size(c.versions_bytes)})",
             )
         console.print(t)
     else:
         console.print("no collections in this store yet")
     u = Table(title="usage", title_justify="left")
-    for col in ("store", "used", "capacity", "ratio", "high/hard", "state"):
+    for col in ("store", "used", "capacity", "usage", "high/hard", "state"):
         u.add_column(col, overflow="fold")
     for b in st.buckets:
         style = {"ok": "green", "above-high": "yellow", "above-hard": "red", "error": "red"}.get(b.state, "")
@@ -74,8 +74,8 @@ def print_status(st: StoreStatus) -> None:
             f"{b.store} ({b.bucket})",
             format_size(b.bytes),
             format_size(b.capacity) if b.capacity else "-",
-            f"{b.ratio:.3f}" if b.ratio is not None else "-",
-            f"{b.high:g}/{b.hard:g}",
+            f"{b.ratio:.1%}" if b.ratio is not None else "-",  # as the page and the problems say it
+            f"{b.high:.0%}/{b.hard:.0%}",
             f"[{style}]{b.state}[/]" if style else b.state,
         )
     console.print(u)
