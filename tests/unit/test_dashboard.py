@@ -125,3 +125,8 @@ def test_dashboard_shows_errors_and_throttles_of_every_function_and_the_new_gaug
     # each new metric is listed in the docs with what to do about it
     for metric in ("CompactionSeconds", "BytesFreed", "CompactionFetchSeconds", "CompactionRemoveSeconds"):
         assert f"`{metric}`" in OPS, metric
+
+
+def test_every_metric_the_code_emits_is_listed_in_the_operations_guide() -> None:
+    missing = sorted(m for m in emitted_metric_names() if f"`{m}`" not in OPS)
+    assert missing == [], f"docs/operations.md does not list {missing}"
