@@ -42,6 +42,7 @@ def _run(overrides: ReaperOverrides) -> dict[str, Any]:
     metrics.add_metric(name="Errors", unit=MetricUnit.Count, value=totals["errors"])
     if report.status is not None:
         gauges.emit(report.status, report.forecasts)
+    gauges.emit_deferred(report.decisions)
     # 1 once the report is stored: the template alarms when a period passes without one
     metrics.add_metric(name="ReportsWritten", unit=MetricUnit.Count, value=int(report.report_key is not None))
     for s in report.summaries:

@@ -10,12 +10,15 @@ when their alarm fires.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 if TYPE_CHECKING:
     from storekeeper.compaction import CompactionResult
+    from storekeeper.models.reports import Decision
     from storekeeper.models.status import Forecast, Measurement
 
 #: forecast targets -> metric name; a gauge only exists while there is a forecast to give
@@ -115,3 +118,11 @@ def emit_compaction(r: CompactionResult, bucket: str) -> None:
         emit_set({"collection": r.collection}, values)
     if r.bytes_freed:
         emit_bytes_freed(bucket, r.bytes_freed)
+
+
+def emit_deferred(decisions: Iterable[Decision]) -> None:
+    """Deferred per bucket: deletions a run planned beyond `max_deletions`, left for the next run
+    (the run's total, `Deferred` with `service` only, is what the reaper-deferring alarm watches)."""
+    per_bucket = Counter(d.bucket for d in decisions if d.verdict == "deferred")
+    for bucket, n in sorted(per_bucket.items()):
+        emit_set({"bucket": bucket}, [("Deferred", MetricUnit.Count, float(n))])

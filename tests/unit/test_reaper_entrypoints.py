@@ -75,3 +75,22 @@ def test_reap_and_status_commands(
     st = json.loads(res.stdout)
     assert st["buckets"][0]["objects"] >= 2
     assert st["collections"] == []
+
+
+def test_deferred_deletions_are_counted_per_bucket(
+    setup: tuple[LocalStore, LocalQueue, Path], capfd: pytest.CaptureFixture[str]
+) -> None:
+    store, queue, pol = setup
+    for i in range(4):
+        store.put(f"tmp/more-{i}.tmp", b"x")  # 5 planned under tmp/, 2 allowed per run
+    env = {"REAPER_POLICIES": str(pol), "CLEANUP_QUEUE_URL": queue.url, "STOREKEEPER_STORE": store.url}
+    capfd.readouterr()
+    res = invoke("reaper", {**EVENT, "detail": {"max_deletions": 2}}, env=env)
+    assert res.error_type is None, res.error_message
+    assert res.response["totals"]["deferred"] == 3
+    captured = capfd.readouterr()
+    docs = [json.loads(x) for x in (captured.out + captured.err).splitlines() if x.startswith('{"_aws"')]
+    deferred = {tuple(d["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0]): d for d in docs if "Deferred" in d}
+    assert deferred[("bucket", "service")]["bucket"] == "main"
+    assert deferred[("bucket", "service")]["Deferred"] == [3.0]
+    assert deferred[("service",)]["Deferred"] == [3.0]  # the run's total, the alarm's metric
