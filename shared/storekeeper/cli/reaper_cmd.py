@@ -52,14 +52,17 @@ def print_report(report: ReaperReport) -> None:
     summary.add_column("policy", overflow="fold", min_width=12)
     for col in ("seen", "match", "plan", "prot", "skip", "def", "bytes"):
         summary.add_column(col, justify="right")
-    summary.add_column("notes", overflow="fold")
     for s in report.summaries:
-        notes = "; ".join([*s.notes, *(f"[red]{e}[/]" for e in s.errors)])
         summary.add_row(
             s.policy, str(s.evaluated), str(s.matched), str(s.planned), str(s.protected), str(s.skipped),
-            str(s.deferred), format_size(s.bytes_planned), notes,
+            str(s.deferred), format_size(s.bytes_planned),
         )  # fmt: skip
     console.print(summary)
+    for s in report.summaries:  # under the table, whole lines: a notes column would fold every word
+        for note in s.notes:
+            console.print(f"{escape(s.policy)}: {escape(note)}", highlight=False)
+        for e in s.errors:
+            console.print(f"[red]{escape(s.policy)}: {escape(e)}[/]", highlight=False)
     for li in report.listings:
         console.print(
             f"listing {li.store}:{li.prefix or '/'} ({li.source}): {li.objects} objects, {li.requests} "

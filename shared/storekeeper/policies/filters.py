@@ -358,7 +358,7 @@ class Watermark(SetFilter):
         ratio = usage / env.capacity
         if ratio < high:
             sel.notes.append(
-                f"usage {format_size(usage)} = {ratio:.3f} of capacity, below high watermark {high}"
+                f"usage {format_size(usage)} = {ratio:.1%} of capacity, below high watermark {high:.0%}"
             )
             return sel
         target = low * env.capacity
