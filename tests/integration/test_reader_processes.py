@@ -132,6 +132,7 @@ def test_leftovers_of_a_killed_reader_are_removed_by_the_next(tmp_path: Path) ->
         cache = SnapshotCache.for_readers({str(root)!r})
         r = Reader({store.url!r}, "docs", cache=cache)
         (cache.tempdir("staging") / "half-downloaded.tar").write_bytes(b"x" * 4096)
+        (cache.tempdir("trash") / "chroma.sqlite3").write_bytes(b"x" * 4096)  # a removal not done yet
         print("ready", flush=True)
         time.sleep(600)
         """
@@ -154,6 +155,7 @@ def test_leftovers_of_a_killed_reader_are_removed_by_the_next(tmp_path: Path) ->
     cache = SnapshotCache.for_readers(root)  # the next process starts: the dead one's dirs go
     assert list((root / "live").iterdir()) == []
     assert list((root / "staging").iterdir()) == []
+    assert list((root / "trash").iterdir()) == []
     with Reader(store, "docs", cache=cache) as r:  # its verified entry is reused, not downloaded
         assert r.query([0.0] * 8, k=1).version == r.version
     assert cache.downloads == 0
