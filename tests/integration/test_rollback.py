@@ -130,6 +130,10 @@ def test_cli_shows_the_dropped_deltas_and_needs_a_yes(store: ObjectStore, tmp_pa
     data = json.loads(dry.stdout)
     assert data["dropped_deltas"] == ids[1] + ids[2]
     assert data["published"] is None
+    told = runner.invoke(app, ["rollback", "docs", v1, "--store", store.url, "--dry-run"])
+    assert told.exit_code == 0, told.output
+    assert "dry run: nothing published" in told.output  # the table alone looked like it had happened
+    assert read_pointer(store, "docs")[0] == v3
     # not a terminal and no --yes: refused, nothing changed
     no = runner.invoke(app, ["rollback", "docs", v1, "--store", store.url])
     assert no.exit_code == 1

@@ -92,6 +92,12 @@ def register(app: typer.Typer) -> None:
             if dry_run:
                 if as_json:
                     emit_json(p.to_json() | {"published": None, "dry_run": True})
+                else:
+                    console.print(
+                        f"dry run: nothing published (without --dry-run: asks, then publishes a new "
+                        f"version of {collection} with {version}'s content)",
+                        highlight=False,
+                    )
                 return
             confirm(
                 f"publish {version}'s content as the new live version of {collection}?",
