@@ -28,7 +28,7 @@ from storekeeper.errors import ValidationError as InputError
 from storekeeper.policies.model import parse_policies
 from storekeeper.stores.base import RequestCounter
 from storekeeper.stores.inventory import Inventory
-from storekeeper.stores.listing import ParallelListing, SequentialListing, _before, _ranges
+from storekeeper.stores.listing import ParallelListing, SequentialListing, _ranges
 from storekeeper.stores.local import LocalStore
 from storekeeper.stores.s3 import S3Store
 
@@ -85,9 +85,11 @@ def test_parallel_listing_of_a_flat_prefix_costs_the_sequential_minimum(s3: S3St
 
 def test_many_small_prefixes_are_listed_in_ranges_of_full_pages(s3: S3Store) -> None:
     """30 prefixes of 20 keys (pages of 50): 4 ranges of consecutive prefixes, each one listing
-    in full pages but its last, instead of one partial page per prefix; nothing listed twice."""
+    in full pages but its last, instead of one partial page per prefix; nothing listed twice, and
+    a "folder" object named like a range's first part is kept (by the range before it)."""
     parts = [f"m/p{i:02d}/" for i in range(30)]
-    keys = sorted([f"{p}{j:03d}" for p in parts for j in range(20)] + ["m/direct", "m/p07.x", "top"])
+    extra = ["m/direct", "m/p07.x", "top", "m/p07/", "m/p00/"]
+    keys = sorted([f"{p}{j:03d}" for p in parts for j in range(20)] + extra)
     for k in keys:
         s3.put(k, b"x")
     s3.requests.reset()
@@ -96,8 +98,13 @@ def test_many_small_prefixes_are_listed_in_ranges_of_full_pages(s3: S3Store) -> 
     got = p.stats
     ranges = _ranges(parts, 4)
     assert len(ranges) == got.ranges == 4
-    # each range's listing starts just below its first prefix and pages through what sorts there
-    span = [sum(1 for k in keys if _before(lo) < k and (hi is None or k < hi)) for lo, hi in ranges]
+    # each range's listing starts after its first part (the first: at the start) and pages through
+    # what sorts up to the next range's first part, and the first key past it
+    starts = ["", *[lo for lo, _ in ranges[1:]]]
+    span = [
+        sum(1 for k in keys if start < k and (hi is None or k <= hi)) + (hi is not None)
+        for start, (_, hi) in zip(starts, ranges, strict=True)
+    ]
     assert got.split_requests == 2  # "" -> m/ and top; m/ -> 30 prefixes and m/direct, m/p07.x
     assert got.requests == 2 + sum(math.ceil(n / PAGE) for n in span)
     assert got.requests < len(parts)

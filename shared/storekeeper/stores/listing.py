@@ -4,8 +4,9 @@ One sequential `ListObjectsV2` pass is 1,000 keys per round trip: ~100 ms each o
 10 million objects takes ~17 minutes to list — longer than a Lambda may run. Two ways past it:
 
 * `ParallelListing` splits the key space at its common prefixes (delimiter listings, breadth first,
-  until there are enough parts for the pool) and lists the parts concurrently with a bounded pool.
-  Every range is listed once, in full 1,000-key pages except its last; the stats say how many
+  until there is a part per worker), groups consecutive parts into a range per worker and lists the
+  ranges concurrently with a bounded pool. Every range is listed once, in full 1,000-key pages
+  except its last; the stats say how many
   requests that took against the sequential minimum. Throttling: each range goes through the
   caller's lister (the planner's resumable, backed-off `Access.list`) over a client whose standard
   retry mode backs off on `SlowDown`; the pool bound caps the request rate.
@@ -182,6 +183,9 @@ class ParallelListing:
     each listed as one `StartAfter` listing that stops where the next range begins: a range of
     many small prefixes costs full pages, not a partial page per prefix (97 prefixes of ~400 keys
     are 16 ranges of ~2,500 keys: 3 pages each, where one listing per prefix took 97 requests).
+    A range starts after its first part itself (`StartAfter=p/`): a marker just below it would
+    skip the whole folder on SeaweedFS, which compares a marker with folder names; the object
+    named exactly like that part (a console "folder") is the previous range's last key.
     """
 
     def __init__(
@@ -191,7 +195,8 @@ class ParallelListing:
             raise ValueError("workers must be at least 1")
         self.lister = lister
         self.workers = workers
-        self.min_parts = min_parts if min_parts is not None else 2 * workers
+        #: split no further once a level has a part per worker: the ranges group them anyway
+        self.min_parts = min_parts if min_parts is not None else workers
         self.stats = ListingStats(source="parallel")
 
     def list(self, store: ObjectStore, prefix: str) -> builtins.list[ObjectInfo]:
@@ -206,7 +211,10 @@ class ParallelListing:
             direct, parts, split = self._split(store, prefix, pool)
             listed_once = {i.key for i in direct}
             ranges = _ranges(parts, self.workers)
-            listed = list(pool.map(lambda r: self._range(store, prefix, r, listed_once), ranges))
+            firsts = [i == 0 for i in range(len(ranges))]
+            listed = list(
+                pool.map(lambda r, first: self._range(store, prefix, r, listed_once, first), ranges, firsts)
+            )
         runs = [direct, *listed]
         items = [i for run in runs for i in run]
         # the runs are each in key order and disjoint: timsort merges them in near-linear time
@@ -226,18 +234,24 @@ class ParallelListing:
         return ObjectTable.of(self.list(store, prefix))
 
     def _range(
-        self, store: ObjectStore, prefix: str, bounds: tuple[str, str | None], listed_once: set[str]
+        self,
+        store: ObjectStore,
+        prefix: str,
+        bounds: tuple[str, str | None],
+        listed_once: set[str],
+        first: bool,
     ) -> builtins.list[ObjectInfo]:
-        """The keys from part `lo` up to `hi` (the next range's first part; None: the end of
-        `prefix`): one listing from just before `lo`, stopped at `hi`, so every page is full but
-        the last. Objects a delimiter listing of the split already returned are not repeated."""
+        """The keys after part `lo` (from the start of `prefix` for the first range) up to and
+        including `hi` (the next range's first part; None: the end of `prefix`), in one listing
+        stopped at the first key past `hi`: every page full but the last. Objects a delimiter
+        listing of the split already returned are not repeated."""
         lo, hi = bounds
         out: builtins.list[ObjectInfo] = []
-        for info in self.lister(store, prefix, _before(lo)):
+        for info in self.lister(store, prefix, None if first else lo):
             key = info.key
-            if hi is not None and key >= hi:
+            if hi is not None and key > hi:
                 break
-            if key >= lo and key not in listed_once:
+            if key not in listed_once:
                 out.append(info)
         return out
 
@@ -276,12 +290,6 @@ def _ranges(parts: builtins.list[str], count: int) -> builtins.list[tuple[str, s
     n = min(count, len(parts))
     starts = [parts[len(parts) * i // n] for i in range(n)]
     return [(lo, starts[i + 1] if i + 1 < n else None) for i, lo in enumerate(starts)]
-
-
-def _before(key: str) -> str:
-    """A StartAfter just below `key`: its last character decremented (keys between that and `key`
-    are skipped by the range, which owns none of them)."""
-    return key[:-1] + chr(ord(key[-1]) - 1) if key and key[-1] != "\x00" else key[:-1]
 
 
 def _page(store: ObjectStore) -> int:

@@ -108,6 +108,7 @@ def _plan(store: ObjectStore, n: int, workers: int, **kw: Any) -> tuple[Any, flo
 
 def proxied_listing(ctx: BenchContext, result: CaseResult) -> None:
     from storekeeper.dev.bench.latency_proxy import latency_proxy
+    from storekeeper.policies.access import Access
     from storekeeper.stores.base import RequestCounter
     from storekeeper.stores.s3 import S3Store
 
@@ -126,8 +127,10 @@ def proxied_listing(ctx: BenchContext, result: CaseResult) -> None:
             "s3", max_pool_connections=sizes.listing_workers * 2
         )
         store = S3Store(direct.bucket, client=client, counter=RequestCounter())
+        # sequential, resuming after the last key if the loaded link drops a page (as planning does)
+        resumable = Access(rate=1000.0, retries=5)
         with timed() as lt:
-            listed = sum(1 for _ in store.list(PREFIX))
+            listed = sum(1 for _ in resumable.list(store, PREFIX))
         if listed != n:
             raise RuntimeError(f"listing: listed {listed} of {n}")
         bare_requests = store.requests.total()
