@@ -234,6 +234,20 @@ def test_delete_many_in_batches(store: ObjectStore) -> None:
     assert [i.key for i in store.list()] == ["keep/me"]
 
 
+def test_deletes_count_the_bytes_they_freed_from_the_sizes_given(store: ObjectStore) -> None:
+    """BytesFreed (docs/operations.md): on an unversioned bucket, the sizes the caller listed for
+    the keys the store deleted; nothing claimed without sizes."""
+    sizes = {"f/a": 3, "f/b": 40}
+    for key, n in sizes.items():
+        store.put(key, b"x" * n)
+    assert store.delete_many(list(sizes), sizes=sizes).bytes_freed == 43
+    store.put("f/c", b"y" * 5)
+    assert store.purge_many(["f/c"], sizes={"f/c": 5}).bytes_freed == 5
+    store.put("f/d", b"z")
+    assert store.delete_many(["f/d"]).bytes_freed == 0
+    assert list(store.list("f/")) == []
+
+
 def test_delete_many_rejects_bad_key_before_any_delete(store: ObjectStore) -> None:
     store.put("ok", b"1")
     store.requests.reset()
