@@ -24,6 +24,35 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 pytest_plugins = ["tests.servers.s3_servers", "tests.servers.supabase_server"]
 
 
+#: what a developer's shell may carry (`storekeeper devstack` exports most of it): a test that inherited
+#: it would reach another store or queue, and pass or fail by what ran before it
+MACHINE_SETTINGS = (
+    "STOREKEEPER_STORE",
+    "DELTA_QUEUE_URL",
+    "CLEANUP_QUEUE_URL",
+    "IDEMPOTENCY_TABLE",
+    "REAPER_APPLY",
+    "REAPER_POLICIES",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "SUPABASE_URL",
+    "SUPABASE_SERVICE_KEY",
+    "SUPABASE_DB_URL",
+)
+
+
+@pytest.fixture(autouse=True)
+def storekeeper_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own STOREKEEPER_HOME (embedded store, local queues, journals) and none of the
+    machine's store or queue settings: nothing a test leaves in ~/.storekeeper can reach another test
+    or run. Tests that need a setting set it themselves (monkeypatch, after this)."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("STOREKEEPER_HOME", str(home))
+    for name in MACHINE_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    return home
+
+
 @pytest.fixture
 def store(tmp_path: Path) -> LocalStore:
     """A fresh local store (bucket `bucket`) per test; modules that need another shape override it."""

@@ -34,17 +34,8 @@ def test_readme_commands_run_as_written(tmp_path: Path, monkeypatch: pytest.Monk
     for d in ("examples", "events"):
         (tmp_path / d).symlink_to(REPO / d)
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("COMPACTOR_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("COLUMNS", "100")
-    for var in (
-        "STOREKEEPER_STORE",
-        "DELTA_QUEUE_URL",
-        "CLEANUP_QUEUE_URL",
-        "REAPER_APPLY",
-        "IDEMPOTENCY_TABLE",
-    ):
-        monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing may reach AWS
     commands = readme_commands()
     assert len(commands) >= 15

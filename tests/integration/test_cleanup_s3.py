@@ -14,10 +14,10 @@ from storekeeper.cleanup import execute_task
 from storekeeper.cleanup.base import TaskOutcome
 from storekeeper.layout import pointer_key
 from storekeeper.models.cleanup import CleanupTask, TaskGuard
-from storekeeper.models.snapshots import Manifest
 from storekeeper.protection import ProtectionConfig
 from storekeeper.stores.base import RequestCounter
 from storekeeper.stores.s3 import S3Store
+from tests.cleanup_support import cleanup_task, put_version
 from tests.servers.s3_servers import S3Server
 
 pytestmark = pytest.mark.integration
@@ -26,18 +26,7 @@ V1, V2 = "000000000001-aaaaaaaa", "000000000002-bbbbbbbb"
 
 
 def task(action: str, bucket: str, **kw: Any) -> CleanupTask:
-    return CleanupTask.model_validate(
-        {
-            "task_id": kw.pop("task_id", f"t-{action}"),
-            "action": action,
-            "backend": "s3",
-            "bucket": bucket,
-            "policy": "test",
-            "reason": "integration",
-            "planned_at": NOW,
-            **kw,
-        }
-    )
+    return cleanup_task(action, bucket, backend="s3", planned_at=NOW, reason="integration", **kw)
 
 
 @pytest.fixture
@@ -97,19 +86,9 @@ def test_etag_guard_on_real_server(sw_store: S3Store) -> None:
     assert sw_store.get("img/a").body == b"v2"
 
 
-def _publish(store: S3Store, version: str, live: bool) -> None:
-    prefix = f"snapshot/docs/{version}/"
-    m = Manifest(collection="docs", version=version, parent=None, archive="chroma.tar.gz", sha256="0" * 64,
-                 size=1, dimension=3, record_count=1, deltas=[], applied=[], created_at=NOW)  # fmt: skip
-    store.put(prefix + "chroma.tar.gz", b"archive")
-    store.put(prefix + "manifest.json", m.model_dump_json().encode())
-    if live:
-        store.put(pointer_key("docs"), prefix.encode())
-
-
 def test_snapshot_published_between_planning_and_cleanup_survives(sw_store: S3Store) -> None:
-    _publish(sw_store, V1, live=True)
-    _publish(sw_store, V2, live=False)
+    put_version(sw_store, "docs", V1, created_at=NOW, live=True)
+    put_version(sw_store, "docs", V2, created_at=NOW, live=False)
     # planned while V1 was live: delete V1 (an old version by the plan's view of the world)... but
     # the plan also targeted V2 as "unpublished garbage", and V2 got published before cleanup ran
     t = task("delete_snapshot_version", sw_store.bucket, collection="docs", version=V2,

@@ -11,6 +11,7 @@ from storekeeper.cleanup import execute_task
 from storekeeper.models.cleanup import CleanupTask
 from storekeeper.stores import RequestCounter, open_store
 from storekeeper.stores.vectors import SupabaseVectorBackend, open_vector_backend
+from tests.cleanup_support import cleanup_task
 from tests.servers.supabase_server import SupabaseEmulatorServer
 
 pytestmark = pytest.mark.integration
@@ -18,10 +19,8 @@ NOW = datetime(2030, 1, 1, tzinfo=UTC)
 
 
 def task(action: str, bucket: str, **kw: Any) -> CleanupTask:
-    return CleanupTask.model_validate(
-        {"task_id": f"t-{action}-{bucket}", "action": action, "backend": "supabase", "bucket": bucket,
-         "policy": "test", "reason": "integration", "planned_at": NOW, **kw}
-    )  # fmt: skip
+    return cleanup_task(action, bucket, backend="supabase", planned_at=NOW, reason="integration",
+                        task_id=f"t-{action}-{bucket}", **kw)  # fmt: skip
 
 
 class CallLog(SupabaseVectorBackend):

@@ -30,9 +30,8 @@ def dst(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.Monk
 
 
 @pytest.fixture
-def src(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalStore:
+def src(tmp_path: Path) -> LocalStore:
     """Two collections, two versions of one, a pending delta, a report."""
-    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
     store = LocalStore(tmp_path / "src")
     cache = SnapshotCache(tmp_path / "cache")
     for c, n in (("docs", 2), ("notes", 1)):

@@ -24,13 +24,13 @@ from storekeeper import reaper
 from storekeeper.cleanup import TaskOutcome, execute_task, parse_task
 from storekeeper.layout import pointer_key
 from storekeeper.models.reports import ReaperReport
-from storekeeper.models.snapshots import Manifest
 from storekeeper.overflow import least_full_bucket
 from storekeeper.policies import parse_policies
 from storekeeper.protection import ProtectionConfig
 from storekeeper.queues import LocalQueue, SqsQueue
 from storekeeper.stores import ObjectStore, RequestCounter
 from storekeeper.stores.s3 import S3Store
+from tests.cleanup_support import put_version
 from tests.servers.s3_servers import S3Server, empty_and_delete_bucket
 from tests.servers.supabase_server import SupabaseEmulatorServer
 from tests.unit.reaper_world import delta_id
@@ -70,14 +70,8 @@ def all_keys(store: ObjectStore) -> set[str]:
 
 
 def publish(store: ObjectStore, version: str, parent: str | None, applied: list[str], live: bool) -> None:
-    prefix = f"snapshot/docs/{version}/"
-    m = Manifest(collection="docs", version=version, parent=parent, archive="chroma.tar.gz", sha256="0" * 64,
-                 size=7, dimension=3, record_count=1, deltas=applied[-1:], applied=applied,
-                 created_at=datetime.now(UTC))  # fmt: skip
-    store.put(prefix + "chroma.tar.gz", b"archive")
-    store.put(prefix + "manifest.json", m.model_dump_json().encode())
-    if live:
-        store.put(pointer_key("docs"), prefix.encode())
+    put_version(store, "docs", version, created_at=datetime.now(UTC), live=live, parent=parent, size=7,
+                deltas=applied[-1:], applied=applied)  # fmt: skip
 
 
 def world(store: ObjectStore) -> set[str]:
@@ -294,8 +288,6 @@ def test_reaper_sends_to_sqs_and_the_cleanup_handler_executes_on_moto_server(
     monkeypatch.setenv("STOREKEEPER_STORE", f"s3://{bucket}")
     monkeypatch.setenv("CLEANUP_QUEUE_URL", url)
     monkeypatch.setenv("REAPER_POLICIES", str(policies))
-    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("IDEMPOTENCY_TABLE", raising=False)
     store = S3Store(bucket, client=moto_http.client("s3"))
     must_stay = world(store)
     before = all_keys(store)

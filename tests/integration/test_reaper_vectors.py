@@ -94,7 +94,7 @@ def test_quota_reap_and_cleanup_brings_the_project_under_quota(project, tmp_path
 
 
 def test_status_counts_vector_buckets_against_the_quota_and_check_fails_at_it(
-    project, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    project, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
     """`status` lists the project's vector buckets over real HTTP; 12 of 10 fails `--check`."""
     import json
@@ -103,7 +103,6 @@ def test_status_counts_vector_buckets_against_the_quota_and_check_fails_at_it(
 
     from storekeeper.cli import app
 
-    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
     pol = tmp_path / "p.yaml"
     pol.write_text(POLICIES)
     store = LocalStore(tmp_path / "main")

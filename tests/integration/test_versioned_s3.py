@@ -18,12 +18,11 @@ from moto import mock_aws
 from storekeeper.cleanup import execute_task
 from storekeeper.cleanup.base import TaskOutcome
 from storekeeper.deltas import new_delta_id
-from storekeeper.layout import pointer_key
 from storekeeper.models.cleanup import CleanupTask
-from storekeeper.models.snapshots import Manifest
 from storekeeper.protection import ProtectionConfig
 from storekeeper.stores.base import RequestCounter
 from storekeeper.stores.s3 import S3Store
+from tests.cleanup_support import cleanup_task, put_version
 from tests.servers.s3_servers import S3Server
 
 pytestmark = pytest.mark.integration
@@ -55,18 +54,7 @@ def versions(store: S3Store, prefix: str) -> list[tuple[str, bool]]:
 
 
 def task(action: str, bucket: str, **kw: Any) -> CleanupTask:
-    return CleanupTask.model_validate(
-        {
-            "task_id": f"t-{action}",
-            "action": action,
-            "backend": "s3",
-            "bucket": bucket,
-            "policy": "test",
-            "reason": "versioned",
-            "planned_at": NOW,
-            **kw,
-        }
-    )
+    return cleanup_task(action, bucket, backend="s3", planned_at=NOW, reason="versioned", **kw)
 
 
 def run(store: S3Store, t: CleanupTask, **kw: Any) -> TaskOutcome:
@@ -74,16 +62,10 @@ def run(store: S3Store, t: CleanupTask, **kw: Any) -> TaskOutcome:
 
 
 def publish_two_versions(store: S3Store, applied: tuple[str, ...] = ()) -> None:
+    """V1 and V2 (live) of collection `c`, both listing `applied` as their deltas."""
     for v in (V1, V2):
-        fields = {"parent": None, "archive": "chroma.tar", "sha256": "0" * 64, "size": 3, "dimension": 2}
-        m = Manifest.model_validate(
-            {"collection": "c", "version": v, "record_count": 0, "deltas": list(applied), "applied": []}
-            | fields
-            | {"created_at": NOW}
-        )
-        store.put(f"snapshot/c/{v}/chroma.tar", b"abc")
-        store.put(f"snapshot/c/{v}/manifest.json", m.model_dump_json().encode())
-    store.put(pointer_key("c"), f"snapshot/c/{V2}/".encode())
+        put_version(store, "c", v, created_at=NOW, live=v == V2, archive="chroma.tar", body=b"abc", size=3,
+                    dimension=2, record_count=0, deltas=applied)  # fmt: skip
 
 
 def test_versioning_is_detected_and_read_once(vstore: S3Store) -> None:

@@ -11,8 +11,8 @@ import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from storekeeper.models.snapshots import Manifest
 from storekeeper.stores.local import LocalStore
+from tests import cleanup_support
 
 NOW = datetime(2030, 1, 15, 12, 0, tzinfo=UTC)
 
@@ -59,18 +59,15 @@ def write_version(
     prefix = f"snapshot/{c}/{v}/"
     put_aged(store, prefix + "chroma.tar.gz", archive_size, old)
     if manifest:
-        m = Manifest(
-            collection=c,
-            version=v,
+        m = cleanup_support.manifest(
+            c,
+            v,
+            created_at=NOW - old,
             parent=version(parent) if parent else None,
-            archive="chroma.tar.gz",
             sha256=hashlib.sha256(b"x").hexdigest(),
             size=archive_size,
-            dimension=3,
-            record_count=1,
             deltas=applied[-1:],
             applied=applied,
-            created_at=NOW - old,
         )
         store.put(prefix + "manifest.json", m.model_dump_json().encode())
         age(store, prefix + "manifest.json", old)

@@ -13,9 +13,9 @@ from storekeeper.errors import ValidationError
 from storekeeper.idempotency import StorePersistenceLayer
 from storekeeper.layout import pointer_key
 from storekeeper.models.cleanup import CleanupAction, CleanupTask, TaskGuard
-from storekeeper.models.snapshots import Manifest
 from storekeeper.stores.base import DeleteResult
 from storekeeper.stores.local import LocalStore
+from tests.cleanup_support import cleanup_task, put_version
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 V1, V2, V3 = "000000000001-aaaaaaaa", "000000000002-bbbbbbbb", "000000000003-cccccccc"
@@ -58,17 +58,10 @@ def resolver(store: LocalStore) -> Any:
 
 
 def task(action: str, **kw: Any) -> CleanupTask:
-    base: dict[str, Any] = {
-        "task_id": kw.pop("task_id", f"t-{action}"),
-        "action": action,
-        "backend": "file",
-        "bucket": kw.pop("bucket", "main"),
-        "policy": "test",
-        "reason": "unit test",
-        "planned_at": NOW - timedelta(minutes=5),
-    }
-    base.update(kw)
-    return CleanupTask.model_validate(base)
+    bucket = kw.pop("bucket", "main")
+    return cleanup_task(
+        action, bucket, backend="file", planned_at=NOW - timedelta(minutes=5), reason="unit test", **kw
+    )
 
 
 def run(store: LocalStore, t: CleanupTask, **kw: Any) -> Any:
@@ -78,25 +71,17 @@ def run(store: LocalStore, t: CleanupTask, **kw: Any) -> Any:
 def publish(
     store: LocalStore, c: str, version: str, *, live: bool = True, applied: list[str] | None = None
 ) -> None:
-    prefix = f"snapshot/{c}/{version}/"
-    m = Manifest(
-        collection=c,
-        version=version,
-        parent=None,
-        archive="chroma.tar.gz",
-        sha256="0" * 64,
-        size=1,
-        dimension=3,
-        record_count=1,
-        deltas=applied or [],
-        applied=applied or [],
+    applied = applied or []
+    put_version(
+        store,
+        c,
+        version,
         created_at=NOW,
+        live=live,
+        extra={"extra.bin": b"x"},
+        deltas=applied,
+        applied=applied,
     )
-    store.put(prefix + "chroma.tar.gz", b"archive")
-    store.put(prefix + "extra.bin", b"x")
-    store.put(prefix + "manifest.json", m.model_dump_json().encode())
-    if live:
-        store.put(pointer_key(c), prefix.encode())
 
 
 # -- registry and parsing -------------------------------------------------------------------

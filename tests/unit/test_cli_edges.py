@@ -15,14 +15,6 @@ from storekeeper.queues import LocalQueue
 from storekeeper.stores.local import LocalStore
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
-    for name in ("STOREKEEPER_STORE", "DELTA_QUEUE_URL", "CLEANUP_QUEUE_URL", "IDEMPOTENCY_TABLE"):
-        monkeypatch.delenv(name, raising=False)
-    return tmp_path / "home"
-
-
 def run(*args: str) -> tuple[int, str]:
     res = CliRunner().invoke(app, list(args))
     out = res.stdout + res.stderr

@@ -51,7 +51,7 @@ def make_function(root: Path, name: str, code: str, **extra: str) -> Path:
 
 
 @pytest.fixture
-def fake_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def fake_repo(tmp_path: Path) -> Path:
     root = tmp_path / "repo"
     make_function(root, "echo", ECHO_HANDLER, **{"helper.py": "VALUE = 42\n"})
     make_function(root, "boom", "def handler(event, context):\n    raise RuntimeError('bad delta key x')\n")
@@ -60,8 +60,6 @@ def fake_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     )
     make_function(root, "nohandler", "VALUE = 1\n")
     make_function(root, "badresponse", "def handler(event, context):\n    return {'x': object()}\n")
-    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("STOREKEEPER_STORE", raising=False)
     return root
 
 

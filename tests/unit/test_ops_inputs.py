@@ -21,10 +21,7 @@ SETTINGS = settings(
 
 
 @pytest.fixture
-def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalStore:
-    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
-    for var in ("STOREKEEPER_STORE", "AWS_ENDPOINT_URL"):
-        monkeypatch.delenv(var, raising=False)
+def store(tmp_path: Path) -> LocalStore:
     s = LocalStore(tmp_path / "store")
     s.put("reports/reaper/20310101T000000000000Z.json", b"{}")
     return s

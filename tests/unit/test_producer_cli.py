@@ -14,14 +14,6 @@ from storekeeper.queues import open_queue
 from storekeeper.stores import open_store
 
 
-@pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
-    for var in ("STOREKEEPER_STORE", "DELTA_QUEUE_URL", "IDEMPOTENCY_TABLE"):
-        monkeypatch.delenv(var, raising=False)
-    return tmp_path / "home"
-
-
 def _file(tmp_path: Path, lines: list[object]) -> Path:
     f = tmp_path / "records.jsonl"
     f.write_text("".join(json.dumps(x) + "\n" for x in lines))

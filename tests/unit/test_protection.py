@@ -9,10 +9,10 @@ from types import SimpleNamespace
 import pytest
 
 from storekeeper.layout import pointer_key
-from storekeeper.models.snapshots import Manifest
 from storekeeper.policies.protect import load_protection_config
 from storekeeper.protection import Protection, ProtectionConfig, label_reason
 from storekeeper.stores.local import LocalStore
+from tests.cleanup_support import put_version
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
 V1 = "000000000001-aaaaaaaa"
@@ -27,23 +27,9 @@ def labelled(p: Protection, store: LocalStore, key: str) -> str | None:
 
 
 def publish(store: LocalStore, c: str, version: str, applied: list[str]) -> None:
-    prefix = f"snapshot/{c}/{version}/"
-    m = Manifest(
-        collection=c,
-        version=version,
-        parent=None,
-        archive="db.tar",
-        sha256="0" * 64,
-        size=1,
-        dimension=3,
-        record_count=1,
-        deltas=applied,
-        applied=applied,
-        created_at=NOW,
+    put_version(
+        store, c, version, created_at=NOW, archive="db.tar", body=b"x", deltas=applied, applied=applied
     )
-    store.put(prefix + "db.tar", b"x")
-    store.put(prefix + "manifest.json", m.model_dump_json().encode())
-    store.put(pointer_key(c), prefix.encode())
 
 
 @pytest.fixture

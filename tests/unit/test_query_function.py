@@ -25,7 +25,6 @@ SAMPLE = json.loads((REPO / "events/query/query.json").read_text())
 @pytest.fixture(autouse=True)
 def _fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STOREKEEPER_READER_CACHE_DIR", str(tmp_path / "reader-cache"))
-    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
     query_api._readers.clear()
     reader._FAILURES.clear()
 

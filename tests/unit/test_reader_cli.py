@@ -19,14 +19,10 @@ pytestmark = pytest.mark.slow  # real chromadb snapshots through the CLI: not in
 
 
 @pytest.fixture(autouse=True)
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
+def caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STOREKEEPER_READER_CACHE_DIR", str(tmp_path / "reader-cache"))
     monkeypatch.setenv("COMPACTOR_CACHE_DIR", str(tmp_path / "compactor-cache"))
-    for var in ("STOREKEEPER_STORE", "DELTA_QUEUE_URL", "IDEMPOTENCY_TABLE"):
-        monkeypatch.delenv(var, raising=False)
     reader._FAILURES.clear()
-    return tmp_path / "home"
 
 
 def _records(tmp_path: Path, n: int, lang: str) -> Path:

@@ -54,14 +54,6 @@ def planned_keys(report: ReaperReport, store: LocalStore) -> set[str]:
     return keys
 
 
-@pytest.fixture(autouse=True)
-def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Nothing of these tests may land in the machine's ~/.storekeeper (queues, default store)."""
-    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("CLEANUP_QUEUE_URL", raising=False)
-    monkeypatch.delenv("STOREKEEPER_STORE", raising=False)
-
-
 @pytest.fixture
 def world(tmp_path: Path) -> LocalStore:
     """docs: versions 1..6 (live = 5, 6 never published, 7 a crashed half-write older than live's child);

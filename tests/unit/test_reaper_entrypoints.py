@@ -21,8 +21,7 @@ POLICY = (
 
 
 @pytest.fixture
-def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[LocalStore, LocalQueue, Path]:
-    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
+def setup(tmp_path: Path) -> tuple[LocalStore, LocalQueue, Path]:
     store = LocalStore(tmp_path / "stores" / "main")
     store.put("tmp/a.tmp", b"a")
     store.put("keep/b", b"b")

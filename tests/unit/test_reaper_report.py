@@ -32,11 +32,6 @@ VALUES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
-
-
 def test_trusted_decision_is_indistinguishable_from_a_validated_one() -> None:
     fast, checked = trusted_decision(VALUES), Decision.model_validate(VALUES)
     assert fast == checked

@@ -41,11 +41,6 @@ policies:
 """
 
 
-@pytest.fixture(autouse=True)
-def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
-
-
 @pytest.fixture(scope="module")
 def big(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
     """cache/<dd>/<iiii>.bin, 100 folders x 1000 files; even i are 3 days old, odd i 1 hour."""

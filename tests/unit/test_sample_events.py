@@ -28,16 +28,7 @@ SAMPLES = sorted(REPO.glob("events/*/*.json"), key=lambda p: (ORDER.index(p.pare
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("COLUMNS", "200")
-    for var in (
-        "STOREKEEPER_STORE",
-        "DELTA_QUEUE_URL",
-        "CLEANUP_QUEUE_URL",
-        "IDEMPOTENCY_TABLE",
-        "REAPER_APPLY",
-    ):
-        monkeypatch.delenv(var, raising=False)
     # any attempt to reach AWS fails at once instead of finding the deployed bucket
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
     return tmp_path

@@ -63,9 +63,8 @@ def rows(page: str, table: str) -> list[list[str]]:
 
 
 @pytest.fixture
-def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[LocalStore, Path, datetime]:
+def world(tmp_path: Path) -> tuple[LocalStore, Path, datetime]:
     """tests.status_support.status_world: two collections and four reaper runs one day apart."""
-    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
     return status_world(tmp_path)
 
 
@@ -168,7 +167,6 @@ def test_check_exits_non_zero_above_the_high_watermark(
 
 
 def test_empty_store_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("COLUMNS", "80")
     store = LocalStore(tmp_path / "empty")
     res = CliRunner().invoke(app, ["status", "--store", store.url])
