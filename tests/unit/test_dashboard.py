@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cfnlint.decode import cfn_yaml
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,13 +56,13 @@ def test_dashboard_body_is_valid_json_and_reads_only_metrics_we_emit() -> None:
     assert ours - emitted - {"ColdStart"} == set()
 
 
-def test_usage_and_quota_alarms_watch_metrics_the_reaper_emits() -> None:
-    res = template()["Resources"]
-    emitted = emitted_metric_names()
-    for name in ("UsageAboveHighWatermarkAlarm", "VectorQuotaReachedAlarm", "ReaperDeferredAlarm"):
-        p = res[name]["Properties"]
-        assert p["MetricName"] in emitted, name
-        assert p["Dimensions"] == [{"Name": "service", "Value": "reaper"}]
+@pytest.mark.parametrize(
+    "name", ["UsageAboveHighWatermarkAlarm", "VectorQuotaReachedAlarm", "ReaperDeferredAlarm"]
+)
+def test_usage_and_quota_alarms_watch_metrics_the_reaper_emits(name: str) -> None:
+    p = template()["Resources"][name]["Properties"]
+    assert p["MetricName"] in emitted_metric_names(), name
+    assert p["Dimensions"] == [{"Name": "service", "Value": "reaper"}]
 
 
 def test_every_alarm_and_gauge_is_documented_with_a_runbook() -> None:

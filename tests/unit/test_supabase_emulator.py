@@ -161,22 +161,24 @@ def test_remove_accepts_more_than_1000_unless_hard_limits(http: httpx.Client) ->
         strict.stop()
 
 
+@pytest.mark.parametrize(
+    ("bad_key", "message"),
+    [("not-a-jwt", "Invalid Compact JWS"), ("forged", "signature verification failed")],
+)
 def test_a_bad_key_on_reads_looks_like_a_missing_bucket_except_on_authenticated_routes(
-    http: httpx.Client, supabase_env: SupabaseEmulatorServer
+    http: httpx.Client, supabase_env: SupabaseEmulatorServer, bad_key: str, message: str
 ) -> None:
     _put(http, "k")
     base = supabase_env.url + "/storage/v1"
-    forged = supabase_env.service_key[:-4] + (
-        "AAAA" if not supabase_env.service_key.endswith("AAAA") else "BBBB"
-    )
-    for token, message in (("not-a-jwt", "Invalid Compact JWS"), (forged, "signature verification failed")):
-        auth = {"Authorization": f"Bearer {token}"}
-        for path in ("/object/emu/k", "/object/info/emu/k"):
-            r = httpx.get(base + path, headers=auth).json()
-            assert (r["statusCode"], r["message"]) == ("404", "Bucket not found"), path
-        for path in ("/object/authenticated/emu/k", "/object/info/authenticated/emu/k", "/bucket/emu"):
-            r = httpx.get(base + path, headers=auth).json()
-            assert (r["statusCode"], r["code"], r["message"]) == ("403", "AccessDenied", message), path
+    key = supabase_env.service_key
+    token = (key[:-4] + ("AAAA" if not key.endswith("AAAA") else "BBBB")) if bad_key == "forged" else bad_key
+    auth = {"Authorization": f"Bearer {token}"}
+    for path in ("/object/emu/k", "/object/info/emu/k"):
+        r = httpx.get(base + path, headers=auth).json()
+        assert (r["statusCode"], r["message"]) == ("404", "Bucket not found"), path
+    for path in ("/object/authenticated/emu/k", "/object/info/authenticated/emu/k", "/bucket/emu"):
+        r = httpx.get(base + path, headers=auth).json()
+        assert (r["statusCode"], r["code"], r["message"]) == ("403", "AccessDenied", message), path
     missing = httpx.get(base + "/bucket/emu").json()
     assert (missing["statusCode"], missing["code"]) == ("400", "InvalidRequest")
 
