@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -51,6 +52,28 @@ def storekeeper_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     for name in MACHINE_SETTINGS:
         monkeypatch.delenv(name, raising=False)
     return home
+
+
+@pytest.fixture(autouse=True)
+def cold_process() -> None:
+    """Each test starts as a cold Lambda container: what the package keeps between warm invocations
+    (stores opened from the environment, collection configs, endpoints found unreachable, readers and
+    their failures, the executor's protection config) is dropped, so a test cannot pass or fail by
+    what an earlier test left there (the same bucket name on another server or mock, the same
+    unreachable port). Only modules already imported are touched: a test's imports stay its own."""
+    loaded = sys.modules.get
+    if (stores := loaded("storekeeper.stores")) is not None:
+        stores._env_stores.clear()
+    if (collection_config := loaded("storekeeper.collection_config")) is not None:
+        collection_config.forget_all()
+    if (netconfig := loaded("storekeeper.netconfig")) is not None:
+        netconfig._unreachable.clear()
+    if (reader := loaded("storekeeper.reader")) is not None:
+        reader._FAILURES.clear()
+    if (query_api := loaded("storekeeper.query_api")) is not None:
+        query_api._readers.clear()
+    if (protect := loaded("storekeeper.policies.protect")) is not None:
+        protect._cached.cache_clear()
 
 
 @pytest.fixture

@@ -27,11 +27,6 @@ from storekeeper.stores.base import GetResult, ObjectStore
 from storekeeper.stores.local import LocalStore
 
 
-@pytest.fixture(autouse=True)
-def _fresh_cache() -> None:
-    collection_config.forget_all()
-
-
 def event(dim: int, rid: str = "a", **extra: Any) -> dict[str, Any]:
     return {"collection": "c", "upserts": [{"id": rid, "embedding": [0.5] * dim}], **extra}
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from storekeeper import query_api, reader
+from storekeeper import query_api
 from storekeeper.cli import app
 from storekeeper.runtime import invoke
 from storekeeper.stores.local import LocalStore
@@ -25,8 +25,6 @@ SAMPLE = json.loads((REPO / "events/query/query.json").read_text())
 @pytest.fixture(autouse=True)
 def _fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STOREKEEPER_READER_CACHE_DIR", str(tmp_path / "reader-cache"))
-    query_api._readers.clear()
-    reader._FAILURES.clear()
 
 
 def _event(body: Any) -> dict[str, Any]:

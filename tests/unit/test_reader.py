@@ -34,11 +34,6 @@ from tests.reader_support import entry_unlocked, publish_version, records
 pytestmark = pytest.mark.slow  # real chromadb snapshots, published and read: not in `make test-fast`
 
 
-@pytest.fixture(autouse=True)
-def _no_failures_between_tests() -> None:
-    reader._FAILURES.clear()
-
-
 @pytest.fixture
 def cache(tmp_path: Path) -> SnapshotCache:
     return SnapshotCache.for_readers(tmp_path / "reader-cache")

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from storekeeper import reader
 from storekeeper.cli import app
 from storekeeper.compaction import compact
 from storekeeper.stores import open_store
@@ -22,7 +21,6 @@ pytestmark = pytest.mark.slow  # real chromadb snapshots through the CLI: not in
 def caches(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STOREKEEPER_READER_CACHE_DIR", str(tmp_path / "reader-cache"))
     monkeypatch.setenv("COMPACTOR_CACHE_DIR", str(tmp_path / "compactor-cache"))
-    reader._FAILURES.clear()
 
 
 def _records(tmp_path: Path, n: int, lang: str) -> Path:
