@@ -159,11 +159,8 @@ def test_status_page_renders_in_headless_chromium(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_status_html_of_a_real_store_renders_in_headless_chromium(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_status_html_of_a_real_store_renders_in_headless_chromium(tmp_path: Path) -> None:
     """`storekeeper status --html` of a store with two collections and four reaper runs."""
-    monkeypatch.setenv("STOREKEEPER_HOME", str(tmp_path / "home"))
     store, pol, _ = status_world(tmp_path)
     page = tmp_path / "status.html"
     res = CliRunner().invoke(
