@@ -41,11 +41,12 @@ policies:
 """
 
 
-@pytest.fixture(scope="module")
-def big(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
-    """cache/<dd>/<iiii>.bin, 100 folders x 1000 files; even i are 3 days old, odd i 1 hour."""
-    root = tmp_path_factory.mktemp("big")
-    store = LocalStore(root / "stores" / "main", counter=RequestCounter())
+@pytest.fixture
+def big(tmp_path: Path) -> LocalStore:
+    """cache/<dd>/<iiii>.bin, 100 folders x 1000 files; even i are 3 days old, odd i 1 hour.
+    Built for each test: the deletion test empties it, so a world shared by the module would make
+    the planning test's result depend on which of the two ran first."""
+    store = LocalStore(tmp_path / "stores" / "main", counter=RequestCounter())
     old = (NOW - timedelta(days=3)).timestamp()
     new = (NOW - timedelta(hours=1)).timestamp()
     started = time.perf_counter()
@@ -83,7 +84,7 @@ def test_100k_objects_planned_from_listing_only(big: LocalStore) -> None:
 
 
 def test_100k_objects_deleted_through_plan_executor_and_batched_deletes(big: LocalStore) -> None:
-    """Runs after the planning test (same module world); everything is older than 0s now."""
+    """Everything is older than 0s now: the whole world is planned and deleted."""
     assert sum(1 for _ in big.list("cache/")) == N
     report = reaper.run(
         policies=parse_policies(POLICY.replace("AGE", "0s")),
