@@ -234,6 +234,7 @@ def test_delete_prefix_guard_max_objects(store: RecordingStore) -> None:
     assert len(list(store.list("tmp/"))) == 5
 
 
+@pytest.mark.slow  # 2,500 objects written and deleted: >5 s here
 def test_delete_prefix_batches(store: RecordingStore) -> None:
     for i in range(2500):
         store.put(f"bulk/{i:05d}", b"")

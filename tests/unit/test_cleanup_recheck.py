@@ -43,6 +43,7 @@ def run(store: Any, keys: list[str], *, labels: bool, guard: TaskGuard | None = 
     )
 
 
+@pytest.mark.slow  # 300 moto objects written: >5 s here
 def test_a_page_of_contiguous_keys_costs_one_list_request_and_no_head(s3: Any) -> None:
     keys = [f"k/{i:04d}" for i in range(100, 200)]
     out = run(s3, keys, labels=False)
@@ -54,6 +55,7 @@ def test_a_page_of_contiguous_keys_costs_one_list_request_and_no_head(s3: Any) -
     assert out.bytes_freed == 100  # 100 objects of 1 byte, sizes as this execution listed them
 
 
+@pytest.mark.slow  # 300 moto objects written: >5 s here
 def test_labels_cost_heads_only_for_keys_that_passed_the_listing_checks(s3: Any) -> None:
     keys = [f"k/{i:04d}" for i in range(50, 70)] + ["k/9999"]  # one never existed
     planned = {"k/0051": '"not-the-etag"'}
@@ -68,12 +70,14 @@ def test_labels_cost_heads_only_for_keys_that_passed_the_listing_checks(s3: Any)
     assert s3.exists("k/0051")
 
 
+@pytest.mark.slow  # 300 moto objects written: >5 s here
 def test_missing_keys_between_and_after_the_listing_are_noop(s3: Any) -> None:
     out = run(s3, ["k/0010", "k/0010x", "k/0299", "k/0300", "zzz"], labels=False)
     assert sorted(out.missing) == ["k/0010x", "k/0300", "zzz"]
     assert sorted(out.deleted) == ["k/0010", "k/0299"]
 
 
+@pytest.mark.slow  # 300 moto objects written: >5 s here
 def test_a_sparse_key_set_stops_scanning_and_heads_the_rest(s3: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import storekeeper.cleanup.base as base
 

@@ -57,6 +57,7 @@ def big(tmp_path_factory: pytest.TempPathFactory) -> tuple[LocalStore, list[str]
     return store, sorted(keys)
 
 
+@pytest.mark.slow  # the 22,000-object world: >5 s here
 def test_start_after_near_the_end_reads_only_the_last_directory(
     big: tuple[LocalStore, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -69,6 +70,7 @@ def test_start_after_near_the_end_reads_only_the_last_directory(
     assert [Path(p).name for p in counts.scans] == ["data", "g19"]  # not the 19 other groups
 
 
+@pytest.mark.slow  # the 22,000-object world: >5 s here
 def test_a_listing_that_stops_early_stats_only_what_it_yielded(
     big: tuple[LocalStore, list[str]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -85,6 +87,7 @@ def test_a_listing_that_stops_early_stats_only_what_it_yielded(
     assert counts.stats == 4
 
 
+@pytest.mark.slow  # the 22,000-object world: >5 s here
 def test_full_listing_still_matches_every_key_with_sizes(big: tuple[LocalStore, list[str]]) -> None:
     store, keys = big
     infos = list(store.list())

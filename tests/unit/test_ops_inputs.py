@@ -35,6 +35,7 @@ def clean_failure(args: list[str]) -> str:
     return res.output
 
 
+@pytest.mark.slow  # hypothesis through the CLI: >5 s here
 @SETTINGS
 @given(version=TEXT, collection=TEXT)
 def test_rollback_and_snapshots_with_any_names(store: LocalStore, version: str, collection: str) -> None:
@@ -57,6 +58,7 @@ def test_migrate_with_any_urls(store: LocalStore, src: str, dst: str, tmp_path: 
     clean_failure(["migrate", "--from", src or "x", "--to", dst or "y", "--journal", str(tmp_path / "j")])
 
 
+@pytest.mark.slow  # hypothesis through the CLI: >5 s here
 @SETTINGS
 @given(body=st.binary(max_size=200) | TEXT.map(str.encode))
 def test_a_broken_report_is_skipped_by_the_history(store: LocalStore, body: bytes) -> None:

@@ -160,6 +160,7 @@ def test_any_document_is_a_clear_error_or_a_loaded_file(doc: dict[str, Any]) -> 
     _assert_clear(yaml.safe_dump(doc, allow_unicode=True))
 
 
+@pytest.mark.slow  # hypothesis, many examples: >5 s here
 @FUZZ
 @given(policy=st.dictionaries(st.sampled_from(KEYS), documents, max_size=7))
 def test_any_policy_entry_is_a_clear_error_or_a_loaded_file(policy: dict[str, Any]) -> None:

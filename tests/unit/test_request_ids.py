@@ -99,6 +99,7 @@ put(parse_put_request(event), store=store, queue=LocalQueue(sys.argv[2]),
 """
 
 
+@pytest.mark.slow  # a killed process per case: >5 s here
 @pytest.mark.parametrize("killed_after", [0, 1, 2])
 def test_a_put_killed_part_way_completes_on_retry(tmp_path: Path, killed_after: int) -> None:
     script = tmp_path / "killer.py"

@@ -160,6 +160,7 @@ KEYS = st.sampled_from(["dry_run", "policies", "max_deletions", "detail", "sourc
                         "scheduled_time", "execution_id", "x"])  # fmt: skip
 
 
+@pytest.mark.slow  # hypothesis, 200 events: >5 s here
 @settings(max_examples=200, deadline=None)
 @given(event=JSON | st.dictionaries(KEYS, JSON, max_size=6))
 def test_any_event_is_a_trigger_or_a_clear_error(event: Any) -> None:

@@ -62,6 +62,7 @@ def test_small_response_shapes(http: httpx.Client) -> None:
     assert "type" not in http.get("/bucket/emu").json()
 
 
+@pytest.mark.slow  # threads racing uploads: >5 s here
 def test_create_only_uploads_really_race(supabase_env: SupabaseEmulatorServer) -> None:
     """Six concurrent create-only uploads of one new key: more than one succeeds, the last one wins."""
     headers = {"Authorization": f"Bearer {supabase_env.service_key}"}
