@@ -210,7 +210,10 @@ def persistence_from_env(store: ObjectStore, function_name: str) -> BasePersiste
     """DynamoDB when IDEMPOTENCY_TABLE is set (AWS), else records in `store`."""
     table = os.environ.get(config.IDEMPOTENCY_TABLE)
     if table:
-        from aws_lambda_powertools.utilities.idempotency.persistence.dynamodb import DynamoDBPersistenceLayer
+        # from the package, not its submodule: the package's deferred __init__ (defer_package_init) runs
+        # first and imports the submodule whole; importing the submodule first made it run that __init__
+        # half-way through, an ImportError on a new container's first request (IDEMPOTENCY_TABLE set)
+        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
         from storekeeper.netconfig import boto_config
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +82,26 @@ def test_persistence_from_env_picks_dynamodb_or_the_store(
     assert layer.table_name == table
     monkeypatch.delenv("IDEMPOTENCY_TABLE")
     assert isinstance(persistence_from_env(store, "producer"), StorePersistenceLayer)
+
+
+def test_a_new_process_builds_the_dynamodb_layer_as_its_first_persistence(tmp_path: Path) -> None:
+    """In a new container nothing else may have made Powertools' idempotency package whole yet
+    (storekeeper.idempotency defers its __init__): the DynamoDB layer must still import. In this
+    process an earlier test may already have done it, so a fresh interpreter asks (it failed with
+    "partially initialized module" when the random order ran a DynamoDB producer test first)."""
+    code = (
+        "import pathlib\n"
+        "from storekeeper.idempotency import persistence_from_env\n"
+        "from storekeeper.stores.local import LocalStore\n"
+        f"layer = persistence_from_env(LocalStore(pathlib.Path({str(tmp_path / 's')!r})), 'producer')\n"
+        "print(type(layer).__name__, layer.table_name)\n"
+    )
+    env = {**os.environ, "IDEMPOTENCY_TABLE": "idem", "AWS_DEFAULT_REGION": "us-east-1"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["DynamoDBPersistenceLayer", "idem"]
 
 
 def test_dynamodb_idempotency_retry(table: str, store: LocalStore, tmp_path: Path) -> None:
