@@ -128,7 +128,7 @@ def _measure(ctx: BenchContext, result: CaseResult, n: int, delta: int, s3: str 
     result.add("download_extract_seconds", down, "s", "local", params=p, note="local disk: no network")
     if s3:
         t = costs[s3]
-        parts = int(t["archive_upload_parts"])
+        parts = int(t.get("archive_upload_parts", 0))
         how = f"multipart, {parts} parts, create-only complete" if parts else "one create-only PUT"
         result.add("archive_upload_seconds", t["archive_upload_seconds"], "s", s3, params=p, note=how)
         result.add(

@@ -73,7 +73,7 @@ def run(ctx: BenchContext, result: CaseResult) -> None:
     ctx.log(f"compaction: archive costs of the {top} snapshot")
     for backend, costs in cb.archive_costs(ctx, backends, top).items():
         for name, value in costs.items():
-            unit = "bytes" if name.endswith("bytes") else "s"
+            unit = "bytes" if name.endswith("bytes") else "parts" if name.endswith("parts") else "s"
             result.add(
                 name,
                 value,

@@ -412,12 +412,13 @@ def archive_costs(
             snapshots.safe_extract(work / f"{backend}-{name}", tree)
         out[backend] = {
             "archive_upload_seconds": up.seconds,
-            "archive_upload_parts": parts,
             "archive_download_seconds": down.seconds,
             "archive_extract_seconds": extract.seconds,
         }
-        if single_put and parts:  # it went up multipart: time one PUT of it too
-            out[backend]["archive_single_put_seconds"] = _single_put_seconds(store, archive, name)
+        if parts:  # it went up multipart
+            out[backend]["archive_upload_parts"] = parts
+            if single_put:  # time one PUT of it too
+                out[backend]["archive_single_put_seconds"] = _single_put_seconds(store, archive, name)
         shutil.rmtree(tree, ignore_errors=True)
         (work / f"{backend}-{name}").unlink(missing_ok=True)
     shutil.rmtree(work, ignore_errors=True)
