@@ -111,6 +111,39 @@ def test_many_small_prefixes_are_listed_in_ranges_of_full_pages(s3: S3Store) -> 
     assert got.sequential_minimum == math.ceil(len(keys) / PAGE)
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(2200, 1, 1)),
+    st.sampled_from(["%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%dT%H:%M:%SZ", "%Y-%m-%dT%H:%M:%S+02:00",
+                     "%a, %d %b %Y %H:%M:%S GMT", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d"]),
+)  # fmt: skip
+def test_fast_timestamps_parse_what_botocore_parses(when: datetime, fmt: str) -> None:
+    """S3 clients parse response timestamps with `iso_timestamp` (dateutil was most of a listing
+    page's CPU): the same instant as botocore's own parser for every format, aware or not alike."""
+    from botocore.utils import parse_timestamp
+
+    from storekeeper.stores.s3 import iso_timestamp
+
+    text = when.strftime(fmt)
+    ours, theirs = iso_timestamp(text), parse_timestamp(text)
+    assert ours == theirs
+    assert (ours.tzinfo is None) == (theirs.tzinfo is None)
+    assert iso_timestamp(1_700_000_000) == parse_timestamp(1_700_000_000)
+
+
+def test_s3_listings_parse_timestamps_with_the_fast_parser() -> None:
+    from storekeeper.stores.s3 import make_client
+
+    with mock_aws():
+        client = make_client()
+        client.create_bucket(Bucket="ts-src")
+        store = S3Store("ts-src", client=client)
+        store.put("k", b"x")
+        (info,) = list(store.list(""))
+    assert info.last_modified.tzinfo is UTC  # fromisoformat's; botocore's dateutil gives tzutc()
+    assert abs((info.last_modified - datetime.now(UTC)).total_seconds()) < 600
+
+
 def test_parallel_listing_on_the_local_store_is_one_pass(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "b")
     for k in ("x/1", "x/2", "y/z/3", "w"):

@@ -135,6 +135,9 @@ class S3Server:
         import boto3
         from botocore.config import Config
 
+        from storekeeper.stores.s3 import fast_timestamps
+
+        fast_timestamps()  # as storekeeper's own clients parse them
         settings: dict[str, Any] = {"retries": {"mode": "standard", "max_attempts": 5}}
         settings["s3"] = {"addressing_style": "path"}
         settings.update(config)
