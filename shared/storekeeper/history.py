@@ -37,7 +37,7 @@ SECONDS_PER_DAY = 86400.0
 
 
 class _Summary(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
     planned: int = 0
     protected: int = 0
     skipped: int = 0
@@ -48,7 +48,7 @@ class _Summary(BaseModel):
 class _ReportHead(BaseModel):
     """The parts of a report the history needs; the decisions are not validated one by one."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
     run_id: str
     started_at: datetime
     apply: bool
@@ -218,7 +218,7 @@ class History:
 class _Index(BaseModel):
     """reports/reaper/history.json: the runs and points of the last MAX_INDEX runs, one small object."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
     format: str = "storekeeper.reaper-history/1"
     runs: list[RunInfo] = Field(default_factory=list)
     points: list[HistoryPoint] = Field(default_factory=list)

@@ -13,60 +13,16 @@ so that take-over is race-free too.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import re
-import sys
-import threading
 import time
-from types import ModuleType
 from typing import Any
+
+from storekeeper.lazy import defer_package_init
 
 #: Powertools' idempotency package: its __init__ imports the DynamoDB layer, and with it boto3
 POWERTOOLS_IDEMPOTENCY = "aws_lambda_powertools.utilities.idempotency"
-
-
-def defer_package_init(name: str) -> ModuleType:
-    """Register package `name` so its submodules import without running its `__init__` yet.
-
-    Python runs a package's `__init__` before any of its submodules. Powertools' idempotency
-    `__init__` imports `DynamoDBPersistenceLayer`, hence boto3 (~250 ms of a cold start), which
-    a store-backed persistence layer never uses. The package module is registered unexecuted,
-    with a PEP 562 `__getattr__` that runs the real `__init__` the first time a name is asked
-    of the package itself (`from aws_lambda_powertools.utilities.idempotency import X`):
-    whoever wants the package's API still gets all of it. Submodule imports
-    (`...idempotency.persistence.base`) go straight through. A no-op if already imported.
-    """
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None or spec.submodule_search_locations is None:
-        raise ImportError(f"{name} is not an importable package")
-    module = importlib.util.module_from_spec(spec)
-    lock = threading.RLock()
-    state = {"ran": False}
-
-    def __getattr__(attr: str) -> Any:
-        with lock:
-            if not state["ran"]:  # other threads wait here until the package is whole
-                state["ran"] = True
-                try:
-                    spec.loader.exec_module(module)  # type: ignore[union-attr]
-                except BaseException:
-                    state["ran"] = False  # as a failed import: the next access tries again
-                    raise
-        try:
-            return module.__dict__[attr]
-        except KeyError:
-            raise AttributeError(f"module {name!r} has no attribute {attr!r}") from None
-
-    module.__dict__["__getattr__"] = __getattr__
-    sys.modules[name] = module
-    parent, _, child = name.rpartition(".")
-    setattr(importlib.import_module(parent), child, module)
-    return module
-
 
 defer_package_init(POWERTOOLS_IDEMPOTENCY)  # before the submodule imports below (hence E402)
 

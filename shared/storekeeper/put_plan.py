@@ -35,7 +35,7 @@ class PutPlan(BaseModel):
     keys create-only; a different body under the same request_id is refused.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     request_id: str
     body_sha256: str

@@ -35,6 +35,14 @@ from storekeeper.stores import default_store_url
 FUNCTION_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 FAKE_ACCOUNT = "123456789012"
 
+#: set on every function by template.yaml's Globals (kept equal by tests/unit/test_template.py): telemetry
+#: off, and no scan of every installed distribution for pydantic plugins on a cold start (we use none)
+LAMBDA_FIXED_ENV: dict[str, str] = {
+    "CHROMA_TELEMETRY_IMPL": "none",
+    "ANONYMIZED_TELEMETRY": "False",
+    "PYDANTIC_DISABLE_PLUGINS": "__all__",
+}
+
 #: (timeout seconds, memory MB) per function, kept equal to template.yaml by tests/unit/test_template.py
 FUNCTION_DEFAULTS: dict[str, tuple[int, int]] = {
     "producer": (30, 1024),
@@ -184,8 +192,7 @@ def invoke_env(
         "POWERTOOLS_SERVICE_NAME": os.environ.get("POWERTOOLS_SERVICE_NAME") or ctx.function_name,
         "POWERTOOLS_METRICS_NAMESPACE": os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "storekeeper",
         "POWERTOOLS_TRACE_DISABLED": "true",
-        "CHROMA_TELEMETRY_IMPL": "none",
-        "ANONYMIZED_TELEMETRY": "False",
+        **LAMBDA_FIXED_ENV,
         config.STORE: store or default_store_url(),
     }
     env.update(overrides or {})

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from storekeeper.runtime import LAMBDA_FIXED_ENV
 from storekeeper.tracing import NoTracer, make_tracer, tracing_disabled
 
 pytestmark = pytest.mark.slow  # fresh interpreters per handler: not in `make test-fast`
@@ -54,12 +55,11 @@ def _cold(function: str, event: object, tmp_path: Path, heavy: Iterable[str] = (
     event_file.write_text(json.dumps(event))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "LAMBDA_", "STOREKEEPER_"))}
     env.pop("IDEMPOTENCY_TABLE", None)
+    env.update(LAMBDA_FIXED_ENV)
     env.update(
         PYTHONPATH=os.pathsep.join([str(REPO / "functions" / function), str(REPO / "shared")]),
         POWERTOOLS_TRACE_DISABLED="true",
         POWERTOOLS_METRICS_NAMESPACE="storekeeper",
-        CHROMA_TELEMETRY_IMPL="none",
-        ANONYMIZED_TELEMETRY="False",
         AWS_DEFAULT_REGION="us-east-1",
         STOREKEEPER_HOME=str(tmp_path / "home"),
     )

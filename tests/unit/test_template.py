@@ -11,7 +11,7 @@ import pytest
 from cfnlint.decode import cfn_yaml
 
 from storekeeper import config
-from storekeeper.runtime import FUNCTION_DEFAULTS
+from storekeeper.runtime import FUNCTION_DEFAULTS, LAMBDA_FIXED_ENV
 
 REPO = Path(__file__).resolve().parents[2]
 FUNCTIONS = {
@@ -29,6 +29,7 @@ FOREIGN_ENV = {
     "POWERTOOLS_TRACE_DISABLED",
     "CHROMA_TELEMETRY_IMPL",
     "ANONYMIZED_TELEMETRY",
+    "PYDANTIC_DISABLE_PLUGINS",
 }
 
 
@@ -386,6 +387,11 @@ def test_environment_names_match_config(tpl: dict[str, Any]) -> None:
     reaper_env = props(tpl, "ReaperFunction")["Environment"]["Variables"]
     assert reaper_env[config.CLEANUP_QUEUE_URL] == {"Ref": "CleanupQueue"}
     assert config.REAPER_POLICIES in reaper_env
+
+
+def test_globals_set_the_fixed_environment_that_local_runs_and_the_bench_use(tpl: dict[str, Any]) -> None:
+    glob_env = tpl["Globals"]["Function"]["Environment"]["Variables"]
+    assert {k: glob_env.get(k) for k in LAMBDA_FIXED_ENV} == LAMBDA_FIXED_ENV
 
 
 def test_idempotency_table(tpl: dict[str, Any]) -> None:

@@ -8,23 +8,14 @@ not build the cleanup and snapshot models a function never uses.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from storekeeper.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from storekeeper.models.cleanup import CleanupAction, CleanupTask, TaskGuard
     from storekeeper.models.deltas import DeltaNotification, PutRequest, UpsertRecord
     from storekeeper.models.snapshots import Manifest
-
-_WHERE = {
-    "CleanupAction": "cleanup",
-    "CleanupTask": "cleanup",
-    "TaskGuard": "cleanup",
-    "DeltaNotification": "deltas",
-    "PutRequest": "deltas",
-    "UpsertRecord": "deltas",
-    "Manifest": "snapshots",
-}
 
 __all__ = [
     "CleanupAction",
@@ -36,15 +27,15 @@ __all__ = [
     "UpsertRecord",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'storekeeper.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"storekeeper.models.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "CleanupAction": "storekeeper.models.cleanup",
+        "CleanupTask": "storekeeper.models.cleanup",
+        "TaskGuard": "storekeeper.models.cleanup",
+        "DeltaNotification": "storekeeper.models.deltas",
+        "PutRequest": "storekeeper.models.deltas",
+        "UpsertRecord": "storekeeper.models.deltas",
+        "Manifest": "storekeeper.models.snapshots",
+    },
+)

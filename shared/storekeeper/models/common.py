@@ -21,7 +21,7 @@ UtcDatetime = AwareDatetime
 class Strict(BaseModel):
     """Unknown fields are errors: a typo in a message must not be silently ignored."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
 
 def utc_iso(dt: datetime) -> str:

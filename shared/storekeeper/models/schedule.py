@@ -24,7 +24,7 @@ ENVELOPE_KEYS = ("version", "id", "detail-type", "source", "account", "time", "r
 
 
 class ReaperOverrides(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     dry_run: bool = False
     #: a policies YAML inside the deployed package (default: REAPER_POLICIES, else the bundled one)
@@ -35,7 +35,7 @@ class ReaperOverrides(BaseModel):
 class ReaperTrigger(BaseModel):
     """The parsed event: where it came from and the overrides it carries."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
     kind: str  # "eventbridge-rule", "scheduler" or "direct"
     overrides: ReaperOverrides = Field(default_factory=ReaperOverrides)

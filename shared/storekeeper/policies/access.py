@@ -12,8 +12,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
-from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
-
 from storekeeper.errors import BackendError, StoreError
 from storekeeper.stores.base import ObjectInfo, ObjectStore
 
@@ -51,6 +49,8 @@ class Access:
 
     def call(self, fn: Callable[[], T]) -> T:
         """One rate-limited lookup, retried with exponential backoff when the backend fails transiently."""
+        # imported here: a run whose policies look nothing up (the default ones) never loads tenacity
+        from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_exponential
 
         @retry(
             retry=retry_if_exception_type(RETRYABLE),

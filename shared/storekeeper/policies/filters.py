@@ -78,7 +78,7 @@ class Selection:
 class Filter(BaseModel):
     """A registered filter; `register(name)` sets `type_name`, and `type` must say it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
     type: str
     type_name: ClassVar[str] = ""
     kinds: ClassVar[frozenset[ResourceKind]] = ALL_KINDS

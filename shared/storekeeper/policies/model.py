@@ -26,7 +26,7 @@ from storekeeper.policies.resources import ResourceKind
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True, populate_by_name=True)
 
 
 class Watermarks(_Model):

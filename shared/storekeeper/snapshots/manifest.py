@@ -13,7 +13,6 @@ import pydantic
 from storekeeper.errors import CorruptObject, NotFound, PointerTargetMissing, from_pydantic
 from storekeeper.layout import manifest_key
 from storekeeper.models.snapshots import Manifest
-from storekeeper.snapshots.archive import compression, sha256_file
 from storekeeper.snapshots.pointer import read_pointer
 from storekeeper.stores.base import ObjectStore
 
@@ -77,6 +76,8 @@ def write_snapshot(
     `sha256`/`size` as returned by `pack_archive` save reading the archive again. The archive's
     name follows its compression (`chroma.tar` or `chroma.tar.gz`) and it is streamed from disk.
     """
+    from storekeeper.snapshots.archive import compression, sha256_file  # tarfile: only the compactor writes
+
     archive = Path(archive)
     comp = compression(archive.name, str(archive))
     if sha256 is None or size is None:

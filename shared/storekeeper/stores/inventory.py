@@ -43,7 +43,7 @@ T = TypeVar("T")
 
 
 class InventoryFile(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     key: str = Field(min_length=1)
     size: int | None = Field(default=None, ge=0)
@@ -53,7 +53,7 @@ class InventoryFile(BaseModel):
 class InventoryManifest(BaseModel):
     """The fields of AWS's `manifest.json` that planning needs."""
 
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(defer_build=True, extra="ignore")
 
     sourceBucket: str = Field(min_length=1)
     destinationBucket: str = Field(min_length=1)

@@ -20,6 +20,7 @@ from pathlib import Path
 from storekeeper.dev.bench.context import BenchContext, CaseSkipped
 from storekeeper.dev.bench.report import CaseResult, TargetResult
 from storekeeper.dev.bench.timing import median
+from storekeeper.runtime import LAMBDA_FIXED_ENV
 
 NAME = "coldstart"
 TITLE = "Cold start: handler import time and artifact size"
@@ -81,10 +82,9 @@ def repo_root() -> Path:
 
 def _env(root: Path, fn_dir: Path, scratch: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env.update(LAMBDA_FIXED_ENV)  # as template.yaml's Globals set them on every function
     env.update(
         PYTHONPATH=os.pathsep.join([str(fn_dir), str(root / "shared")]),
-        CHROMA_TELEMETRY_IMPL="none",
-        ANONYMIZED_TELEMETRY="False",
         POWERTOOLS_TRACE_DISABLED="true",
         POWERTOOLS_METRICS_NAMESPACE="storekeeper",
         AWS_DEFAULT_REGION=env.get("AWS_DEFAULT_REGION", "us-east-1"),
