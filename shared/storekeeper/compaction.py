@@ -33,8 +33,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
-
 from storekeeper.collection_config import create_config, read_config
 from storekeeper.compaction_budget import (
     RATES,
@@ -207,6 +205,9 @@ def compact(
         clock=clock or (lambda: datetime.now(UTC)),
     )
     started = time.monotonic()
+    # imported by the first compaction, not by the compactor's import (a sweep may compact nothing)
+    from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
+
     retrying = Retrying(
         retry=retry_if_exception_type(PreconditionFailed),
         stop=stop_after_attempt(cfg.max_attempts),

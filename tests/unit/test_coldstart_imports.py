@@ -246,6 +246,8 @@ NEVER_LOADED = {
         "botocore.session",
         "aws_xray_sdk",
         "storekeeper.models.cleanup",
+        "storekeeper.snapshots.archive",  # tarfile: the producer reads manifests, it never packs one
+        "storekeeper.snapshots.cache",
     ],
     "reaper": ["chromadb", "numpy", "boto3", "botocore.session", "aws_xray_sdk"],
     "cleanup": ["chromadb", "numpy", "boto3", "botocore.session", "aws_xray_sdk"],
@@ -254,9 +256,9 @@ NEVER_LOADED = {
 #: loaded by the first call at the latest, never by `import app`
 NOT_ON_IMPORT = {
     "producer": [],
-    "reaper": [],
+    "reaper": ["tenacity", "storekeeper.snapshots.archive", "storekeeper.snapshots.cache"],
     "cleanup": [],
-    "compactor": ["chromadb", "numpy"],
+    "compactor": ["chromadb", "numpy", "tenacity"],  # tenacity: the publish retries, on a compaction
 }
 
 
@@ -300,3 +302,15 @@ def test_deferred_powertools_idempotency_package_still_offers_its_whole_api() ->
         "    print('AttributeError', 'Nope' in str(exc))\n"
     )
     assert _fresh_python(code) == ["False", "True", "True", "True", "True", "True", "AttributeError", "True"]
+
+
+@pytest.mark.parametrize("function", ["producer", "reaper", "cleanup"])
+def test_bench_stack_floor_probe_runs_the_stack_alone(function: str, tmp_path: Path) -> None:
+    """The bench's floor: Powertools + pydantic (+ the handler's utility) without storekeeper code."""
+    from storekeeper.dev.bench import case_coldstart
+
+    env = case_coldstart._env(REPO, REPO / "functions" / function, tmp_path)
+    wall, cpu = case_coldstart.stack_floor(function, env, repeats=1)
+    assert wall > 0
+    assert cpu > 0
+    assert "storekeeper" not in case_coldstart.STACK_FLOOR[function]

@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from storekeeper.dev.bench.context import BenchContext, CaseSkipped
 from storekeeper.dev.bench.report import CaseResult, TargetResult
@@ -75,6 +76,36 @@ _FIRST_PROBE = (
 )
 
 
+_POWERTOOLS = "from aws_lambda_powertools import Logger, Metrics\nLogger(); Metrics()\n"
+#: what any handler of this stack pays before a line of ours runs: Powertools' Logger and Metrics,
+#: pydantic's import and first model, and the Powertools utility the handler is built on
+#: (producer: none; reaper: the event parser; cleanup and compactor: BatchProcessor with an SQS model)
+STACK_FLOOR = {
+    "producer": _POWERTOOLS + "from pydantic import BaseModel\nclass M(BaseModel):\n    x: int\nM(x=1)\n",
+    "reaper": _POWERTOOLS + "from aws_lambda_powertools.utilities.parser import BaseModel, event_parser\n"
+    "class M(BaseModel):\n    x: int\n"
+    "@event_parser(model=M)\ndef handler(event, context):\n    return event\n"
+    "handler({'x': 1}, None)\n",
+    "cleanup": _POWERTOOLS + "from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType\n"
+    "from aws_lambda_powertools.utilities.parser.models import SqsRecordModel\n"
+    "BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel)\n",
+}
+STACK_FLOOR["compactor"] = STACK_FLOOR["cleanup"]
+_FLOOR_PROBE = (
+    "import json, time\n"
+    "t0 = time.perf_counter(); c0 = time.process_time()\n"
+    "exec(compile({code!r}, 'floor', 'exec'))\n"
+    "print(json.dumps({{'seconds': time.perf_counter() - t0, 'cpu': time.process_time() - c0}}))\n"
+)
+
+
+def stack_floor(h: str, env: dict[str, str], repeats: int) -> tuple[float, float]:
+    """(best wall, best CPU) seconds of STACK_FLOOR[h] in fresh interpreters, like the probes."""
+    code = _FLOOR_PROBE.format(code=STACK_FLOOR[h])
+    runs = [_run_probe([code], None, env, 120, f"{h}: the stack floor probe") for _ in range(repeats)]
+    return min(float(r["seconds"]) for r in runs), min(float(r["cpu"]) for r in runs)
+
+
 def repo_root() -> Path:
     """The checkout the bench runs from: shared/storekeeper/dev/bench/ is four levels below it."""
     return Path(__file__).resolve().parents[4]
@@ -93,15 +124,8 @@ def _env(root: Path, fn_dir: Path, scratch: Path) -> dict[str, str]:
     return env
 
 
-def _probe(fn_dir: Path, env: dict[str, str]) -> dict[str, float | bool]:
-    out = subprocess.run(
-        [sys.executable, "-c", _PROBE], cwd=fn_dir, env=env, capture_output=True, text=True, timeout=120
-    )
-    if out.returncode != 0:
-        tail = out.stderr.strip().splitlines()[-1:] or ["(no output)"]
-        raise RuntimeError(f"importing {fn_dir / 'app.py'} failed: {tail[0]}")
-    data: dict[str, float | bool] = json.loads(out.stdout.strip().splitlines()[-1])
-    return data
+def _probe(fn_dir: Path, env: dict[str, str]) -> dict[str, Any]:
+    return _run_probe([_PROBE], fn_dir, env, 120, f"importing {fn_dir / 'app.py'}")
 
 
 def local_sample_event(event: Path, home: Path) -> Path:
@@ -123,18 +147,22 @@ def local_sample_event(event: Path, home: Path) -> Path:
 
 def _first_invocation(fn_dir: Path, env: dict[str, str], event: Path, home: Path) -> dict[str, object]:
     """Import + one handler call in a fresh interpreter, with its own empty STOREKEEPER_HOME."""
+    args = [_FIRST_PROBE, str(local_sample_event(event, home))]
+    env = {**env, "STOREKEEPER_HOME": str(home)}
+    return _run_probe(args, fn_dir, env, 300, f"first invocation of {fn_dir / 'app.py'}")
+
+
+def _run_probe(
+    args: list[str], cwd: Path | None, env: dict[str, str], timeout: int, what: str
+) -> dict[str, Any]:
+    """`python -c ARGS...` in a fresh interpreter -> the JSON object its last line prints."""
     out = subprocess.run(
-        [sys.executable, "-c", _FIRST_PROBE, str(local_sample_event(event, home))],
-        cwd=fn_dir,
-        env={**env, "STOREKEEPER_HOME": str(home)},
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [sys.executable, "-c", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
     if out.returncode != 0:
         tail = out.stderr.strip().splitlines()[-1:] or ["(no output)"]
-        raise RuntimeError(f"first invocation of {fn_dir / 'app.py'} failed: {tail[0]}")
-    data: dict[str, object] = json.loads(out.stdout.strip().splitlines()[-1])
+        raise RuntimeError(f"{what} failed: {tail[0]}")
+    data: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
     return data
 
 
@@ -250,6 +278,28 @@ def _measure_first_invocation(
         note="best of the runs, CPU time of the fresh interpreter: on a shared machine wall time also "
         "holds the wait for a core, CPU time does not",
     )
+    try:
+        floor, floor_cpu = stack_floor(h, env, len(runs))
+    except RuntimeError as exc:
+        result.notes.append(str(exc))
+    else:
+        result.add(
+            "stack_floor_seconds",
+            floor,
+            "s",
+            "none",
+            params=params,
+            note="best of the runs: Powertools Logger/Metrics + pydantic's first model (+ the handler's "
+            "Powertools utility) in a fresh interpreter, no storekeeper code",
+        )
+        result.add("stack_floor_cpu_seconds", floor_cpu, "s", "none", params=params, note="best of the runs")
+        utility = {"producer": "", "reaper": ", event parser"}.get(h, ", BatchProcessor")
+        result.notes.append(
+            f"{h}: the stack alone (Powertools Logger/Metrics, pydantic's first model{utility}) takes "
+            f"{floor * 1000:.0f} ms best ({floor_cpu * 1000:.0f} ms CPU): storekeeper's own share of the "
+            f"best first invocation is ~{(best - floor) * 1000:.0f} ms "
+            f"({(cpu - floor_cpu) * 1000:.0f} ms CPU)"
+        )
     first = runs[0]
     result.notes.append(
         f"{h}: import {imp * 1000:.0f} ms + first call {call * 1000:.0f} ms = {total * 1000:.0f} ms median, "
