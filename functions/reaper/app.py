@@ -35,7 +35,9 @@ def _run(overrides: ReaperOverrides) -> dict[str, Any]:
     metrics.add_metric(name="Matched", unit=MetricUnit.Count, value=matched)
     metrics.add_metric(name="Planned", unit=MetricUnit.Count, value=totals["planned"])
     metrics.add_metric(name="Protected", unit=MetricUnit.Count, value=totals["protected"])
-    metrics.add_metric(name="Deferred", unit=MetricUnit.Count, value=totals["deferred"])
+    # deferred by a cap, plus what the time budget left to the next run of the pass
+    deferred = totals["deferred"] + (report.budget.deferred if report.budget is not None else 0)
+    metrics.add_metric(name="Deferred", unit=MetricUnit.Count, value=deferred)
     metrics.add_metric(name="TasksSent", unit=MetricUnit.Count, value=report.sent)
     bytes_planned = sum(s.bytes_planned for s in report.summaries)
     metrics.add_metric(name="BytesPlanned", unit=MetricUnit.Bytes, value=bytes_planned)
@@ -60,6 +62,7 @@ def _run(overrides: ReaperOverrides) -> dict[str, Any]:
         "report_key": report.report_key,
         "plan_digest": report.plan_digest,
         "totals": totals,
+        "pass_complete": report.budget.pass_complete if report.budget is not None else True,
         "sent": report.sent,
         "errors": report.errors,
     }

@@ -4,6 +4,11 @@ Dry run is the default and goes through exactly the same code as a real run:
 the plan and the report are built first, identically; `apply` only decides
 whether the tasks are then sent to the CleanupQueue. The cleanup function
 re-checks every task's guard when it executes.
+
+Under a deadline (the Lambda's remaining time, `reap --deadline`) planning is time-budgeted: the run
+resumes the pass from its stored continuation, plans what the budget allows, sends those tasks and
+only then stores where the next run resumes (`policies.budget`): a run killed before that point is
+planned again by the next one, with the same task ids.
 """
 
 from __future__ import annotations
@@ -16,12 +21,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from storekeeper import config, history
+from storekeeper import config, history, netconfig
 from storekeeper.errors import StorekeeperError
-from storekeeper.layout import report_key
+from storekeeper.layout import continuation_key, report_key
 from storekeeper.models.common import utc_iso
-from storekeeper.models.reports import ReaperReport, plan_digest
+from storekeeper.models.reports import BudgetReport, ReaperReport, plan_digest
 from storekeeper.models.status import Measurement, StoreStatus
+from storekeeper.policies import budget as passes
+from storekeeper.policies.budget import Budget
 from storekeeper.policies.model import LoadedPolicies, load_policies
 from storekeeper.policies.planner import Planner, gc_paused
 from storekeeper.queues import OutgoingMessage, Queue, QueueSendError, queue_from_env
@@ -77,10 +84,13 @@ def run(
     write_report: bool = True,
     confirm: Callable[[PlanPreview], bool] | None = None,
     inventory: str | None = None,
+    budget: Budget | None = None,
 ) -> ReaperReport:
     """Plan (always), write the report (always), send the tasks (only when `apply`).
 
     `confirm` (the CLI's prompt) sees the plan before anything is sent; False makes the run a dry run.
+    `budget` (default: from the process's deadline, `netconfig`) limits planning's time; a limited
+    run resumes and stores the pass's continuation.
     """
     loaded = policies or load_policies(policies_path)
     apply = config.env_flag(config.REAPER_APPLY) if apply is None else apply
@@ -91,6 +101,9 @@ def run(
     vectors = dict(vector_backends) if vector_backends is not None else open_vector_backends(loaded)
     # the report goes to the run's store: --store / env, else the file's `main`, else the default
     home = open_store(store_url) if store_url or "main" not in opened else opened["main"]
+    budget = budget if budget is not None else Budget.from_remaining(netconfig.remaining())
+    requested = apply
+    resume = _load_continuation(home, apply, loaded.sha256) if budget.limited else None
 
     planner = Planner(
         loaded.spec,
@@ -99,13 +112,17 @@ def run(
         vector_backends=vectors,
         max_deletions=max_deletions,
         inventory=inventory,
+        budget=budget,
+        resume=resume.continuation if resume else None,
     )
     with gc_paused():  # the digest too: it runs over every decision the plan just built
         plan = planner.plan()
         digest = plan_digest(plan.decisions, plan.tasks, plan.summaries)
     # the measurement is the report's history point: a run that writes no report (the bench's
     # planning figure) does not pay for it; it reuses the planner's full listing when there is one
-    measured = _measure(loaded, planner, opened, vectors, home, started) if write_report else None
+    knows_all = all(v.listed_whole for v in planner.views.values()) if resume else True
+    measure = write_report and knows_all
+    measured = _measure(loaded, planner, opened, vectors, home, started) if measure else None
     earlier = history.read(home, limit=history.MAX_INDEX) if measured else history.History([], [])
     outlook = (
         history.forecasts(measured, [*earlier.points, history.point_of(measured, "now")], now=started)
@@ -114,6 +131,7 @@ def run(
     )
     errors = list(plan.errors)
     sent = 0
+    send_failed = False
     if apply and plan.tasks and confirm is not None:
         preview = PlanPreview(
             tasks=len(plan.tasks),
@@ -131,8 +149,14 @@ def run(
             sent = len(messages)
         except QueueSendError as exc:
             sent = len(messages) - len(exc.failures)
+            send_failed = True
             errors.append(f"cleanup queue {exc.queue}: {len(exc.failures)} task(s) not sent: {exc}")
 
+    budget_report = None
+    if resume is not None:
+        unchanged = "not confirmed" if apply != requested else "tasks not all sent" if send_failed else None
+        budget_report = _advance(planner, plan.waiting, home, resume, requested, loaded.sha256, started,
+                                 unchanged=unchanged, measured=knows_all)  # fmt: skip
     key = report_key(started)
     report = ReaperReport(
         run_id=f"{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(4)}",
@@ -151,6 +175,7 @@ def run(
         status=measured,
         forecasts=outlook,
         listings=plan.listings,
+        budget=budget_report,
     )
     if write_report:
         try:
@@ -166,6 +191,64 @@ def run(
     return report
 
 
+def _load_continuation(home: ObjectStore, apply: bool, policies_sha256: str) -> passes.Loaded:
+    """This mode's continuation; unreadable (the store failed) is a fresh pass, said in the report."""
+    try:
+        return passes.load(home, apply=apply, policies_sha256=policies_sha256)
+    except StorekeeperError as exc:
+        key = continuation_key(passes.scope(apply))
+        return passes.Loaded(None, key, None, f"continuation {key} not read ({exc}): the pass starts over")
+
+
+def _advance(
+    planner: Planner,
+    waiting: list[str],
+    home: ObjectStore,
+    resume: passes.Loaded,
+    apply: bool,
+    policies_sha256: str,
+    now: datetime,
+    *,
+    unchanged: str | None,
+    measured: bool,
+) -> BudgetReport:
+    """Store where the next run resumes (after the tasks were sent) and say what was deferred."""
+    stores, reports = planner.progress()
+    complete = all(p.finished for p in stores.values())
+    prev = resume.continuation
+    cont = passes.next_continuation(
+        prev,
+        apply=apply,
+        policies_sha256=policies_sha256,
+        now=now,
+        stores={} if complete else stores,
+        decided=[] if complete else planner.decided,
+        complete=complete,
+    )
+    notes = [resume.problem] if resume.problem else []
+    if not measured:
+        notes.append("status not measured: this run planned only part of the bucket")
+    if unchanged:
+        notes.append(f"{unchanged}: the continuation is left as it was; the next run plans this part again")
+        stored = resume.etag is not None and prev is not None
+    else:
+        problem = passes.save(home, resume, cont)
+        if problem:
+            notes.append(problem)
+        stored = problem is None and not complete
+    return BudgetReport(
+        seconds=planner.budget.seconds,
+        ran_out=planner.budget.ran_out,
+        pass_complete=complete,
+        pass_started_at=cont.pass_started_at,
+        run_in_pass=cont.runs,
+        continuation_key=resume.key if stored else None,
+        stores=reports,
+        policies_waiting=waiting,
+        notes=notes,
+    )
+
+
 def _measure(
     loaded: LoadedPolicies,
     planner: Planner,
@@ -179,7 +262,8 @@ def _measure(
 
     def listing(name: str, store: ObjectStore) -> list[ObjectInfo]:
         view = planner.views.get(name)
-        return view.listing("") if view is not None else list(store.list(""))
+        whole = view.complete_listing() if view is not None else None
+        return whole if whole is not None else list(store.list(""))
 
     return measure(loaded, stores, vectors, home=home, now=now, lister=listing)
 
@@ -196,7 +280,24 @@ def _write_page(home: ObjectStore, st: StoreStatus) -> None:
 def describe_run(report: ReaperReport) -> str:
     t = report.totals()
     mode = "APPLY" if report.apply else "dry run"
-    return (
+    line = (
         f"{mode} {utc_iso(report.started_at)}: {t['planned']} planned, {t['protected']} protected, "
         f"{t['skipped']} skipped, {t['deferred']} deferred; {t['tasks']} task(s), {report.sent} sent"
     )
+    return line + (f"; {describe_budget(report.budget)}" if report.budget is not None else "")
+
+
+def describe_budget(b: BudgetReport) -> str:
+    """One line: where the pass stands and what was left for the next run."""
+    if b.pass_complete:
+        return f"pass complete (run {b.run_in_pass} of the pass)"
+    parts = [f"pass continues (run {b.run_in_pass}; the budget ran out during {b.ran_out or 'planning'})"]
+    for s in b.stores:
+        if not s.finished:
+            where = repr(s.resume_after) if s.resume_after else "the start"
+            left = f", {s.left_unplanned} listed key(s) left unplanned" if s.left_unplanned else ""
+            rest = "" if s.listing_complete else ", the rest not listed yet"
+            parts.append(f"store {s.store} resumes after {where}{left}{rest}")
+    if b.policies_waiting:
+        parts.append("waiting: " + ", ".join(b.policies_waiting))
+    return "; ".join(parts)

@@ -129,5 +129,12 @@ def test_reserved_concurrency_per_function_sized_for_its_event_source() -> None:
         assert esm_max is not None, owner
         assert int(esm_max) <= reserved[owner], (owner, esm_max, reserved[owner])
     assert reserved["CompactorFunction"] >= 5 + 1  # the DeltaQueue source's maximum + the sweep
+    # the cleanup fan-out follows its parameter: a big plan's tasks go to that many functions at once
+    wide = deployed({"CleanupConcurrency": "40"})
+    (cleanup_source,) = [
+        m for m in wide.of_type("AWS::Lambda::EventSourceMapping").values()
+        if "cleanup" in str(m["Properties"]["FunctionName"]).lower()
+    ]  # fmt: skip
+    assert int(cleanup_source["Properties"]["ScalingConfig"]["MaximumConcurrency"]) == 40
     none = deployed({f"{n}Concurrency": "0" for n in ("Producer", "Compactor", "Reaper", "Cleanup", "Query")})
     assert all("ReservedConcurrentExecutions" not in r["Properties"] for r in none.functions().values())

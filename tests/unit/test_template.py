@@ -306,7 +306,7 @@ def test_s3_write_and_delete_are_scoped_to_prefixes(tpl: dict[str, Any]) -> None
         "/collection/*/config.json",
         "/delta-rejected/*",
     ]
-    assert keys("ReaperFunction", "s3:PutObject") == ["/reports/reaper/*"]
+    assert keys("ReaperFunction", "s3:PutObject") == ["/reports/reaper/*", "/reaper-state/*"]
     assert keys("ReaperFunction", "s3:DeleteObject") == []
     # the cleanup function may create/delete overflow buckets only, never the store bucket itself
     # <store>-1 ... <store>-999 only: `?` matches one character, so no other bucket of the account
@@ -616,6 +616,7 @@ def test_object_grants_follow_the_layout(tpl: dict[str, Any]) -> None:
         layout.COLLECTION_PREFIX,
         layout.REPORT_PREFIX,
         layout.INCOMING_PREFIX,
+        layout.REAPER_STATE_PREFIX,
     }
     for name in FUNCTIONS:
         for st in statements(props(tpl, name)):

@@ -68,6 +68,9 @@ def print_report(report: ReaperReport) -> None:
             f"listing {li.store}:{li.prefix or '/'} ({li.source}): {li.objects} objects, {li.requests} "
             f"requests (sequential minimum {li.sequential_minimum}, {li.ranges} ranges) in {li.seconds:.2f} s"
         )
+    if report.budget is not None:
+        for note in report.budget.notes:
+            console.print(f"[yellow]budget:[/] {note}")
     for err in report.errors:
         console.print(f"[bold red]error:[/] {err}")
     console.print(describe_run(report) + (f"; report {report.report_key}" if report.report_key else ""))
@@ -102,6 +105,16 @@ def register(app: typer.Typer) -> None:
                 "listing the store; deletions still re-check every object.",
             ),
         ] = None,
+        deadline: Annotated[
+            float | None,
+            typer.Option(
+                "--deadline",
+                min=1,
+                max=7 * 24 * 3600,
+                help="Seconds this run may take: planning stops in time, stores where the next run "
+                "resumes and says what it deferred (env STOREKEEPER_DEADLINE).",
+            ),
+        ] = None,
         tests: Annotated[
             bool,
             typer.Option(
@@ -118,8 +131,10 @@ def register(app: typer.Typer) -> None:
         as_json: JsonOpt = False,
     ) -> None:
         """Evaluate the reaper policies and show (or, with --apply, send) the cleanup plan."""
-        from storekeeper import reaper
+        from storekeeper import netconfig, reaper
 
+        if deadline is not None:
+            netconfig.set_deadline(deadline)  # network calls stop there too; planning keeps a reserve
         if apply and dry_run:
             console.print("[bold red]error:[/] --apply and --dry-run contradict each other")
             raise typer.Exit(1)

@@ -65,6 +65,46 @@ class ListingSummary(Strict):
     seconds: float
 
 
+class StoreProgressReport(Strict):
+    """Where one object store stands in a time-budgeted pass after this run."""
+
+    store: str
+    #: the last key fully planned: the next run lists after it (None: nothing yet)
+    resume_after: str | None = None
+    #: planned to its end in this pass: later runs of the pass leave it alone
+    finished: bool
+    #: keys this run listed but left unplanned (the budget ran out during their lookups)
+    left_unplanned: int = 0
+    #: the listing reached the bucket's end (no range stopped by the budget)
+    listing_complete: bool = True
+
+
+class BudgetReport(Strict):
+    """What the time budget left for later runs: the deferred part of the pass."""
+
+    #: planning time this run had (None: no deadline)
+    seconds: float | None = None
+    #: what found the budget spent: `listing` or `label lookups` (None: it lasted)
+    ran_out: str | None = None
+    pass_complete: bool
+    pass_started_at: UtcDatetime | None = None
+    run_in_pass: int = 1
+    continuation_key: str | None = None
+    stores: list[StoreProgressReport] = Field(default_factory=list)
+    #: whole-bucket policies that could not decide in this run (they wait for a later one)
+    policies_waiting: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+
+    @property
+    def deferred(self) -> int:
+        """What this run left for later: listed keys past a cut, unfinished stores, waiting policies."""
+        return (
+            sum(s.left_unplanned for s in self.stores)
+            + sum(not s.finished for s in self.stores)
+            + len(self.policies_waiting)
+        )
+
+
 class ReaperReport(Strict):
     format: Literal["storekeeper.reaper-report/1"] = "storekeeper.reaper-report/1"
     run_id: str
@@ -85,6 +125,8 @@ class ReaperReport(Strict):
     #: when each bucket crosses its watermarks / the vector quota is reached, as fitted at this run
     forecasts: list[Forecast] = Field(default_factory=list)
     listings: list[ListingSummary] = Field(default_factory=list)
+    #: a time-budgeted run: where the pass stands and what was deferred to the next run
+    budget: BudgetReport | None = None
 
     def totals(self) -> dict[str, int]:
         """Every decision counted, listed or not (the summaries count them all)."""

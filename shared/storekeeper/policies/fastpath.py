@@ -224,7 +224,7 @@ class _Columnar:
                 out.append(i)
                 continue
             r = self.resource(i)
-            r.labels = self.kind.labels(p, r)
+            r.labels = p.labels_of(self.kind, r)  # within the time budget (a cut re-plans)
             why = self.view.protection.reason("key", r.name, created=r.created, labels=r.labels)
             if why:
                 self.note("protected", i, lambda why=why: why)  # type: ignore[misc]

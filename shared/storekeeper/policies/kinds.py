@@ -80,24 +80,42 @@ def _chunks(rows: list[Row]) -> list[list[Row]]:
     return [rows[i : i + MAX_KEYS_PER_TASK] for i in range(0, len(rows), MAX_KEYS_PER_TASK)]
 
 
-def _key_tasks(p: Planner, view: StoreView, groups: dict[str | None, list[Row]], add: AddTask) -> None:
-    """delete_objects per collection (each task carries its collection's live version) and chunk."""
-    for coll, rows in groups.items():
-        live = view.chain(coll).live.version if coll else None
-        for chunk in _chunks(rows):
-            guard = TaskGuard(
-                etags={d.name: p.etags[d.name] for d in chunk if p.etags.get(d.name)},
-                last_modified_before=p.now,
-                live_version=live,
-            )
-            add(
-                chunk,
-                action=CleanupAction.delete_objects,
-                bucket=view.store.bucket,
-                keys=[d.name for d in chunk],
-                collection=coll,
-                guard=guard,
-            )
+def _key_tasks(
+    p: Planner, view: StoreView, rows: list[Row], add: AddTask, collection_of: Callable[[str], str | None]
+) -> None:
+    """delete_objects tasks of full bulk requests (1,000 keys, the last one less), in key order.
+
+    Each task is one DeleteObjects: a plan of N keys is ceil(N / 1000) tasks, whatever the
+    collections, which SQS hands to as many cleanup functions in parallel. A task of one
+    collection's keys carries its live version (for the report); the executor re-checks every key's
+    protection, live state included, when it runs."""
+    for chunk in _chunks(rows):
+        colls = {collection_of(d.name) for d in chunk}
+        coll = colls.pop() if len(colls) == 1 else None
+        guard = TaskGuard(
+            etags={d.name: p.etags[d.name] for d in chunk if p.etags.get(d.name)},
+            last_modified_before=p.now,
+            live_version=view.chain(coll).live.version if coll else None,
+        )
+        add(
+            chunk,
+            action=CleanupAction.delete_objects,
+            bucket=view.store.bucket,
+            keys=[d.name for d in chunk],
+            collection=coll,
+            guard=guard,
+        )
+
+
+def _no_collection(key: str) -> str | None:
+    return None
+
+
+def _delta_collection(key: str) -> str | None:
+    from storekeeper.layout import match_delta_key
+
+    parts = match_delta_key(key)
+    return parts[0] if parts else None
 
 
 class _Keys(ResourceType):
@@ -129,7 +147,7 @@ class Objects(_Keys):
         ]
 
     def delete_tasks(self, p: Planner, policy: Policy, planned: list[Row], add: AddTask) -> None:
-        _key_tasks(p, p.views[policy.store], {None: planned}, add)
+        _key_tasks(p, p.views[policy.store], planned, add, _no_collection)
 
 
 @register(K.delta.value)
@@ -162,13 +180,7 @@ class Deltas(_Keys):
         return False
 
     def delete_tasks(self, p: Planner, policy: Policy, planned: list[Row], add: AddTask) -> None:
-        from storekeeper.layout import match_delta_key
-
-        groups: dict[str | None, list[Row]] = {}
-        for d in planned:
-            parts = match_delta_key(d.name)
-            groups.setdefault(parts[0] if parts else None, []).append(d)
-        _key_tasks(p, p.views[policy.store], groups, add)
+        _key_tasks(p, p.views[policy.store], planned, add, _delta_collection)
 
 
 @register(K.snapshot_version.value)

@@ -19,6 +19,14 @@ is the same for all. Order per policy:
 
 Protection, in steps 3 and 4, is `Protection.reason`: the same decision the
 cleanup executor makes again at delete time.
+
+Under a time budget (`policies.budget`) a run plans a *segment* of each store: after the pass's
+resume point, up to where the listing got. A label lookup with the budget spent *cuts* the store
+at that key and the plan is made again over the keys before it (labels already read are cached,
+so this costs no request): every policy of a store stands at one key, the next run resumes from
+it, and no key is planned twice. Policies that need the whole bucket at once (set filters,
+snapshot versions, bucket and vector kinds) decide only in a run that knows the whole bucket,
+once per pass; elsewhere they wait.
 """
 
 from __future__ import annotations
@@ -34,14 +42,22 @@ from typing import Any
 
 from storekeeper.errors import StorekeeperError
 from storekeeper.models.cleanup import CleanupTask
-from storekeeper.models.reports import Decision, ListingSummary, PolicySummary, Verdict, trusted_decision
+from storekeeper.models.reports import (
+    Decision,
+    ListingSummary,
+    PolicySummary,
+    StoreProgressReport,
+    Verdict,
+    trusted_decision,
+)
 from storekeeper.policies.access import Access
 from storekeeper.policies.actions import PolicyAction, policy_action
+from storekeeper.policies.budget import Budget, Continuation, StoreProgress
 from storekeeper.policies.filters import Filter, Selection
 from storekeeper.policies.kinds import ResourceType, resource_type
 from storekeeper.policies.model import Policy, PolicyFile
 from storekeeper.policies.protect import protection_config
-from storekeeper.policies.resources import Resource
+from storekeeper.policies.resources import Resource, ResourceKind
 from storekeeper.policies.views import PolicyEnv, StoreView, VectorView
 from storekeeper.protection import Protection
 from storekeeper.stores.base import ObjectStore
@@ -59,6 +75,16 @@ class Plan:
     summaries: list[PolicySummary] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     listings: list[ListingSummary] = field(default_factory=list)
+    #: whole-bucket policies that could not decide in this run (time budget)
+    waiting: list[str] = field(default_factory=list)
+
+
+class _Cut(Exception):
+    """The budget ran out before the labels of `name` (in `store`) could be looked up."""
+
+    def __init__(self, store: str, name: str) -> None:
+        super().__init__(name)
+        self.store, self.name = store, name
 
 
 @dataclass
@@ -70,6 +96,8 @@ class PolicyPlan:
     tasks: list[CleanupTask]
     #: for the plan's own errors (the summary has the policy's)
     failure: str | None = None
+    #: a whole-bucket policy that could not decide in this run (time budget)
+    waiting: bool = False
 
 
 def task_id(*parts: object) -> str:
@@ -95,9 +123,18 @@ class Planner:
         max_deletions: int | None = None,
         extra_protect: Iterable[str] = (),
         inventory: str | None = None,
+        budget: Budget | None = None,
+        resume: Continuation | None = None,
     ) -> None:
         self.pf = policies
         self.now = now
+        self.budget = budget or Budget(None)
+        #: whole-bucket policies decided in this pass (earlier runs and this one)
+        self.decided: list[str] = list(resume.decided) if resume else []
+        self._decided_before = frozenset(self.decided)
+        #: labels read in this run, by (kind, store, name): a plan made again after a cut reads none twice
+        self._labels: dict[tuple[str, str, str], dict[str, str]] = {}
+        self._first_looked: dict[str, str] = {}  # store -> the first name looked up in this run
         self.access = Access(policies.defaults.rate_limit, policies.defaults.retries)
         self.cap = policies.defaults.max_deletions if max_deletions is None else max_deletions
         self.views: dict[str, StoreView] = {}
@@ -112,7 +149,11 @@ class Planner:
                 st = stores[name]
                 if inventory and spec.url is None:  # `reap --inventory`: the run's own store
                     spec = spec.model_copy(update={"inventory": inventory})
-                self.views[name] = StoreView(name, spec, st, self.access, Protection(st, self.pconfig, now))
+                at = resume.stores.get(name) if resume else None
+                self.views[name] = StoreView(
+                    name, spec, st, self.access, Protection(st, self.pconfig, now),
+                    budget=self.budget, after=at.after if at else None, finished=bool(at and at.finished),
+                )  # fmt: skip
         for name, spec in policies.stores.items():
             if spec.kind == "vectors" and vector_backends is not None and name in vector_backends:
                 reg = spec.labels_registry
@@ -132,7 +173,14 @@ class Planner:
             for view in self.views.values():
                 with contextlib.suppress(StorekeeperError):
                     view.table("")
-            plan = self._plan()
+            while True:
+                try:
+                    plan = self._plan()
+                    break
+                except _Cut as cut:  # again over the keys before the cut (labels read are cached)
+                    self.views[cut.store].cut_at(cut.name)
+                    self.planned, self.deletions, self.etags = PlannedSet(), 0, {}
+                    self.decided = list(self._decided_before)
         plan.listings = [
             ListingSummary(
                 store=name,
@@ -157,13 +205,76 @@ class Planner:
         for policy in self.pf.policies:
             if not policy.enabled:
                 continue
-            done = plan_columnar(self, policy) or self._plan_policy(policy)
+            done = self._in_pass(policy)
+            if done is None:
+                done = plan_columnar(self, policy) or self._plan_policy(policy)
+                if self.whole_bucket(policy) and not done.waiting:
+                    self.decided.append(policy.name)
+            if done.waiting:
+                plan.waiting.append(policy.name)
             plan.decisions.extend(done.decisions)
             plan.tasks.extend(done.tasks)
             plan.summaries.append(done.summary)
             if done.failure:
                 plan.errors.append(done.failure)
         return plan
+
+    def whole_bucket(self, policy: Policy) -> bool:
+        """Decided over the whole population at once (set filters, versions, buckets, vectors), so
+        only in a run that knows all of it; object and delta item rules go key by key."""
+        keyed = policy.resource in (ResourceKind.object, ResourceKind.delta)
+        return not keyed or policy.set_filter is not None
+
+    def _in_pass(self, policy: Policy) -> PolicyPlan | None:
+        """What the pass says instead of planning `policy` in this run (None: plan it)."""
+        view = self.views.get(policy.store)
+        whole = self.whole_bucket(policy)
+        tally = _Tally()
+        if whole and policy.name in self._decided_before:
+            tally.notes.append("decided earlier in this pass")
+        elif view is not None and view.finished:
+            tally.notes.append(f"store {view.name} was planned to its end earlier in this pass")
+        elif whole and view is not None and not view.whole:
+            tally.waiting = True
+            tally.notes.append(
+                "deferred: needs the whole bucket, and this run plans only part of it (time budget); "
+                "it decides in a pass whose first run lists the bucket in full (or from an inventory)"
+            )
+        else:
+            return None
+        counts = {"planned": 0, "protected": 0, "skipped": 0, "deferred": 0}
+        return policy_plan(policy, tally, counts, 0, [], [])
+
+    def labels_of(self, kind: ResourceType, r: Resource) -> dict[str, str]:
+        """`kind.labels(r)` once per run, within the time budget: a lookup with the budget spent cuts
+        the store there (the first key a run looks up in a store is always looked up, so every run
+        makes progress); in a whole-bucket policy it makes the policy wait."""
+        ident = (str(r.kind), r.store, r.name)
+        if ident in self._labels:
+            return self._labels[ident]
+        first = self._first_looked.setdefault(r.store, r.name)
+        if r.name > first and self.budget.expired("label lookups"):
+            raise _Cut(r.store, r.name)
+        labels = self._labels[ident] = kind.labels(self, r)
+        return labels
+
+    def progress(self) -> tuple[dict[str, StoreProgress], list[StoreProgressReport]]:
+        """Where each object store stands in the pass after this run's plan (for the continuation)."""
+        stores: dict[str, StoreProgress] = {}
+        reports: list[StoreProgressReport] = []
+        for name, view in self.views.items():
+            try:
+                after, finished, left = view.progress()
+            except StorekeeperError:  # its listing failed (the policies say so): nothing advanced
+                after, finished, left = view.after, False, 0
+            stores[name] = StoreProgress(after=after, finished=finished)
+            reports.append(
+                StoreProgressReport(
+                    store=name, resume_after=after, finished=finished, left_unplanned=left,
+                    listing_complete=view.listing_complete,
+                )
+            )  # fmt: skip
+        return stores, reports
 
     def _plan_policy(self, policy: Policy) -> PolicyPlan:
         tally = _Tally()
@@ -172,6 +283,11 @@ class Planner:
         try:
             self._evaluate(policy, tally, rows)
             tasks = self._tasks(policy, rows)
+        except _Cut:
+            if not self.whole_bucket(policy):
+                raise  # the plan is made again, up to the cut
+            note = "deferred: the time budget ran out in its lookups; it decides in a later pass"
+            rows, tasks, tally = [], [], _Tally(notes=[note], waiting=True)
         except StorekeeperError as exc:
             tally.errors.append(f"{type(exc).__name__}: {exc}")
             tally.failure = f"policy {policy.name}: {exc}"
@@ -226,7 +342,7 @@ class Planner:
             """Label-needing filters and label protection, fetched only now, once per resource."""
             if labelled or label_protection:
                 if r.labels is None:
-                    r.labels = kind.labels(self, r)
+                    r.labels = self.labels_of(kind, r)
                 more = _all_match(labelled, r, env)
                 if more is None:
                     return False
@@ -384,7 +500,8 @@ def policy_plan(
         bytes_planned=bytes_planned,
         **counts,
     )
-    return PolicyPlan(summary, [trusted_decision(row.values()) for row in kept], tasks, tally.failure)
+    decisions = [trusted_decision(row.values()) for row in kept]
+    return PolicyPlan(summary, decisions, tasks, tally.failure, tally.waiting)
 
 
 class PlannedSet:
@@ -436,6 +553,8 @@ class _Tally:
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     failure: str | None = None
+    #: a whole-bucket policy that could not decide in this run
+    waiting: bool = False
 
 
 def _all_match(filters: list[Filter], r: Resource, env: PolicyEnv) -> list[str] | None:

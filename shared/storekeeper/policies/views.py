@@ -3,8 +3,11 @@ bucket usage), vector projects (buckets, indexes, labels) and the filter environ
 
 from __future__ import annotations
 
+import bisect
 import json
 import re
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -12,6 +15,7 @@ from functools import partial
 from storekeeper.errors import NotFound, StorekeeperError
 from storekeeper.layout import purged_on_delete
 from storekeeper.policies.access import Access
+from storekeeper.policies.budget import LISTING_SHARE, Budget
 from storekeeper.policies.model import StoreSpec
 from storekeeper.policies.resources import Resource, ResourceKind
 from storekeeper.protection import LiveState, Protection
@@ -31,23 +35,71 @@ class Chain:
     published: frozenset[str]  # versions reached from the pointer through manifest parents
 
 
-def listing_source(spec: StoreSpec, access: Access) -> ListingSource:
+def listing_source(spec: StoreSpec, access: Access, lister: BoundedLister | None = None) -> ListingSource:
     """The store's S3 Inventory when one is configured, else a parallel listing (resumable, throttled)."""
     if spec.inventory:
         from storekeeper.stores.inventory import InventoryListing
 
         return InventoryListing(spec.inventory)
-    return ParallelListing(access.list, workers=spec.list_workers)
+    return ParallelListing(lister or access.list, workers=spec.list_workers)
+
+
+class BoundedLister:
+    """The parallel listing's lister under a time budget, resuming after a key (a continuation's
+    `after`): each range starts at the later of its own start and the resume point (S3
+    `StartAfter`), and stops once the budget is spent, after one key at least. `bound()` then says
+    up to which key the listing is known without a gap, across every range."""
+
+    def __init__(self, access: Access, after: str | None, budget: Budget) -> None:
+        self.access, self.after, self.budget = access, after, budget
+        #: the last key of each range the budget stopped
+        self.stopped: list[str] = []
+        self._lock = threading.Lock()
+
+    def __call__(
+        self, store: ObjectStore, prefix: str, start_after: str | None = None
+    ) -> Iterator[ObjectInfo]:
+        a = self.after
+        start = a if a is not None and (start_after is None or a > start_after) else start_after
+        for info in self.access.list(store, prefix, start_after=start):
+            yield info
+            if self.budget.expired("listing"):
+                with self._lock:
+                    self.stopped.append(info.key)
+                return
+
+    def bound(self) -> str | None:
+        """Every key up to this one is listed (None: every range was listed to its end)."""
+        return min(self.stopped) if self.stopped else None
 
 
 class StoreView:
     """One object store as the planner sees it during a run: every read cached."""
 
     def __init__(
-        self, name: str, spec: StoreSpec, store: ObjectStore, access: Access, protection: Protection
+        self,
+        name: str,
+        spec: StoreSpec,
+        store: ObjectStore,
+        access: Access,
+        protection: Protection,
+        *,
+        budget: Budget | None = None,
+        after: str | None = None,
+        finished: bool = False,
     ):
         self.name, self.spec, self.store, self.access, self.protection = name, spec, store, access, protection
-        self.source = listing_source(spec, access)
+        self.budget = budget or Budget(None)
+        #: the pass's resume point (keys up to it were planned by earlier runs) and whether an earlier
+        #: run of the pass already planned this store to its end
+        self.after, self.finished = after, finished
+        #: keys from here on are left to a later run (the budget ran out looking up their labels)
+        self.cut: str | None = None
+        #: the listing reached the end of the bucket (no range stopped by the budget)
+        self.listing_complete = True
+        limited = self.budget.limited or after is not None
+        self._bounded = BoundedLister(access, after, self.budget.part(LISTING_SHARE)) if limited else None
+        self.source = listing_source(spec, access, self._bounded)
         self.listing_stats: list[tuple[str, ListingStats]] = []
         self._tables: dict[str, ObjectTable] = {}
         self._chains: dict[str, Chain] = {}
@@ -55,14 +107,65 @@ class StoreView:
 
     def table(self, prefix: str) -> ObjectTable:
         """The objects under `prefix` as columns, listed once per run (a longer prefix is served from
-        a listing that covers it)."""
+        a listing that covers it): under a time budget, this run's segment only, before any cut."""
+        table = self._listed(prefix)
+        if self.cut is not None:
+            table = _rows(table, 0, bisect.bisect_left(table.keys, self.cut))
+        return table
+
+    def _listed(self, prefix: str) -> ObjectTable:
+        if self.finished:
+            return ObjectTable([], [], [], [])
         for have, table in self._tables.items():
             if prefix.startswith(have):
                 return table if have == prefix else table.under(prefix)
         table = self.source.table(self.store, prefix)
         self.listing_stats.append((prefix, self.source.stats))
+        if self._bounded is not None:
+            table = self._segment(table)
         self._tables[prefix] = table
         return table
+
+    def _segment(self, table: ObjectTable) -> ObjectTable:
+        """Keys after the resume point, up to where the budget let the listing get (an inventory is
+        read whole: its keys are cut, if at all, by the label lookups' budget)."""
+        assert self._bounded is not None
+        keys = table.keys
+        lo = 0 if self.after is None else bisect.bisect_right(keys, self.after)
+        bound = self._bounded.bound()
+        hi = len(keys)
+        if bound is not None:
+            self.listing_complete = False
+            hi = bisect.bisect_right(keys, bound, lo)
+        return table if (lo, hi) == (0, len(keys)) else _rows(table, lo, hi)
+
+    def cut_at(self, key: str) -> None:
+        """The budget ran out at `key`: it and everything after it are left to the next run."""
+        if self.cut is None or key < self.cut:
+            self.cut = key
+
+    @property
+    def whole(self) -> bool:
+        """This run knows the whole bucket: listed from its start to its end, nothing cut."""
+        return self.listed_whole and self.cut is None
+
+    @property
+    def listed_whole(self) -> bool:
+        """This run listed the bucket from its start to its end."""
+        return not self.finished and self.after is None and self.listing_complete
+
+    def complete_listing(self) -> list[ObjectInfo] | None:
+        """The whole bucket's listing when this run made one (the status measure reuses it)."""
+        table = self._listed("")
+        return table.infos() if self.listed_whole else None
+
+    def progress(self) -> tuple[str | None, bool, int]:
+        """(the last key fully planned, planned to the end, listed keys left unplanned by a cut)."""
+        if self.finished:
+            return self.after, True, 0
+        listed, kept = self._listed(""), self.table("")
+        last = kept.keys[-1] if len(kept) else self.after
+        return last, self.listing_complete and self.cut is None, len(listed) - len(kept)
 
     def listing(self, prefix: str) -> list[ObjectInfo]:
         return self.table(prefix).infos()
@@ -170,6 +273,13 @@ class VectorView:
                     if isinstance(v, dict)
                 }
         return self._registry
+
+
+def _rows(t: ObjectTable, lo: int, hi: int) -> ObjectTable:
+    infos = t._infos[lo:hi] if t._infos is not None else None
+    return ObjectTable(
+        t.keys[lo:hi], t.sizes[lo:hi], t.modified[lo:hi], t.etags[lo:hi], infos, keys_checked=t.keys_checked
+    )
 
 
 # -- the filter environment of one policy -------------------------

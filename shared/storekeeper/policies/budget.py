@@ -1,0 +1,217 @@
+"""Time-budgeted planning: how long a reaper run may plan, and where the next run resumes.
+
+A bucket of 10 million objects cannot be listed (let alone its candidates looked up at the rate
+limit) inside one Lambda run. So planning watches the time it has left and stops *before* the
+function is out of time, leaving a **continuation** in the store: per object store, the last key
+fully planned (S3's `StartAfter` for the next run's listing). The next run resumes there; the run
+that reaches the end of every store clears it (writes it back as `complete`, by the same conditional
+put: a conditional DELETE is not honoured by every S3 server), which completes the *pass*.
+
+* `Budget`: the planning time (the Lambda's remaining time or `reap --deadline`, less a reserve to
+  write the report, send the tasks and store the continuation), with an injectable clock so tests
+  drive exhaustion without sleeping. Listing pages and label lookups (HEADs) check it.
+* `Continuation`: the stored state (`layout.continuation_key`), one object per mode (a dry run
+  never moves the real runs' position); read with its etag and written back only by a conditional
+  put (`If-Match` that etag, or create-only), so two overlapping runs cannot clobber each other: the
+  loser keeps nothing, and its segment is planned again by a later run (task ids are deterministic,
+  the cleanup executor dedups them).
+* A malformed continuation is never a traceback: `load` says which field is wrong and the pass
+  starts over.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import ValidationError as PydanticError
+
+from storekeeper.errors import NotFound, PreconditionFailed, StorekeeperError
+from storekeeper.layout import continuation_key
+from storekeeper.models.common import UtcDatetime
+from storekeeper.stores.base import ObjectStore
+
+#: of the time left when planning starts, what is kept back for the report, the sending and the
+#: continuation write: a fifth, at least RESERVE_MIN_S
+RESERVE_FRACTION = 0.2
+RESERVE_MIN_S = 10.0
+#: of the planning time, what listing may use: the rest is for label lookups, so a listing that
+#: could go on forever never leaves the lookups nothing (and the run nothing to plan)
+LISTING_SHARE = 0.5
+FORMAT: Literal["storekeeper.reaper-continuation/1"] = "storekeeper.reaper-continuation/1"
+#: S3 keys are at most 1,024 bytes; a resume point is one of them
+Key = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+
+
+class Budget:
+    """Planning time left; `expired()` is asked before every listing page and label lookup."""
+
+    def __init__(self, seconds: float | None, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.seconds = seconds
+        self.clock = clock
+        self.deadline = None if seconds is None else clock() + max(0.0, seconds)
+        #: what found the budget spent first (for the report), None while there is time
+        self.ran_out: str | None = None
+        self._whole: Budget | None = None  # the budget this one is a part of
+
+    @classmethod
+    def from_remaining(cls, remaining: float | None) -> Budget:
+        """The planning share of a run's remaining time (None: no deadline, no budget)."""
+        if remaining is None:
+            return cls(None)
+        return cls(max(0.0, remaining - max(RESERVE_MIN_S, RESERVE_FRACTION * remaining)))
+
+    def part(self, fraction: float) -> Budget:
+        """A budget on the same clock ending `fraction` of the way to this one's deadline."""
+        sub = Budget(None, clock=self.clock)
+        sub._whole = self
+        if self.deadline is not None and self.seconds is not None:
+            sub.seconds = self.seconds * fraction
+            sub.deadline = self.deadline - self.seconds * (1 - fraction)
+        return sub
+
+    @property
+    def limited(self) -> bool:
+        return self.deadline is not None
+
+    def expired(self, what: str = "") -> bool:
+        if self.deadline is None or self.clock() < self.deadline:
+            return False
+        if self.ran_out is None:
+            self.ran_out = what or "planning"
+        if self._whole is not None and self._whole.ran_out is None:
+            self._whole.ran_out = self.ran_out
+        return True
+
+
+# -- the stored continuation ---------------------------------------------------------------------------
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreProgress(_Strict):
+    """One object store's place in the pass."""
+
+    #: the last key fully planned: the next run lists after it (None: from the start)
+    after: Key | None = None
+    #: the store was planned to its end earlier in this pass: later runs of the pass leave it alone
+    finished: bool = False
+
+
+class Continuation(_Strict):
+    format: Literal["storekeeper.reaper-continuation/1"] = FORMAT
+    mode: Literal["apply", "dry-run"]
+    #: the policies file the pass was planned with: another file starts the pass over
+    policies_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+    pass_started_at: UtcDatetime
+    updated_at: UtcDatetime
+    #: runs of this pass so far (the one that wrote it included)
+    runs: int = Field(ge=1, le=1_000_000)
+    stores: dict[Annotated[str, StringConstraints(min_length=1, max_length=200)], StoreProgress]
+    #: the pass is over: the next run starts a new one (a cleared continuation)
+    complete: bool = False
+    #: whole-bucket policies (set filters, snapshot versions, buckets, vectors) decided in this pass
+    decided: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=10_000
+    )
+
+
+def scope(apply: bool) -> str:
+    return "apply" if apply else "dry-run"
+
+
+@dataclass
+class Loaded:
+    """The continuation as read: None when there is none (or it was refused), the etag to write over."""
+
+    continuation: Continuation | None
+    key: str
+    etag: str | None = None  # of whatever object is there (even a refused one): the conditional write
+    problem: str | None = None  # why a stored continuation was not used (the pass starts over)
+    notes: list[str] = field(default_factory=list)
+
+
+def parse(body: bytes) -> Continuation:
+    """A stored continuation, or ValueError naming the field and the reason."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"must be a JSON object, got {type(data).__name__}")
+    try:
+        return Continuation.model_validate(data)
+    except PydanticError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(document)"
+        raise ValueError(f"field {where}: {first['msg']}") from None
+
+
+def load(store: ObjectStore, *, apply: bool, policies_sha256: str) -> Loaded:
+    """Read this mode's continuation; a malformed one or another policies file starts the pass over."""
+    key = continuation_key(scope(apply))
+    try:
+        got = store.get(key)
+    except NotFound:
+        return Loaded(None, key)
+    try:
+        cont = parse(got.body)
+    except ValueError as exc:
+        problem = f"continuation {key} refused ({exc}): the pass starts over"
+        return Loaded(None, key, got.etag, problem)
+    if cont.mode != scope(apply):
+        return Loaded(None, key, got.etag, f"continuation {key}: field mode is {cont.mode!r}: starts over")
+    if cont.complete:
+        return Loaded(None, key, got.etag)
+    if cont.policies_sha256 != policies_sha256:
+        problem = f"continuation {key}: field policies_sha256 names another policies file: starts over"
+        return Loaded(None, key, got.etag, problem)
+    return Loaded(cont, key, got.etag)
+
+
+def save(store: ObjectStore, loaded: Loaded, cont: Continuation) -> str | None:
+    """Write the continuation (a `complete` one clears the pass), conditionally on what was read.
+
+    Returns None on success, else why nothing was written: another run changed it since this run read
+    it, so this run's position is dropped and a later run plans its segment again.
+    """
+    if cont.complete and loaded.etag is None:
+        return None  # nothing stored, nothing to clear
+    try:
+        body = cont.model_dump_json(indent=1).encode()
+        if loaded.etag is None:
+            store.put(loaded.key, body, if_none_match=True, content_type="application/json")
+        else:
+            store.put(loaded.key, body, if_match=loaded.etag, content_type="application/json")
+    except PreconditionFailed:
+        return f"continuation {loaded.key} was changed by a concurrent run: this run's position is not stored"
+    except StorekeeperError as exc:
+        return f"continuation {loaded.key} not written: {exc}"
+    return None
+
+
+def next_continuation(
+    previous: Continuation | None,
+    *,
+    apply: bool,
+    policies_sha256: str,
+    now: datetime,
+    stores: dict[str, StoreProgress],
+    decided: list[str],
+    complete: bool = False,
+) -> Continuation:
+    return Continuation(
+        complete=complete,
+        mode="apply" if apply else "dry-run",
+        policies_sha256=policies_sha256,
+        pass_started_at=previous.pass_started_at if previous else now,
+        updated_at=now,
+        runs=(previous.runs + 1) if previous else 1,
+        stores=stores,
+        decided=decided,
+    )

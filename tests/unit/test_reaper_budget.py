@@ -1,0 +1,421 @@
+"""Time-budgeted planning: a pass over a store split across runs by a stored continuation.
+
+Budgets run on an injected clock that advances one tick each time it is read (every listed key and
+every label lookup reads it once), so a run stops at a chosen point of its work without sleeping.
+The reference is the plan of one run without a deadline over the same state: the runs of a pass,
+put together, must plan exactly its keys, none twice, none left out.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from storekeeper import reaper
+from storekeeper.errors import PreconditionFailed
+from storekeeper.layout import continuation_key
+from storekeeper.models.reports import ReaperReport
+from storekeeper.policies import budget as passes
+from storekeeper.policies import parse_policies
+from storekeeper.policies.budget import Budget
+from storekeeper.queues import LocalQueue
+from storekeeper.stores.local import LocalStore
+from tests.unit.reaper_world import NOW, delta_id, local_store, point, put_aged, write_delta, write_version
+
+D = timedelta(days=1)
+
+#: key-by-key policies only (object and delta item rules): every key of them can be planned in any run
+ITEM_POLICIES = """\
+defaults: {grace: 1h, rate_limit: 100000}
+protect: {object_labels: true}
+policies:
+  - {name: old-tmp, resource: object, store: main, prefix: tmp/, filters: [{type: older-than, age: 7d}]}
+  - {name: old-any, resource: object, store: main, filters: [{type: older-than, age: 20d}]}
+  - {name: applied, resource: delta, store: main, filters: [{type: applied}]}
+"""
+#: plus a whole-bucket policy (keep the newest version): decides only in a run that knows it all
+WITH_RETENTION = ITEM_POLICIES + (
+    "  - {name: keep-one, resource: snapshot_version, store: main,\n"
+    "     filters: [{type: keep-newest, count: 1}]}\n"
+)
+
+
+class Ticks:
+    """A clock that moves one tick each time it is read (threads included)."""
+
+    def __init__(self) -> None:
+        self.n = 0
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        with self._lock:
+            self.n += 1
+            return float(self.n)
+
+
+def ticks(n: int) -> Budget:
+    return Budget(n, clock=Ticks())
+
+
+def build(store: LocalStore, objects: int = 120) -> None:
+    """Objects of every age under several prefixes, some protected by a label; a collection with two
+    published versions and applied and pending deltas."""
+    for i in range(objects):
+        prefix = ("tmp/", "img/", "a/", "zz/")[i % 4]
+        labels = {"storekeeper-protect": "true"} if i % 9 == 0 else None
+        put_aged(store, f"{prefix}{i:05d}.bin", 10 + i, (i % 30) * D, metadata=labels)
+    applied = [delta_id(n) for n in range(6)]
+    for n in range(9):
+        write_delta(store, "docs", n, 3 * D)
+    write_version(store, "docs", 1, parent=None, applied=applied[:3], old=5 * D)
+    write_version(store, "docs", 2, parent=1, applied=applied, old=4 * D)
+    point(store, "docs", 2)
+
+
+def run(store: LocalStore, text: str, budget: Budget | None, **kw: Any) -> ReaperReport:
+    kw.setdefault("apply", False)
+    loaded = parse_policies(text)
+    return reaper.run(
+        policies=loaded, stores={"main": store}, now=NOW, write_report=False, budget=budget, **kw
+    )
+
+
+def planned(report: ReaperReport) -> list[tuple[str, str]]:
+    return [(d.policy, d.name) for d in report.decisions if d.verdict == "planned"]
+
+
+def run_pass(store: LocalStore, text: str, n: int, limit: int = 400) -> list[ReaperReport]:
+    """Budgeted runs until the pass completes; each run must get further than the one before."""
+    reports: list[ReaperReport] = []
+    before: str | None = None
+    for _ in range(limit):
+        r = run(store, text, ticks(n))
+        assert r.budget is not None
+        reports.append(r)
+        if r.budget.pass_complete:
+            return reports
+        (main,) = r.budget.stores
+        assert main.resume_after is not None, r.budget
+        assert before is None or main.resume_after > before, r.budget
+        before = main.resume_after
+    raise AssertionError(f"no complete pass in {limit} runs")
+
+
+# -- the pass equals one unbudgeted plan ----------------------------------------------------------------
+
+
+@pytest.mark.slow
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(min_value=2, max_value=400))
+def test_runs_of_a_pass_plan_exactly_what_one_unbudgeted_run_plans(tmp_path: Path, n: int) -> None:
+    store = local_store(tmp_path, f"pass-{n:03d}")
+    if not store.path.exists() or not any(store.path.iterdir()):
+        build(store)
+    whole = planned(run(store, ITEM_POLICIES, None))
+    assert len(whole) > 40  # the world gives every policy something to plan
+    reports = run_pass(store, ITEM_POLICIES, n)
+    union = [p for r in reports for p in planned(r)]
+    assert len(union) == len(set(union)), "a key was planned twice"
+    assert sorted(union) == sorted(whole)
+    # the tasks cover exactly the planned keys, each in one task of at most 1,000 keys
+    keys = [k for r in reports for t in r.tasks for k in t.keys]
+    assert sorted(keys) == sorted(name for _, name in whole)
+    assert reports[-1].budget is not None
+    assert reports[-1].budget.pass_complete
+    # a completed pass cleared the continuation: the next run starts a new pass from the start
+    fresh = run(store, ITEM_POLICIES, ticks(100_000))
+    assert fresh.budget is not None
+    assert fresh.budget.run_in_pass == 1
+    assert fresh.budget.pass_complete
+    assert sorted(planned(fresh)) == sorted(whole)
+
+
+def test_a_budget_cut_run_says_what_it_deferred_and_where_the_next_run_resumes(tmp_path: Path) -> None:
+    store = local_store(tmp_path)
+    build(store)
+    first = run(store, ITEM_POLICIES, ticks(60))
+    b = first.budget
+    assert b is not None
+    assert not b.pass_complete
+    assert b.run_in_pass == 1
+    assert b.ran_out in ("listing", "label lookups")
+    (main,) = b.stores
+    assert main.resume_after is not None
+    assert not main.finished
+    assert b.continuation_key == continuation_key("dry-run")
+    stored = passes.parse(store.get(continuation_key("dry-run")).body)
+    assert stored.stores["main"].after == main.resume_after
+    assert stored.runs == 1
+    assert not stored.complete
+    # nothing at or past the resume point was decided in this run
+    assert all(d.name <= main.resume_after for d in first.decisions)
+    line = reaper.describe_run(first)
+    assert "pass continues" in line
+    assert f"resumes after {main.resume_after!r}" in line
+    second = run(store, ITEM_POLICIES, ticks(60))
+    assert second.budget is not None
+    assert second.budget.run_in_pass == 2
+    assert all(d.name > main.resume_after for d in second.decisions)
+
+
+def test_the_continuation_is_protected_from_a_policy_that_matches_everything(tmp_path: Path) -> None:
+    store = local_store(tmp_path)
+    build(store, objects=40)
+    everything = (
+        "policies: [{name: all, resource: object, store: main, filters: [{type: older-than, age: 0s}]}]"
+    )
+    run(store, everything, ticks(30))  # leaves a continuation behind
+    key = continuation_key("dry-run")
+    assert store.exists(key)
+    later = [run(store, everything, ticks(30)) for _ in range(6)]
+    verdicts = {d.verdict for r in later for d in r.decisions if d.name == key}
+    assert verdicts == {"protected"}
+
+
+def test_whole_bucket_policies_decide_only_in_a_run_that_knows_the_whole_bucket(tmp_path: Path) -> None:
+    store = local_store(tmp_path)
+    build(store)
+    unbudgeted = run(store, WITH_RETENTION, None)
+    retention = [p for p in planned(unbudgeted) if p[0] == "keep-one"]
+    assert retention  # version 1 goes
+    # a budget that lasts: one run, complete, the same plan
+    roomy = run(store, WITH_RETENTION, ticks(1_000_000))
+    assert roomy.budget is not None
+    assert roomy.budget.pass_complete
+    assert sorted(planned(roomy)) == sorted(planned(unbudgeted))
+    # a short one: the first run is cut, so keep-one waits and never decides on part of the bucket
+    reports = run_pass(store, WITH_RETENTION, 40)
+    assert len(reports) > 1
+    assert all(p[0] != "keep-one" for r in reports for p in planned(r))
+    assert reports[0].budget is not None
+    assert "keep-one" in reports[0].budget.policies_waiting
+    # the item policies still planned exactly their keys
+    items = sorted(p for p in planned(unbudgeted) if p[0] != "keep-one")
+    assert sorted(p for r in reports for p in planned(r)) == items
+
+
+# -- races, kills and bad state --------------------------------------------------------------------
+
+
+def race_to_the_end(store: Any, run_once: Callable[[], ReaperReport], limit: int = 200) -> list[ReaperReport]:
+    """Two runs at a time (released together) until a pass is complete; every report of them.
+    Between rounds the stored continuation is always well-formed: never torn, never clobbered."""
+    reports: list[ReaperReport] = []
+    for _ in range(limit):
+        barrier = threading.Barrier(2)
+        out: list[ReaperReport] = []
+
+        def one(barrier: threading.Barrier = barrier, out: list[ReaperReport] = out) -> None:
+            barrier.wait()
+            out.append(run_once())
+
+        threads = [threading.Thread(target=one) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert len(out) == 2
+        reports.extend(out)
+        key = continuation_key("dry-run")
+        stored = passes.parse(store.get(key).body) if store.exists(key) else None
+        if any(r.budget is not None and r.budget.pass_complete for r in out) and (
+            not stored or stored.complete
+        ):
+            return reports
+    raise AssertionError("the racing runs never finished the pass")
+
+
+def lost_races(reports: list[ReaperReport]) -> int:
+    return sum(any("changed by a concurrent run" in n for n in r.budget.notes) for r in reports if r.budget)
+
+
+@pytest.mark.slow
+def test_concurrent_runs_racing_on_the_continuation_never_clobber_it_nor_skip_a_key(tmp_path: Path) -> None:
+    store = local_store(tmp_path)
+    build(store)
+    whole = set(planned(run(store, ITEM_POLICIES, None)))
+    reports = race_to_the_end(store, lambda: run(store, ITEM_POLICIES, ticks(50)))
+    # a part planned twice by racing runs is fine (same task ids); none is skipped
+    assert {p for r in reports for p in planned(r)} == whole
+    assert lost_races(reports) > 0
+
+
+class CrashBeforeContinuation(Exception):
+    """Stands for the process dying after the tasks were sent, before the continuation is stored."""
+
+
+class CrashingStore(LocalStore):
+    crash = False
+
+    def _put(self, key: str, data: bytes | Path, *args: Any) -> str:
+        if self.crash and key.startswith("reaper-state/"):
+            raise CrashBeforeContinuation(key)
+        return super()._put(key, data, *args)
+
+
+def test_a_run_killed_between_sending_and_the_continuation_is_planned_again_with_the_same_task_ids(
+    tmp_path: Path,
+) -> None:
+    store = CrashingStore(tmp_path / "stores" / "main")
+    build(store)
+    whole = set(planned(run(store, ITEM_POLICIES, None)))
+    queue = LocalQueue(tmp_path / "q")
+    first = run(store, ITEM_POLICIES, ticks(80), apply=True, queue=queue)
+    assert first.sent == len(first.tasks) > 0
+    store.crash = True
+    with pytest.raises(CrashBeforeContinuation):
+        run(store, ITEM_POLICIES, ticks(80), apply=True, queue=queue)
+    sent_by_killed = {json.loads(m.body)["task_id"] for m in queue.receive(10_000)}
+    store.crash = False
+    again = run(store, ITEM_POLICIES, ticks(80), apply=True, queue=queue)
+    # the killed run's segment is planned again: same tasks, same ids (the executor dedups them)
+    assert {t.task_id for t in again.tasks} <= sent_by_killed | {t.task_id for t in first.tasks}
+    assert {t.task_id for t in again.tasks} - {t.task_id for t in first.tasks}
+    reports = [first, again]
+    while not (reports[-1].budget and reports[-1].budget.pass_complete):
+        reports.append(run(store, ITEM_POLICIES, ticks(80), apply=True, queue=queue))
+    union = [p for r in reports for p in planned(r)]
+    assert set(union) == whole
+    assert len(union) == len(set(union))
+
+
+def test_an_unconfirmed_or_partly_sent_run_leaves_the_continuation_as_it_was(tmp_path: Path) -> None:
+    store = local_store(tmp_path)
+    build(store)
+    queue = LocalQueue(tmp_path / "q")
+    run(store, ITEM_POLICIES, ticks(60), apply=True, queue=queue)
+    key = continuation_key("apply")
+    before = store.get(key).body
+    declined = run(store, ITEM_POLICIES, ticks(60), apply=True, queue=queue, confirm=lambda _p: False)
+    assert not declined.apply
+    assert declined.budget is not None
+    assert any("not confirmed" in n for n in declined.budget.notes)
+    assert store.get(key).body == before
+    # a dry run keeps its own continuation: it never moves the real runs' position
+    run(store, ITEM_POLICIES, ticks(60))
+    assert store.get(key).body == before
+    assert store.exists(continuation_key("dry-run"))
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=12,
+)
+FIELDS = {
+    "format": st.just("storekeeper.reaper-continuation/1") | JSON,
+    "mode": st.sampled_from(["dry-run", "apply"]) | JSON,
+    "policies_sha256": st.just("0" * 64) | JSON,
+    "pass_started_at": st.just("2030-01-15T11:00:00Z") | JSON,
+    "updated_at": st.just("2030-01-15T11:00:00Z") | JSON,
+    "runs": st.integers(min_value=-2, max_value=3) | JSON,
+    "stores": st.dictionaries(st.sampled_from(["main", ""]), st.fixed_dictionaries({}, optional={
+        "after": st.text(max_size=5) | JSON, "finished": st.booleans() | JSON})) | JSON,
+    "decided": st.lists(st.text(max_size=5)) | JSON,
+    "complete": st.booleans() | JSON,
+}  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    doc=st.fixed_dictionaries({}, optional=FIELDS) | JSON,
+    raw=st.none() | st.binary(max_size=40),
+)
+def test_a_malformed_continuation_is_refused_naming_the_field_and_the_pass_starts_over(
+    doc: Any, raw: bytes | None
+) -> None:
+    body = raw if raw is not None else json.dumps(doc).encode()
+    try:
+        cont = passes.parse(body)
+    except ValueError as exc:
+        text = str(exc)
+        assert text.startswith(("not JSON", "must be a JSON object", "field ")), text
+        return
+    assert cont.format == "storekeeper.reaper-continuation/1"
+    assert cont.runs >= 1
+
+
+def test_a_malformed_stored_continuation_starts_the_pass_over_and_is_replaced(tmp_path: Path) -> None:
+    store = local_store(tmp_path)
+    build(store, objects=40)
+    key = continuation_key("dry-run")
+    store.put(key, json.dumps({"format": "storekeeper.reaper-continuation/1", "runs": "many"}).encode())
+    r = run(store, ITEM_POLICIES, ticks(30))
+    assert r.budget is not None
+    assert r.budget.run_in_pass == 1
+    assert any(f"continuation {key} refused (field mode" in n for n in r.budget.notes), r.budget.notes
+    assert passes.parse(store.get(key).body).runs == 1  # replaced by a good one (If-Match the bad one)
+
+
+def test_save_is_conditional_on_what_was_read(tmp_path: Path) -> None:
+    store = local_store(tmp_path)
+    sha = "a" * 64
+    first = passes.load(store, apply=True, policies_sha256=sha)
+    assert first.continuation is None
+    assert first.etag is None
+    cont = passes.next_continuation(None, apply=True, policies_sha256=sha, now=NOW, stores={}, decided=[])
+    other = passes.load(store, apply=True, policies_sha256=sha)
+    assert passes.save(store, first, cont) is None
+    assert "changed by a concurrent run" in (passes.save(store, other, cont) or "")
+    with pytest.raises(PreconditionFailed):
+        store.put(first.key, b"{}", if_none_match=True)
+    # another policies file: the stored pass is not resumed
+    assert passes.load(store, apply=True, policies_sha256="b" * 64).continuation is None
+
+
+def test_budget_from_remaining_keeps_a_reserve_and_listing_gets_a_share() -> None:
+    clock: Callable[[], float] = lambda: 0.0  # noqa: E731
+    b = Budget.from_remaining(100.0)
+    assert b.seconds == pytest.approx(80.0)
+    assert Budget.from_remaining(20.0).seconds == pytest.approx(10.0)
+    assert Budget.from_remaining(5.0).seconds == 0.0
+    assert not Budget.from_remaining(None).limited
+    part = Budget(10.0, clock=clock).part(0.5)
+    assert part.seconds == pytest.approx(5.0)
+    assert not part.expired()
+
+
+# -- fan-out: full bulk requests, as many tasks as a plan needs ----------------------------------------
+
+
+@pytest.mark.slow
+def test_a_big_plan_is_split_into_full_1000_key_tasks_and_each_is_one_bulk_delete(tmp_path: Path) -> None:
+    """Deltas of 12 collections (100 each) and 2,500 loose objects: 2 + 3 tasks (not one per
+    collection), and executing them costs exactly one DeleteObjects each."""
+    from storekeeper.cleanup import execute_task, parse_task
+
+    store = local_store(tmp_path)
+    for c in range(12):
+        name = f"c{c:02d}"
+        ids = [delta_id(c * 1000 + n) for n in range(100)]
+        for n in range(100):
+            write_delta(store, name, c * 1000 + n, 3 * D)
+        write_version(store, name, 1, parent=None, applied=ids, old=2 * D)
+        point(store, name, 1)
+    for i in range(2500):
+        put_aged(store, f"tmp/{i:05d}.bin", 1, 30 * D)
+    text = """\
+protect: {object_labels: false}
+policies:
+  - {name: applied, resource: delta, store: main, filters: [{type: applied}]}
+  - {name: old-tmp, resource: object, store: main, prefix: tmp/, filters: [{type: older-than, age: 7d}]}
+"""
+    queue = LocalQueue(tmp_path / "q")
+    report = run(store, text, None, apply=True, queue=queue)
+    sizes = {p: [len(t.keys) for t in report.tasks if t.policy == p] for p in ("applied", "old-tmp")}
+    assert sizes == {"applied": [1000, 200], "old-tmp": [1000, 1000, 500]}
+    assert {t.collection for t in report.tasks if t.policy == "applied"} == {None}  # spans collections
+    store.requests.reset()
+    for m in queue.receive(100):
+        out = execute_task(parse_task(m.body), resolve_store=lambda b, n: store, now=NOW)
+        assert out.status == "executed", out
+    assert store.requests.counts.get("delete_batch") == len(report.tasks) == 5
+    assert not [k for k in store.list("") if k.key.startswith(("tmp/", "delta/"))]
