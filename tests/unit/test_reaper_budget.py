@@ -419,3 +419,40 @@ policies:
         assert out.status == "executed", out
     assert store.requests.counts.get("delete_batch") == len(report.tasks) == 5
     assert not [k for k in store.list("") if k.key.startswith(("tmp/", "delta/"))]
+
+
+# -- where the budget comes from: the Lambda context, `reap --deadline` ----------------------------------
+
+
+def test_the_lambda_handler_and_reap_deadline_budget_planning_from_their_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from storekeeper import netconfig
+    from storekeeper.cli import app
+    from storekeeper.runtime import invoke
+
+    store = local_store(tmp_path)
+    build(store, objects=20)
+    pol = tmp_path / "p.yaml"
+    pol.write_text(ITEM_POLICIES)
+    event = json.loads((Path(__file__).resolve().parents[2] / "events/reaper/schedule.json").read_text())
+    env = {"REAPER_POLICIES": str(pol), "CLEANUP_QUEUE_URL": LocalQueue(tmp_path / "q").url,
+           "STOREKEEPER_STORE": store.url}  # fmt: skip
+    out = invoke("reaper", event, env=env, timeout_s=60)
+    assert out.error_type is None, out.error_message
+    assert out.response["pass_complete"] is True
+    report = ReaperReport.model_validate_json(store.get(out.response["report_key"]).body)
+    # 60 s less the handler's 2 s reserve, less planning's reserve (a fifth, 10 s at least)
+    assert report.budget is not None
+    assert report.budget.seconds == pytest.approx(58 * 0.8, abs=5)
+    monkeypatch.delenv("STOREKEEPER_DEADLINE", raising=False)
+    res = CliRunner().invoke(
+        app, ["reap", "--policies", str(pol), "--store", store.url, "--deadline", "30", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    budget = json.loads(res.stdout)["budget"]
+    assert budget["seconds"] == pytest.approx(20, abs=5)
+    assert budget["pass_complete"] is True
+    assert netconfig.remaining() is None  # the command's deadline ends with it

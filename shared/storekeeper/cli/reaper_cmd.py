@@ -133,8 +133,6 @@ def register(app: typer.Typer) -> None:
         """Evaluate the reaper policies and show (or, with --apply, send) the cleanup plan."""
         from storekeeper import netconfig, reaper
 
-        if deadline is not None:
-            netconfig.set_deadline(deadline)  # network calls stop there too; planning keeps a reserve
         if apply and dry_run:
             console.print("[bold red]error:[/] --apply and --dry-run contradict each other")
             raise typer.Exit(1)
@@ -164,15 +162,21 @@ def register(app: typer.Typer) -> None:
             )
             return ask(question, yes=yes)
 
-        with friendly_errors(as_json), status if status is not None else nullcontext():
-            report = reaper.run(
-                policies_path=str(policies) if policies else None,
-                store_url=store,
-                apply=False if dry_run else True if apply else None,
-                max_deletions=max_deletions,
-                confirm=prompt,
-                inventory=inventory,
-            )
+        if deadline is not None:
+            netconfig.set_deadline(deadline)  # network calls stop there too; planning keeps a reserve
+        try:
+            with friendly_errors(as_json), status if status is not None else nullcontext():
+                report = reaper.run(
+                    policies_path=str(policies) if policies else None,
+                    store_url=store,
+                    apply=False if dry_run else True if apply else None,
+                    max_deletions=max_deletions,
+                    confirm=prompt,
+                    inventory=inventory,
+                )
+        finally:
+            if deadline is not None:
+                netconfig.set_deadline_from_env()  # back to the process's own (none, or the env's)
         if as_json:
             emit_json(report.model_dump(mode="json"))
         else:
