@@ -456,3 +456,37 @@ def test_the_lambda_handler_and_reap_deadline_budget_planning_from_their_deadlin
     assert budget["seconds"] == pytest.approx(20, abs=5)
     assert budget["pass_complete"] is True
     assert netconfig.remaining() is None  # the command's deadline ends with it
+
+
+def test_a_pass_planned_from_an_inventory_resumes_by_key_and_plans_the_unbudgeted_plan(
+    tmp_path: Path,
+) -> None:
+    """The report is read whole each run (its files are not in key order); the planner sorts it, so
+    the key is the resume point, whatever file and row a key came from."""
+    from tests.unit.test_listing_inventory import row, write_report
+
+    keys = [f"docs/{(n * 37) % 150:04d}.bin" for n in range(150)]  # a shuffled order, three files
+    report = write_report(tmp_path, [[row(k) for k in keys[i : i + 50]] for i in range(0, 150, 50)])
+    store = LocalStore(tmp_path / "stores" / "inv-src")
+    store.put("marker", b"x")  # the store exists; its objects are only in the report
+    text = """\
+defaults: {rate_limit: 100000}
+protect: {object_labels: true}
+policies:
+  - {name: old-docs, resource: object, store: main, prefix: docs/, filters: [{type: older-than, age: 7d}]}
+"""
+
+    def plan(budget: Budget | None) -> ReaperReport:
+        return run(store, text, budget, inventory=str(report))
+
+    whole = planned(plan(None))
+    assert len(whole) == 150
+    reports = [plan(ticks(40))]
+    while not (reports[-1].budget and reports[-1].budget.pass_complete):
+        assert len(reports) < 100
+        reports.append(plan(ticks(40)))
+    assert len(reports) > 2
+    assert {li.source for r in reports for li in r.listings} == {"inventory"}
+    union = [p for r in reports for p in planned(r)]
+    assert sorted(union) == sorted(whole)
+    assert len(union) == len(set(union))
