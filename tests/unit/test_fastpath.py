@@ -22,7 +22,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from storekeeper.errors import PreconditionFailed
+from storekeeper.errors import InvalidName, PreconditionFailed
+from storekeeper.names import check_key, invalid_keys
 from storekeeper.policies import fastpath
 from storekeeper.policies.model import parse_policies
 from storekeeper.policies.planner import MAX_LISTED, Plan, Planner
@@ -265,3 +266,17 @@ def test_plain_inventory_cells_are_what_csv_reads(rows: list[list[str]], quoting
             assert cells == [c for r in parsed for c in r]
     if not any(ch in c for r in rows for c in r for ch in ',"\n\r'):
         assert _plain_cells(buf.getvalue(), 3) is not None  # AWS's shape is read without the parser
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.text(alphabet="a/.\\\n\x00 é\u2028\x7f", max_size=8), max_size=6))
+def test_bulk_key_checks_refuse_exactly_what_check_key_refuses(keys: list[str]) -> None:
+    """An inventory's keys are checked in bulk (one scan of their joined text): the same keys are
+    refused as by `check_key` one by one."""
+    expected = []
+    for i, k in enumerate(keys):
+        try:
+            check_key(k)
+        except InvalidName:
+            expected.append(i)
+    assert [i for i, _ in invalid_keys(keys)] == expected

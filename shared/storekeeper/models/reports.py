@@ -176,11 +176,13 @@ def plan_digest(
     h.update(decisions_json.dump_json(decisions))
     h.update(b',"tasks":')
     h.update(tasks_json.dump_json(tasks, exclude={"__all__": when}))
-    # the guards' etags (a thousand a task) as key<TAB>etag lines: pydantic's JSON of a large dict
-    # costs ~5x this; keys hold no tab or newline
+    # the guards' etags (a thousand a task) as their keys' lines, then their etags' lines, in the
+    # mapping's order: pydantic's JSON of a large dict costs ~5x this; keys hold no newline
     h.update(b',"etags":')
     for t in tasks:
-        h.update("\n".join(map("\t".join, t.guard.etags.items())).encode())
+        h.update("\n".join(t.guard.etags).encode())
+        h.update(b"\x00")
+        h.update("\n".join(t.guard.etags.values()).encode())
         h.update(b"\x00")
     if summaries is not None:
         h.update(b',"summaries":')
