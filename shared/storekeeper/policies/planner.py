@@ -79,6 +79,10 @@ class Plan:
     waiting: list[str] = field(default_factory=list)
 
 
+class _Replan(Exception):
+    """A whole-bucket policy planned past its store's cut: it waits, and the plan is made again."""
+
+
 class _Cut(Exception):
     """The budget ran out before the labels of `name` (in `store`) could be looked up."""
 
@@ -134,7 +138,8 @@ class Planner:
         self._decided_before = frozenset(self.decided)
         #: labels read in this run, by (kind, store, name): a plan made again after a cut reads none twice
         self._labels: dict[tuple[str, str, str], dict[str, str]] = {}
-        self._first_looked: dict[str, str] = {}  # store -> the first name looked up in this run
+        #: whole-bucket policies that wait in this run (their plan reached past a cut)
+        self._waits: set[str] = set()
         self.access = Access(policies.defaults.rate_limit, policies.defaults.retries)
         self.cap = policies.defaults.max_deletions if max_deletions is None else max_deletions
         self.views: dict[str, StoreView] = {}
@@ -177,8 +182,9 @@ class Planner:
                 try:
                     plan = self._plan()
                     break
-                except _Cut as cut:  # again over the keys before the cut (labels read are cached)
-                    self.views[cut.store].cut_at(cut.name)
+                except (_Cut, _Replan) as again:  # over the keys before the cut (labels are cached)
+                    if isinstance(again, _Cut):
+                        self.views[again.store].cut_at(again.name)
                     self.planned, self.deletions, self.etags = PlannedSet(), 0, {}
                     self.decided = list(self._decided_before)
         plan.listings = [
@@ -206,10 +212,17 @@ class Planner:
             if not policy.enabled:
                 continue
             done = self._in_pass(policy)
-            if done is None:
-                done = plan_columnar(self, policy) or self._plan_policy(policy)
-                if self.whole_bucket(policy) and not done.waiting:
+            if done is None and self.whole_bucket(policy):
+                view = self.views.get(policy.store)
+                with view.uncut() if view is not None else contextlib.nullcontext():
+                    done = self._plan_policy(policy)  # over the whole listing, the cut's far side too
+                if view is not None and view.cut is not None and _reaches(done.tasks, view.cut):
+                    self._waits.add(policy.name)  # its plan needs keys left to the next run
+                    raise _Replan()
+                if not done.waiting:
                     self.decided.append(policy.name)
+            elif done is None:
+                done = plan_columnar(self, policy) or self._plan_policy(policy)
             if done.waiting:
                 plan.waiting.append(policy.name)
             plan.decisions.extend(done.decisions)
@@ -234,11 +247,17 @@ class Planner:
             tally.notes.append("decided earlier in this pass")
         elif view is not None and view.finished:
             tally.notes.append(f"store {view.name} was planned to its end earlier in this pass")
-        elif whole and view is not None and not view.whole:
+        elif whole and view is not None and not view.listed_whole:
             tally.waiting = True
             tally.notes.append(
                 "deferred: needs the whole bucket, and this run plans only part of it (time budget); "
                 "it decides in a pass whose first run lists the bucket in full (or from an inventory)"
+            )
+        elif policy.name in self._waits:
+            tally.waiting = True
+            tally.notes.append(
+                "deferred: it would delete keys past where the time budget cut this run; it decides in "
+                "a later pass"
             )
         else:
             return None
@@ -247,16 +266,21 @@ class Planner:
 
     def labels_of(self, kind: ResourceType, r: Resource) -> dict[str, str]:
         """`kind.labels(r)` once per run, within the time budget: a lookup with the budget spent cuts
-        the store there (the first key a run looks up in a store is always looked up, so every run
-        makes progress); in a whole-bucket policy it makes the policy wait."""
+        the store there (but for the segment's first key, so every run makes progress); in a
+        whole-bucket policy it makes the policy wait."""
         ident = (str(r.kind), r.store, r.name)
         if ident in self._labels:
             return self._labels[ident]
-        first = self._first_looked.setdefault(r.store, r.name)
-        if r.name > first and self.budget.expired("label lookups"):
+        if self.budget.expired("label lookups") and not self._always_looked_up(r):
             raise _Cut(r.store, r.name)
         labels = self._labels[ident] = kind.labels(self, r)
         return labels
+
+    def _always_looked_up(self, r: Resource) -> bool:
+        """The first key of a store's segment: looked up whatever the budget, so a cut is always
+        after it (every run plans a key at least) and each cut is lower than the one before."""
+        view = self.views.get(r.store)
+        return view is not None and r.name == view.first_key()
 
     def progress(self) -> tuple[dict[str, StoreProgress], list[StoreProgressReport]]:
         """Where each object store stands in the pass after this run's plan (for the continuation)."""
@@ -530,6 +554,21 @@ class PlannedSet:
 
     def add(self, r: Resource, policy: str) -> None:
         self.names(str(r.kind), r.store, r.bucket)[r.name] = policy
+
+
+def _reaches(tasks: list[CleanupTask], cut: str) -> bool:
+    """Some task deletes a listed key at or past `cut` (a snapshot version: any key of its prefix)."""
+    from storekeeper.layout import version_prefix
+    from storekeeper.models.cleanup import CleanupAction
+
+    for t in tasks:
+        if t.action is CleanupAction.delete_objects and any(k >= cut for k in t.keys):
+            return True
+        if t.action is CleanupAction.delete_snapshot_version and t.version and t.collection:
+            prefix = version_prefix(t.collection, t.version)
+            if prefix >= cut or cut.startswith(prefix):
+                return True
+    return False
 
 
 @contextmanager

@@ -8,6 +8,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -97,6 +98,7 @@ class StoreView:
         self.cut: str | None = None
         #: the listing reached the end of the bucket (no range stopped by the budget)
         self.listing_complete = True
+        self._uncut = False  # serve the whole listing, the cut's far side too (whole-bucket policies)
         limited = self.budget.limited or after is not None
         self._bounded = BoundedLister(access, after, self.budget.part(LISTING_SHARE)) if limited else None
         self.source = listing_source(spec, access, self._bounded)
@@ -109,7 +111,7 @@ class StoreView:
         """The objects under `prefix` as columns, listed once per run (a longer prefix is served from
         a listing that covers it): under a time budget, this run's segment only, before any cut."""
         table = self._listed(prefix)
-        if self.cut is not None:
+        if self.cut is not None and not self._uncut:
             table = _rows(table, 0, bisect.bisect_left(table.keys, self.cut))
         return table
 
@@ -138,6 +140,21 @@ class StoreView:
             self.listing_complete = False
             hi = bisect.bisect_right(keys, bound, lo)
         return table if (lo, hi) == (0, len(keys)) else _rows(table, lo, hi)
+
+    def first_key(self) -> str | None:
+        """The first key of this run's segment of the store."""
+        table = self._listed("")
+        return table.keys[0] if len(table) else None
+
+    @contextmanager
+    def uncut(self) -> Iterator[None]:
+        """Within: the listing as listed, past the cut too (a whole-bucket policy decides on all of it;
+        the planner then keeps its plan only if it deletes nothing past the cut)."""
+        self._uncut = True
+        try:
+            yield
+        finally:
+            self._uncut = False
 
     def cut_at(self, key: str) -> None:
         """The budget ran out at `key`: it and everything after it are left to the next run."""
