@@ -25,6 +25,16 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
 pytest_plugins = ["tests.servers.s3_servers", "tests.servers.supabase_server"]
 
 
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    """pytest-randomly shuffles modules, and tests within them, on every run; `-q` hides its header, so
+    say here, after any failure, how to run this order again."""
+    seed = config.getoption("randomly_seed", None)
+    if isinstance(seed, int) and config.getoption("randomly_reorganize", False):
+        terminalreporter.write_line(
+            f"random test order, seed {seed}: run this order again with --randomly-seed={seed}"
+        )
+
+
 #: what a developer's shell may carry (`storekeeper devstack` exports most of it): a test that inherited
 #: it would reach another store or queue, and pass or fail by what ran before it
 MACHINE_SETTINGS = (
