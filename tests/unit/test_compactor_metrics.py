@@ -53,6 +53,7 @@ def _units(doc: dict[str, Any]) -> dict[str, str]:
     return {m["Name"]: m["Unit"] for m in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]}
 
 
+@pytest.mark.slow  # a real compaction with chromadb: >5 s here
 def test_a_compaction_emits_its_seconds_per_collection_and_the_bytes_its_removals_freed(
     store: LocalStore, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:

@@ -167,6 +167,7 @@ def _same(fast: Plan, general: Plan) -> None:
     assert fast.errors == general.errors
 
 
+@pytest.mark.slow  # hypothesis, two planners per example: >5 s here
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(objs=objects(), spec=policy_files())
 def test_the_fast_path_plans_what_the_general_path_plans(
@@ -222,6 +223,7 @@ def test_past_the_listing_bound_both_paths_agree_and_the_fast_path_plans(
     assert deferred["second"].startswith(f"run cap of {n - 50} deletions reached")
 
 
+@pytest.mark.slow  # hypothesis: >5 s here
 @settings(max_examples=300, deadline=None)
 @given(
     st.one_of(
@@ -247,6 +249,7 @@ def test_key_may_be_kept_is_a_necessary_condition_of_protection(key: str, globs:
                 assert protection.key_may_be_kept()(key)
 
 
+@pytest.mark.slow  # hypothesis: >5 s here
 @settings(max_examples=300, deadline=None)
 @given(
     rows=st.lists(st.lists(st.text(alphabet='ab,"\n\r x%', max_size=4), min_size=3, max_size=3), max_size=5),

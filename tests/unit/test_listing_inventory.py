@@ -55,6 +55,7 @@ def fill(store: S3Store) -> list[str]:
     return sorted(keys)
 
 
+@pytest.mark.slow  # parallel listings over moto: >5 s here
 def test_parallel_listing_returns_the_sequential_listing_with_full_pages(s3: S3Store) -> None:
     keys = fill(s3)
     seq = SequentialListing()
@@ -74,6 +75,7 @@ def test_parallel_listing_returns_the_sequential_listing_with_full_pages(s3: S3S
     assert (deeper.stats.split_requests, deeper.stats.requests) == (9, 9)
 
 
+@pytest.mark.slow  # parallel listings over moto: >5 s here
 def test_parallel_listing_of_a_flat_prefix_costs_the_sequential_minimum(s3: S3Store) -> None:
     for i in range(120):
         s3.put(f"flat/{i:04d}", b"x")
@@ -83,6 +85,7 @@ def test_parallel_listing_of_a_flat_prefix_costs_the_sequential_minimum(s3: S3St
     assert p.stats.requests == math.ceil(120 / PAGE)  # the delimiter listing is the listing
 
 
+@pytest.mark.slow  # parallel listings over moto: >5 s here
 def test_many_small_prefixes_are_listed_in_ranges_of_full_pages(s3: S3Store) -> None:
     """30 prefixes of 20 keys (pages of 50): 4 ranges of consecutive prefixes, each one listing
     in full pages but its last, instead of one partial page per prefix; nothing listed twice, and

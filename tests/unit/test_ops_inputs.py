@@ -46,12 +46,14 @@ def test_rollback_and_snapshots_with_any_names(store: LocalStore, version: str, 
     assert sorted(i.key for i in store.list("")) == before  # nothing written
 
 
+@pytest.mark.slow  # hypothesis through the CLI: >5 s here
 @SETTINGS
 @given(ref=TEXT)
 def test_reports_show_with_any_reference(store: LocalStore, ref: str) -> None:
     clean_failure(["reports", "show", ref or "latest", "--store", store.url, "--json"])
 
 
+@pytest.mark.slow  # hypothesis through the CLI: >5 s here
 @SETTINGS
 @given(src=TEXT, dst=TEXT)
 def test_migrate_with_any_urls(store: LocalStore, src: str, dst: str, tmp_path: Path) -> None:

@@ -152,6 +152,7 @@ def _assert_clear(text: str) -> None:
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
+@pytest.mark.slow  # hypothesis, many examples: >5 s here
 @FUZZ
 @given(
     doc=st.dictionaries(st.sampled_from(["stores", "defaults", "protect", "policies"]), documents, max_size=4)
