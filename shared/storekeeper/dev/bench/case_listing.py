@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from storekeeper.dev.bench.case_reaper import POLICIES
 from storekeeper.dev.bench.context import BenchContext, CaseSkipped
 from storekeeper.dev.bench.report import CaseResult, TargetResult
 from storekeeper.dev.bench.timing import rate, timed
@@ -38,22 +39,6 @@ TITLE = "Reaper planning at S3 scale: parallel listing behind a 100 ms link, and
 PROXY_RATIO_TARGET = 0.5
 INVENTORY_RATIO_TARGET = 3.0
 PREFIX = "bench/"
-
-POLICY = """
-stores:
-  main: {{list_workers: {workers}}}
-defaults:
-  max_deletions: {n}
-protect:
-  object_labels: false
-policies:
-  - name: bench-age
-    resource: object
-    store: main
-    prefix: {prefix}
-    filters:
-      - {{type: older-than, age: 1h}}
-"""
 
 
 def _keys(n: int, prefixes: int) -> list[str]:
@@ -96,7 +81,9 @@ def _plan(store: ObjectStore, n: int, workers: int, **kw: Any) -> tuple[Any, flo
     for module in ("storekeeper.policies.fastpath", "storekeeper.stores.inventory"):
         importlib.import_module(module)
 
-    policies = parse_policies(POLICY.format(n=n, workers=workers, prefix=PREFIX), "<bench>")
+    policies = parse_policies(
+        POLICIES.format(n=n, prefix=PREFIX, store=f"{{list_workers: {workers}}}"), "<bench>"
+    )
     now = datetime.now(UTC) + timedelta(hours=2)
     cpu = time.process_time()
     with timed() as t:

@@ -27,9 +27,10 @@ PLAN_RATE_TARGET = 20_000.0
 PAGE = 1000
 PREFIX = "bench/"
 
+#: also the listing case's policy, with its parallel-listing setting as `store`
 POLICIES = """
 stores:
-  main: {{}}
+  main: {store}
 defaults:
   max_deletions: {n}
 protect:
@@ -80,7 +81,7 @@ def measure(ctx: BenchContext, result: CaseResult, backend: str, store: ObjectSt
     setup = fill(store, n)
     p = {"objects": n}
     result.add("setup_put_rate", rate(n, setup), "objects/s", backend, params=p, note="creating the objects")
-    policies = parse_policies(POLICIES.format(n=n, prefix=PREFIX), "<bench>")
+    policies = parse_policies(POLICIES.format(n=n, prefix=PREFIX, store="{}"), "<bench>")
     now = datetime.now(UTC) + timedelta(hours=2)  # every object is past the 1h age rule
 
     # the raw limit planning sits on: one bare listing of the same keys (its requests are not counted)
