@@ -20,7 +20,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType
 from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from storekeeper import config
+from storekeeper import config, snapstart
 from storekeeper.batch import record_failure
 from storekeeper.cleanup import (
     CleanupRunner,
@@ -38,6 +38,7 @@ from storekeeper.tracing import make_tracer
 logger = Logger()
 metrics = Metrics()
 tracer = make_tracer()  # no X-Ray SDK import unless tracing is on
+snapstart.enable("cleanup")  # restore hooks; priming under SnapStart only
 
 
 class CleanupBatch(BatchProcessor):

@@ -17,7 +17,7 @@ from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from storekeeper import config
+from storekeeper import config, snapstart
 from storekeeper.errors import ValidationError
 from storekeeper.netconfig import with_deadline
 from storekeeper.producer import (
@@ -41,6 +41,7 @@ CORRELATION_PATH = 'request_id || Records[0].responseElements."x-amz-request-id"
 
 _deps: dict[tuple[str, str, str], tuple[ObjectStore, Queue]] = {}
 _persistence: dict[tuple[str, str, str], Any] = {}
+snapstart.enable("producer", _deps, _persistence)  # restore hooks; priming under SnapStart only
 
 
 def _settings() -> tuple[str, str, str]:

@@ -16,7 +16,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from storekeeper import config, gauges, reaper
+from storekeeper import config, gauges, reaper, snapstart
 from storekeeper.models.schedule import ReaperOverrides, ReaperTrigger
 from storekeeper.netconfig import with_deadline
 from storekeeper.tracing import make_tracer
@@ -24,6 +24,7 @@ from storekeeper.tracing import make_tracer
 logger = Logger()
 metrics = Metrics()
 tracer = make_tracer()  # no X-Ray SDK import unless tracing is on
+snapstart.enable("reaper")  # restore hooks; priming under SnapStart only
 
 
 @tracer.capture_method
