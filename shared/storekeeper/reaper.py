@@ -85,11 +85,13 @@ def run(
     confirm: Callable[[PlanPreview], bool] | None = None,
     inventory: str | None = None,
     budget: Budget | None = None,
+    max_objects: int | None = None,
 ) -> ReaperReport:
     """Plan (always), write the report (always), send the tasks (only when `apply`).
 
     `confirm` (the CLI's prompt) sees the plan before anything is sent; False makes the run a dry run.
-    `budget` (default: from the process's deadline, `netconfig`) limits planning's time; a limited
+    `budget` (default: from the process's deadline, `netconfig`, and the memory bound: `max_objects`,
+    else `policies.budget.memory_bound()`) limits planning's time and the objects it holds; a limited
     run resumes and stores the pass's continuation.
     """
     loaded = policies or load_policies(policies_path)
@@ -101,7 +103,9 @@ def run(
     vectors = dict(vector_backends) if vector_backends is not None else open_vector_backends(loaded)
     # the report goes to the run's store: --store / env, else the file's `main`, else the default
     home = open_store(store_url) if store_url or "main" not in opened else opened["main"]
-    budget = budget if budget is not None else Budget.from_remaining(netconfig.remaining())
+    if budget is None:
+        held = max_objects if max_objects is not None else passes.memory_bound()
+        budget = Budget.from_remaining(netconfig.remaining(), max_objects=held)
     requested = apply
     resume = _load_continuation(home, apply, loaded.sha256) if budget.limited else None
 
@@ -238,6 +242,7 @@ def _advance(
         stored = problem is None and not complete
     return BudgetReport(
         seconds=planner.budget.seconds,
+        max_objects=planner.budget.max_objects,
         ran_out=planner.budget.ran_out,
         pass_complete=complete,
         pass_started_at=cont.pass_started_at,
@@ -291,7 +296,11 @@ def describe_budget(b: BudgetReport) -> str:
     """One line: where the pass stands and what was left for the next run."""
     if b.pass_complete:
         return f"pass complete (run {b.run_in_pass} of the pass)"
-    parts = [f"pass continues (run {b.run_in_pass}; the budget ran out during {b.ran_out or 'planning'})"]
+    if b.ran_out == "memory":
+        why = f"the objects held reached the memory bound of {b.max_objects}"
+    else:
+        why = f"the budget ran out during {b.ran_out or 'planning'}"
+    parts = [f"pass continues (run {b.run_in_pass}; {why})"]
     for s in b.stores:
         if not s.finished:
             where = repr(s.resume_after) if s.resume_after else "the start"

@@ -20,15 +20,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from storekeeper import reaper
-from storekeeper.errors import PreconditionFailed
+from storekeeper.errors import PreconditionFailed, StorekeeperError
 from storekeeper.layout import continuation_key
 from storekeeper.models.reports import ReaperReport
 from storekeeper.policies import budget as passes
 from storekeeper.policies import parse_policies
 from storekeeper.policies.budget import Budget
 from storekeeper.queues import LocalQueue
+from storekeeper.stores.inventory import Inventory
 from storekeeper.stores.local import LocalStore
 from tests.unit.reaper_world import NOW, delta_id, local_store, point, put_aged, write_delta, write_version
+from tests.unit.test_listing_inventory import row, write_report
 
 D = timedelta(days=1)
 
@@ -478,8 +480,6 @@ def test_a_pass_planned_from_an_inventory_resumes_by_key_and_plans_the_unbudgete
 ) -> None:
     """The report is read whole each run (its files are not in key order); the planner sorts it, so
     the key is the resume point, whatever file and row a key came from."""
-    from tests.unit.test_listing_inventory import row, write_report
-
     keys = [f"docs/{(n * 37) % 150:04d}.bin" for n in range(150)]  # a shuffled order, three files
     report = write_report(tmp_path, [[row(k) for k in keys[i : i + 50]] for i in range(0, 150, 50)])
     store = LocalStore(tmp_path / "stores" / "inv-src")
@@ -553,3 +553,85 @@ def test_a_whole_bucket_policy_that_would_delete_past_the_cut_waits_and_nothing_
     union = [p for r in reports for p in planned(r)]
     assert len(union) == len(set(union))
     assert sorted(p for p in union if p[0] != "keep-one") == sorted(p for p in whole if p[0] != "keep-one")
+
+
+# -- the memory bound: a run holds at most `max_objects` listed objects -----------------------------------
+
+
+def held(n: int) -> Callable[[], Budget]:
+    """Budgets without a deadline, bounded to `n` objects held (the memory bound)."""
+    return lambda: Budget(None, max_objects=n)
+
+
+@pytest.mark.slow
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(min_value=1, max_value=200))
+def test_a_pass_under_a_memory_bound_plans_exactly_the_unbudgeted_plan(tmp_path: Path, n: int) -> None:
+    store = local_store(tmp_path, f"held-{n:03d}")
+    if not store.path.exists() or not any(store.path.iterdir()):
+        build(store)
+    whole = planned(run(store, ITEM_POLICIES, None))
+    reports = run_pass(store, ITEM_POLICIES, held(n))
+    assert_plans_exactly(reports, whole)
+    total = len(list(store.list("")))
+    for r in reports:
+        assert r.budget is not None
+        assert r.budget.max_objects == n
+        (main,) = r.budget.stores
+        # a run never plans more keys than the bound lets it hold
+        assert sum(s.evaluated for s in r.summaries if s.policy == "old-any") <= n
+        if not r.budget.pass_complete:
+            assert r.budget.ran_out == "memory"
+            assert not main.listing_complete
+            assert f"memory bound of {n}" in reaper.describe_run(r)
+    if n >= total:  # a bound above the bucket's size never stops a run
+        assert len(reports) == 1
+
+
+def test_the_memory_bound_comes_from_the_functions_memory_or_the_setting() -> None:
+    assert passes.memory_bound({}) is None
+    lambda_1g = passes.memory_bound({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024"})
+    assert lambda_1g == 1024 * 2**20 // 2 // passes.BYTES_PER_OBJECT
+    assert passes.memory_bound({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "10240"}) == 3_495_253  # 10 GB
+    both = {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024", "STOREKEEPER_REAPER_MAX_OBJECTS": "5000"}
+    assert passes.memory_bound(both) == 5000
+    for bad in ("0", "-3", "lots", "1.5"):
+        with pytest.raises(StorekeeperError, match="STOREKEEPER_REAPER_MAX_OBJECTS must be a positive"):
+            passes.memory_bound({"STOREKEEPER_REAPER_MAX_OBJECTS": bad})
+    assert Budget.from_remaining(None, max_objects=7).limited
+    assert Budget.from_remaining(100.0).part(0.5).max_objects is None
+    assert Budget.from_remaining(100.0, max_objects=7).part(0.5).max_objects == 7
+
+
+@pytest.mark.slow
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(min_value=1, max_value=160), files=st.integers(min_value=1, max_value=5))
+def test_a_pass_from_an_inventory_under_a_memory_bound_holds_at_most_the_bound(
+    tmp_path_factory: pytest.TempPathFactory, n: int, files: int
+) -> None:
+    """Each run reads the report file by file and keeps only the `n` smallest keys after the resume
+    point: never more than `n` rows (plus one file) held, and the pass plans the unbudgeted plan."""
+    tmp = tmp_path_factory.mktemp("inv")
+    keys = [f"docs/{(k * 37) % 150:04d}.bin" for k in range(150)]  # shuffled across the files
+    per = -(-150 // files)
+    report = write_report(tmp, [[row(k) for k in keys[i : i + per]] for i in range(0, 150, per)])
+    store = LocalStore(tmp / "stores" / "inv-src")
+    store.put("marker", b"x")
+    text = """\
+defaults: {rate_limit: 100000}
+protect: {object_labels: true}
+policies:
+  - {name: old-docs, resource: object, store: main, prefix: docs/, filters: [{type: older-than, age: 7d}]}
+"""
+    whole = planned(run(store, text, None, inventory=str(report)))
+    assert len(whole) == 150
+    reports = run_pass(store, text, held(n), inventory=str(report))
+    assert_plans_exactly(reports, whole)
+    assert len(reports) == -(-150 // n)  # every run holds exactly n keys but the last
+    assert all(r.budget is not None and r.budget.ran_out == "memory" for r in reports[:-1])
+    # the reader itself: the n smallest keys after a resume point, and where it stopped
+    inv = Inventory(str(report))
+    table = inv.table(after="docs/0040.bin", limit=n)
+    want = sorted(k for k in keys if k > "docs/0040.bin")[:n]
+    assert table.keys == want
+    assert inv.bound == (want[-1] if n < len([k for k in keys if k > "docs/0040.bin"]) else None)

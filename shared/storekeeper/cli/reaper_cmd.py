@@ -115,6 +115,16 @@ def register(app: typer.Typer) -> None:
                 "resumes and says what it deferred (env STOREKEEPER_DEADLINE).",
             ),
         ] = None,
+        max_objects: Annotated[
+            int | None,
+            typer.Option(
+                "--max-objects",
+                min=1,
+                help="Objects this run may hold while planning (the memory bound): past it, planning "
+                "stops and stores where the next run resumes (env STOREKEEPER_REAPER_MAX_OBJECTS; in "
+                "Lambda derived from the function's memory).",
+            ),
+        ] = None,
         tests: Annotated[
             bool,
             typer.Option(
@@ -173,6 +183,7 @@ def register(app: typer.Typer) -> None:
                     max_deletions=max_deletions,
                     confirm=prompt,
                     inventory=inventory,
+                    max_objects=max_objects,
                 )
         finally:
             if deadline is not None:

@@ -84,7 +84,10 @@ class BudgetReport(Strict):
 
     #: planning time this run had (None: no deadline)
     seconds: float | None = None
-    #: what found the budget spent: `listing` or `label lookups` (None: it lasted)
+    #: objects the run could hold while planning (the memory bound; None: no bound)
+    max_objects: int | None = None
+    #: what found the budget spent: `listing`, `label lookups` or `memory` (the objects held reached
+    #: `max_objects`); None: it lasted
     ran_out: str | None = None
     pass_complete: bool
     pass_started_at: UtcDatetime | None = None

@@ -9,7 +9,10 @@ put: a conditional DELETE is not honoured by every S3 server), which completes t
 
 * `Budget`: the planning time (the Lambda's remaining time or `reap --deadline`, less a reserve to
   write the report, send the tasks and store the continuation), with an injectable clock so tests
-  drive exhaustion without sleeping. Listing pages and label lookups (HEADs) check it.
+  drive exhaustion without sleeping. Listing pages and label lookups (HEADs) check it. And the
+  planning memory: at 100 M objects a bucket does not fit in a Lambda, so a run also stops (with
+  the same continuation) once the objects it holds reach `max_objects`, derived from the function's
+  memory (`memory_bound`).
 * `Continuation`: the stored state (`layout.continuation_key`), one object per mode (a dry run
   never moves the real runs' position); read with its etag and written back only by a conditional
   put (`If-Match` that etag, or create-only), so two overlapping runs cannot clobber each other: the
@@ -22,8 +25,9 @@ put: a conditional DELETE is not honoured by every S3 server), which completes t
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated, Literal
@@ -43,32 +47,72 @@ RESERVE_MIN_S = 10.0
 #: of the planning time, what listing may use: the rest is for label lookups, so a listing that
 #: could go on forever never leaves the lookups nothing (and the run nothing to plan)
 LISTING_SHARE = 0.5
+#: what planning holds per listed object at its peak: RSS growth measured at 100,000 keys was ~520 B
+#: on the columnar fast path and ~1,160 B on the general path (an ObjectInfo, its columns, a resource
+#: and a row; docs/performance.md), so this leaves headroom for S3 pages being parsed
+BYTES_PER_OBJECT = 1536
+#: of the function's memory, what the objects held while planning may take (the rest: the runtime,
+#: the imports, the report and the tasks)
+MEMORY_SHARE = 0.5
+#: objects held at most while planning (overrides the bound derived from the function's memory)
+MAX_OBJECTS_ENV = "STOREKEEPER_REAPER_MAX_OBJECTS"
+LAMBDA_MEMORY_ENV = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 FORMAT: Literal["storekeeper.reaper-continuation/1"] = "storekeeper.reaper-continuation/1"
 #: S3 keys are at most 1,024 bytes; a resume point is one of them
 Key = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
 
 
-class Budget:
-    """Planning time left; `expired()` is asked before every listing page and label lookup."""
+def objects_for_memory(memory_mb: int) -> int:
+    """Objects a run may hold while planning in a function of `memory_mb` MB."""
+    return max(1, int(memory_mb * 2**20 * MEMORY_SHARE) // BYTES_PER_OBJECT)
 
-    def __init__(self, seconds: float | None, *, clock: Callable[[], float] = time.monotonic) -> None:
+
+def memory_bound(environ: Mapping[str, str] | None = None) -> int | None:
+    """`STOREKEEPER_REAPER_MAX_OBJECTS`, else the bound for Lambda's `AWS_LAMBDA_FUNCTION_MEMORY_SIZE`
+    (None outside Lambda: no bound). A value that is not a positive integer is a clear error."""
+    env = os.environ if environ is None else environ
+    for name, derive in ((MAX_OBJECTS_ENV, False), (LAMBDA_MEMORY_ENV, True)):
+        raw = env.get(name, "").strip()
+        if not raw:
+            continue
+        if not raw.isdigit() or int(raw) < 1:
+            raise StorekeeperError(f"environment variable {name} must be a positive integer, got {raw!r}")
+        return objects_for_memory(int(raw)) if derive else int(raw)
+    return None
+
+
+class Budget:
+    """Planning time left; `expired()` is asked before every listing page and label lookup, `full()`
+    as objects are listed (the memory bound)."""
+
+    def __init__(
+        self,
+        seconds: float | None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        max_objects: int | None = None,
+    ) -> None:
         self.seconds = seconds
         self.clock = clock
+        #: objects a run may hold while planning (None: no bound)
+        self.max_objects = max_objects
         self.deadline = None if seconds is None else clock() + max(0.0, seconds)
         #: what found the budget spent first (for the report), None while there is time
         self.ran_out: str | None = None
         self._whole: Budget | None = None  # the budget this one is a part of
 
     @classmethod
-    def from_remaining(cls, remaining: float | None) -> Budget:
-        """The planning share of a run's remaining time (None: no deadline, no budget)."""
+    def from_remaining(cls, remaining: float | None, *, max_objects: int | None = None) -> Budget:
+        """The planning share of a run's remaining time (None: no deadline) and its memory bound."""
         if remaining is None:
-            return cls(None)
-        return cls(max(0.0, remaining - max(RESERVE_MIN_S, RESERVE_FRACTION * remaining)))
+            return cls(None, max_objects=max_objects)
+        seconds = max(0.0, remaining - max(RESERVE_MIN_S, RESERVE_FRACTION * remaining))
+        return cls(seconds, max_objects=max_objects)
 
     def part(self, fraction: float) -> Budget:
-        """A budget on the same clock ending `fraction` of the way to this one's deadline."""
-        sub = Budget(None, clock=self.clock)
+        """A budget on the same clock ending `fraction` of the way to this one's deadline (the same
+        memory bound)."""
+        sub = Budget(None, clock=self.clock, max_objects=self.max_objects)
         sub._whole = self
         if self.deadline is not None and self.seconds is not None:
             sub.seconds = self.seconds * fraction
@@ -77,16 +121,28 @@ class Budget:
 
     @property
     def limited(self) -> bool:
-        return self.deadline is not None
+        """A deadline or a memory bound: the run plans a segment of a pass."""
+        return self.deadline is not None or self.max_objects is not None
 
     def expired(self, what: str = "") -> bool:
         if self.deadline is None or self.clock() < self.deadline:
             return False
+        self.spend(what or "planning")
+        return True
+
+    def full(self, held: int) -> bool:
+        """`held` objects reach the memory bound (the report says `memory`)."""
+        if self.max_objects is None or held < self.max_objects:
+            return False
+        self.spend("memory")
+        return True
+
+    def spend(self, what: str) -> None:
+        """Mark the budget spent by `what` (the first one is reported)."""
         if self.ran_out is None:
-            self.ran_out = what or "planning"
+            self.ran_out = what
         if self._whole is not None and self._whole.ran_out is None:
             self._whole.ran_out = self.ran_out
-        return True
 
 
 # -- the stored continuation ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ bucket usage), vector projects (buckets, indexes, labels) and the filter environ
 from __future__ import annotations
 
 import bisect
+import itertools
 import json
 import re
 import threading
@@ -37,25 +38,30 @@ class Chain:
 
 
 def listing_source(spec: StoreSpec, access: Access, lister: BoundedLister | None = None) -> ListingSource:
-    """The store's S3 Inventory when one is configured, else a parallel listing (resumable, throttled)."""
+    """The store's S3 Inventory when one is configured, else a parallel listing (resumable, throttled);
+    under a budget, the segment after the resume point within the memory bound."""
     if spec.inventory:
         from storekeeper.stores.inventory import InventoryListing
 
-        return InventoryListing(spec.inventory)
+        if lister is None:
+            return InventoryListing(spec.inventory)
+        return InventoryListing(spec.inventory, after=lister.after, max_objects=lister.budget.max_objects)
     return ParallelListing(lister or access.list, workers=spec.list_workers)
 
 
 class BoundedLister:
     """The parallel listing's lister under a time budget, resuming after a key (a continuation's
     `after`): each range starts at the later of its own start and the resume point (S3
-    `StartAfter`), and stops once the budget is spent, after one key at least. `bound()` then says
-    up to which key the listing is known without a gap, across every range."""
+    `StartAfter`), and stops once the budget is spent or the objects listed by all ranges together
+    reach its memory bound, after one key at least. `bound()` then says up to which key the listing
+    is known without a gap, across every range."""
 
     def __init__(self, access: Access, after: str | None, budget: Budget) -> None:
         self.access, self.after, self.budget = access, after, budget
         #: the last key of each range the budget stopped
         self.stopped: list[str] = []
         self._lock = threading.Lock()
+        self._held = itertools.count(1)  # objects listed so far, every range together (the memory bound)
 
     def __call__(
         self, store: ObjectStore, prefix: str, start_after: str | None = None
@@ -64,7 +70,7 @@ class BoundedLister:
         start = a if a is not None and (start_after is None or a > start_after) else start_after
         for info in self.access.list(store, prefix, start_after=start):
             yield info
-            if self.budget.expired("listing"):
+            if self.budget.expired("listing") or self.budget.full(next(self._held)):
                 with self._lock:
                     self.stopped.append(info.key)
                 return
@@ -134,7 +140,10 @@ class StoreView:
         assert self._bounded is not None
         keys = table.keys
         lo = 0 if self.after is None else bisect.bisect_right(keys, self.after)
-        bound = self._bounded.bound()
+        bounds = [b for b in (self._bounded.bound(), self.source.bound()) if b is not None]
+        if self.source.bound() is not None:
+            self._bounded.budget.spend("memory")  # the report says what stopped the run
+        bound = min(bounds) if bounds else None
         hi = len(keys)
         if bound is not None:
             self.listing_complete = False

@@ -97,6 +97,8 @@ class Inventory:
     def __init__(self, location: str, *, store_for: type[ObjectStore] | None = None) -> None:
         self.location = location
         self.stats = InventoryStats()
+        #: the last key of a `table` its `limit` cut short (None: every row after `after` is in it)
+        self.bound: str | None = None
         self._store_for = store_for
         self.manifest = self._load_manifest()
         if self.manifest.fileFormat.upper() != "CSV":
@@ -153,21 +155,35 @@ class Inventory:
         raise InputError("inventory.files", f"data file {f.key} not found near {self.location}")
 
     # -- rows ---------------------------------------------------------------------------------
-    def table(self) -> ObjectTable:
-        """Every current object of the report, in key order, as columns (no per-row objects)."""
+    def table(self, *, after: str | None = None, limit: int | None = None) -> ObjectTable:
+        """The report's current objects in key order, as columns (no per-row objects).
+
+        `after`: only the keys after it (a pass's resume point). `limit` (the planning memory bound):
+        only the `limit` smallest of those, held at most `limit` rows plus one data file at a time
+        (the files are not in key order: each file's rows are merged in and the rest dropped);
+        `bound` then says up to which key the table is complete."""
         keys: list[str] = []
         sizes: list[int] = []
         modified: list[datetime] = []
         etags: list[str] = []
+        cut: str | None = None
         for f in self.manifest.files:
-            k, n, t, e = self._file_columns(f)
-            keys += k
-            sizes += n
-            modified += t
-            etags += e
-        if len(keys) > 1 and any(map(operator.gt, keys, itertools.islice(keys, 1, None))):
-            take = operator.itemgetter(*sorted(range(len(keys)), key=keys.__getitem__))
-            keys, sizes, modified, etags = (list(take(c)) for c in (keys, sizes, modified, etags))
+            cols = self._file_columns(f)
+            if after is not None or cut is not None:  # before the resume point, or past the cut: not held
+                lo, hi = after, cut
+                k, n, t, e = cols
+                keep = [(lo is None or lo < key) and (hi is None or key <= hi) for key in k]
+                cols = (_pick(k, keep), _pick(n, keep), _pick(t, keep), _pick(e, keep))
+            keys += cols[0]
+            sizes += cols[1]
+            modified += cols[2]
+            etags += cols[3]
+            if limit is not None and len(keys) > limit:
+                keys, sizes, modified, etags = _key_order(keys, sizes, modified, etags)
+                del keys[limit:], sizes[limit:], modified[limit:], etags[limit:]
+                cut = keys[-1]
+        self.bound = cut
+        keys, sizes, modified, etags = _key_order(keys, sizes, modified, etags)
         return ObjectTable(keys, sizes, modified, etags, keys_checked=True)
 
     def rows(self, prefix: str = "") -> Iterator[ObjectInfo]:
@@ -323,6 +339,16 @@ def _plain_cells(text: str, width: int) -> list[str] | None:
     return body.replace("\n", ",").split(",")
 
 
+def _key_order(
+    keys: list[str], sizes: list[int], modified: list[datetime], etags: list[str]
+) -> tuple[list[str], list[int], list[datetime], list[str]]:
+    """The columns sorted by key (untouched when they already are)."""
+    if len(keys) > 1 and any(map(operator.gt, keys, itertools.islice(keys, 1, None))):
+        take = operator.itemgetter(*sorted(range(len(keys)), key=keys.__getitem__))
+        return list(take(keys)), list(take(sizes)), list(take(modified)), list(take(etags))
+    return keys, sizes, modified, etags
+
+
 def _pick(column: list[T], keep: list[bool] | None) -> list[T]:
     return column if keep is None else list(itertools.compress(column, keep))
 
@@ -344,12 +370,14 @@ def _decoded_keys(column: list[str], keep: list[bool] | None) -> list[str]:
 
 
 class InventoryListing:
-    """A ListingSource that reads one inventory report instead of listing the bucket."""
+    """A ListingSource that reads one inventory report instead of listing the bucket: the keys after
+    `after`, at most `max_objects` of them (a pass's segment; `bound()` says where it ends)."""
 
-    def __init__(self, location: str) -> None:
+    def __init__(self, location: str, *, after: str | None = None, max_objects: int | None = None) -> None:
         from storekeeper.stores.listing import ListingStats
 
         self.location = location
+        self.after, self.max_objects = after, max_objects
         self.stats = ListingStats(source="inventory")
         self._inventory: Inventory | None = None
         self._all: ObjectTable | None = None  # every current object of the report, by key
@@ -372,7 +400,7 @@ class InventoryListing:
             )
         start = time.perf_counter()
         if self._all is None:
-            self._all = inv.table()
+            self._all = inv.table(after=self.after, limit=self.max_objects)
         items = self._all.under(prefix)
         self.stats = ListingStats(source="inventory", objects=len(items), requests=0, ranges=0)
         self.stats.seconds = time.perf_counter() - start
@@ -387,3 +415,7 @@ class InventoryListing:
 
     def list(self, store: ObjectStore, prefix: str) -> list[ObjectInfo]:
         return self.table(store, prefix).infos()
+
+    def bound(self) -> str | None:
+        """The last key read when the memory bound cut the report short (None: it was not)."""
+        return self._inventory.bound if self._inventory is not None and self._all is not None else None

@@ -151,6 +151,10 @@ class ListingSource(Protocol):
 
     def table(self, store: ObjectStore, prefix: str) -> ObjectTable: ...
 
+    def bound(self) -> str | None:
+        """The last key of a listing the source itself cut short (None: it did not)."""
+        ...
+
 
 class SequentialListing:
     """One listing pass (the default, and what every backend without pages gets)."""
@@ -174,6 +178,10 @@ class SequentialListing:
 
     def table(self, store: ObjectStore, prefix: str) -> ObjectTable:
         return ObjectTable.of(self.list(store, prefix))
+
+    def bound(self) -> str | None:
+        """A listing stops only where its lister stops (policies.views.BoundedLister)."""
+        return None
 
 
 class ParallelListing:
@@ -232,6 +240,10 @@ class ParallelListing:
 
     def table(self, store: ObjectStore, prefix: str) -> ObjectTable:
         return ObjectTable.of(self.list(store, prefix))
+
+    def bound(self) -> str | None:
+        """A listing stops only where its lister stops (policies.views.BoundedLister)."""
+        return None
 
     def _range(
         self,
