@@ -86,6 +86,41 @@ def test_parallel_listing_of_a_flat_prefix_costs_the_sequential_minimum(s3: S3St
 
 
 @pytest.mark.slow  # parallel listings over moto: >5 s here
+def test_a_flat_root_is_not_split_past_a_bound_and_its_range_is_budgeted(s3: S3Store) -> None:
+    """A root of many keys without '/' (millions, at scale; 400 here, pages of 50, a split bound of
+    100 entries): the split's delimiter listing stops after the page that passes the bound, and the
+    root is listed as one range through the caller's lister, which the memory bound stops. Before
+    the bound, the delimiter listing read the whole root and no budget saw it."""
+    from storekeeper.policies.access import Access
+    from storekeeper.policies.budget import Budget
+    from storekeeper.policies.views import BoundedLister
+
+    keys = sorted([f"k{i:05d}" for i in range(400)] + ["a/1", "a/2", "b/1"])
+    for k in keys:
+        s3.put(k, b"x")
+    s3.requests.reset()
+    p = ParallelListing(workers=4, min_parts=2)
+    p.split_limit = 100
+    assert [i.key for i in p.list(s3, "")] == keys
+    got = p.stats
+    assert got.split_requests == 3  # 50 + 50 entries are not past the bound, the third page is
+    assert got.requests == got.split_requests + math.ceil(len(keys) / PAGE)
+    assert got.ranges == 1
+    assert any("not split" in n for n in got.notes)
+    # under a memory bound the root's range stops there (the split read at most 3 pages of it)
+    s3.requests.reset()
+    budget = Budget(None, max_objects=120)
+    bounded = BoundedLister(Access(100_000, 0), None, budget)
+    held = ParallelListing(bounded, workers=4, min_parts=2)
+    held.split_limit = 100
+    got_keys = [i.key for i in held.list(s3, "")]
+    assert got_keys == keys[:120]
+    assert bounded.bound() == keys[119]
+    assert budget.ran_out == "memory"
+    assert s3.requests.total() <= 3 + math.ceil(120 / PAGE)
+
+
+@pytest.mark.slow  # parallel listings over moto: >5 s here
 def test_many_small_prefixes_are_listed_in_ranges_of_full_pages(s3: S3Store) -> None:
     """30 prefixes of 20 keys (pages of 50): 4 ranges of consecutive prefixes, each one listing
     in full pages but its last, instead of one partial page per prefix; nothing listed twice, and

@@ -298,15 +298,25 @@ class ObjectStore(ABC):
         """Every object under `prefix`, in key order, following every page."""
         return self._list(check_prefix(prefix), start_after)
 
-    def list_level(self, prefix: str = "") -> tuple[builtins.list[ObjectInfo], builtins.list[str]]:
-        """One '/'-delimited level: the objects directly under `prefix` and its sub-prefixes, in key order."""
-        return self._list_delimited(check_prefix(prefix))
+    def list_level(
+        self, prefix: str = "", *, limit: int | None = None
+    ) -> tuple[builtins.list[ObjectInfo], builtins.list[str]] | None:
+        """One '/'-delimited level: the objects directly under `prefix` and its sub-prefixes, in key order.
 
-    def _list_delimited(self, prefix: str) -> tuple[builtins.list[ObjectInfo], builtins.list[str]]:
-        """Backends without a delimiter listing derive the level from a full listing."""
+        `limit`: None once more than that many entries (objects and sub-prefixes) were listed, so a
+        flat prefix of millions of keys is never held whole by a listing nothing budgets."""
+        return self._list_delimited(check_prefix(prefix), limit)
+
+    def _list_delimited(
+        self, prefix: str, limit: int | None = None
+    ) -> tuple[builtins.list[ObjectInfo], builtins.list[str]] | None:
+        """Backends without a delimiter listing derive the level from a full listing (`limit`: of the
+        keys read)."""
         objects: builtins.list[ObjectInfo] = []
         subs: builtins.list[str] = []
-        for info in self._list(prefix, None):
+        for n, info in enumerate(self._list(prefix, None), 1):
+            if limit is not None and n > limit:
+                return None
             slash = info.key.find("/", len(prefix))
             if slash < 0:
                 objects.append(info)

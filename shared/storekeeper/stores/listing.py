@@ -12,7 +12,9 @@ One sequential `ListObjectsV2` pass is 1,000 keys per round trip: ~100 ms each o
   retry mode backs off on `SlowDown`; the pool bound caps the request rate.
 * `InventoryListing` reads an S3 Inventory report (storekeeper.stores.inventory) and lists nothing.
 
-A flat prefix holding millions of keys (no '/' below it) is one range: list it from an inventory.
+A flat prefix holding millions of keys (no '/' below it) is one range (list it from an inventory to
+go faster): the split reads at most `MAX_SPLIT_ENTRIES` of a level, so the range is listed through
+the caller's lister, under its time budget and memory bound like every other range.
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ PAGE = 1000
 DEFAULT_WORKERS = 16
 #: delimiter levels explored at most while looking for parts to list in parallel
 MAX_SPLIT_DEPTH = 3
+#: entries (objects and sub-prefixes) one delimiter listing of the split may return: a larger level
+#: (a flat root of millions of keys) is not split but listed as a range, through the caller's
+#: budgeted lister; what the split read of it (at most this many entries, ~10 requests) is dropped
+MAX_SPLIT_ENTRIES = 10 * PAGE
 
 #: (store, prefix, start_after) -> every object under prefix after start_after, in key order
 Lister = Callable[[ObjectStore, str, str | None], Iterator[ObjectInfo]]
@@ -205,6 +211,8 @@ class ParallelListing:
         self.workers = workers
         #: split no further once a level has a part per worker: the ranges group them anyway
         self.min_parts = min_parts if min_parts is not None else workers
+        #: entries a delimiter listing of the split may return (a larger level is not split)
+        self.split_limit = MAX_SPLIT_ENTRIES
         self.stats = ListingStats(source="parallel")
 
     def list(self, store: ObjectStore, prefix: str) -> builtins.list[ObjectInfo]:
@@ -216,7 +224,7 @@ class ParallelListing:
             self.stats.seconds = time.perf_counter() - start
             return items
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="list") as pool:
-            direct, parts, split = self._split(store, prefix, pool)
+            direct, parts, split, notes = self._split(store, prefix, pool)
             listed_once = {i.key for i in direct}
             ranges = _ranges(parts, self.workers)
             firsts = [i == 0 for i in range(len(ranges))]
@@ -235,6 +243,7 @@ class ParallelListing:
             split_requests=split,
             seconds=time.perf_counter() - start,
             page=_page(store),
+            notes=notes,
         )
         return items
 
@@ -269,30 +278,41 @@ class ParallelListing:
 
     def _split(
         self, store: ObjectStore, prefix: str, pool: ThreadPoolExecutor
-    ) -> tuple[builtins.list[ObjectInfo], builtins.list[str], int]:
-        """Objects found on the way and the prefixes left to list, breadth first.
+    ) -> tuple[builtins.list[ObjectInfo], builtins.list[str], int, builtins.list[str]]:
+        """Objects found on the way, the prefixes left to list (breadth first), the requests it took
+        and notes (a level too large to split).
 
         A level is expanded only while it has fewer parts than `min_parts`; each expansion costs one
         delimiter listing per part (its own full pages), and the objects it returns are kept, never
-        listed again.
+        listed again. A part whose level has more than `split_limit` entries stays a part, and the
+        split stops there.
         """
         direct: builtins.list[ObjectInfo] = []
         parts = [prefix]
         requests = 0
+        notes: builtins.list[str] = []
+        limit = self.split_limit
         for _ in range(MAX_SPLIT_DEPTH):
             if len(parts) >= self.min_parts:
                 break
             before = store.requests.total()
-            levels = list(pool.map(store.list_level, parts))
+            levels = list(pool.map(lambda p: store.list_level(p, limit=limit), parts))
             requests += store.requests.total() - before
             nxt: builtins.list[str] = []
-            for objects, subprefixes in levels:
+            whole = True
+            for part, level in zip(parts, levels, strict=True):
+                if level is None:  # too large to split: the part is listed as (part of) a range
+                    nxt.append(part)
+                    whole = False
+                    notes.append(f"{part!r}: more than {limit} entries on one level, not split")
+                    continue
+                objects, subprefixes = level
                 direct.extend(objects)
                 nxt.extend(subprefixes)
             parts = nxt
-            if not parts:
+            if not parts or not whole:
                 break
-        return direct, parts, requests
+        return direct, parts, requests, notes
 
 
 def _ranges(parts: builtins.list[str], count: int) -> builtins.list[tuple[str, str | None]]:

@@ -572,7 +572,9 @@ class S3Store(ObjectStore):
             self.requests.add(counted_as)
             yield page
 
-    def _list_delimited(self, prefix: str) -> tuple[list[ObjectInfo], list[str]]:
+    def _list_delimited(
+        self, prefix: str, limit: int | None = None
+    ) -> tuple[list[ObjectInfo], list[str]] | None:
         objects: list[ObjectInfo] = []
         subs: list[str] = []
         args = {
@@ -584,6 +586,8 @@ class S3Store(ObjectStore):
         for page in self._pages("list_objects_v2", "list", args):  # a delimited ListObjectsV2
             objects.extend(_info(o) for o in page.get("Contents", []))
             subs.extend(p["Prefix"] for p in page.get("CommonPrefixes", []))
+            if limit is not None and len(objects) + len(subs) > limit:
+                return None  # the rest of the level is not read
         return objects, subs
 
     # -- incomplete multipart uploads -----------------------------------------------------
