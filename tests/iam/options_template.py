@@ -1,7 +1,7 @@
 """Print template.yaml with every regulated-user option on (as parameter defaults), for `make validate`.
 
 `sam validate --lint` and the scanners read parameter defaults: this variant makes them check the
-KMS, VPC, access-logging, query and tracing branches too.
+KMS, VPC, access-logging, query, tracing and SnapStart branches too.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ OPTIONS_ON = {
     "SecurityGroupIds": "sg-0a",
     "AccessLogBucketName": "central-access-logs",
     "TracingEnabled": "true",
+    "SnapStart": "PublishedVersions",
 }
 
 

@@ -646,3 +646,54 @@ def test_prod_alarms_on_a_missing_report_within_two_reaper_periods() -> None:
     assert 'ReaperSchedule="rate(15 minutes)"' in prod
     assert 'ReaperReportMaxAgeSeconds="1800"' in prod  # 2 x 15 min
     assert 'CompactorKeepVersions="3"' in prod  # storage bounded with the reaper in dry run
+
+
+# -- SnapStart (opt-in: the SnapStart parameter; docs/deploy.md) -------------------------------------
+SNAPSTART_FUNCTIONS = {"ProducerFunction", "ReaperFunction", "CleanupFunction"}
+
+
+def test_snapstart_is_opt_in_and_only_where_it_fits(tpl: dict[str, Any]) -> None:
+    param = tpl["Parameters"]["SnapStart"]
+    assert param["Default"] == "None"  # existing deployments do not change
+    assert set(param["AllowedValues"]) == {"None", "PublishedVersions"}
+    glob = tpl["Globals"]["Function"]
+    assert "SnapStart" not in glob
+    assert "ProvisionedConcurrencyConfig" not in glob  # SnapStart refuses provisioned concurrency
+    assert glob["AutoPublishAlias"]  # SnapStart snapshots published versions only
+    major, minor = glob["Runtime"].removeprefix("python").split(".")
+    assert (int(major), int(minor)) >= (3, 12)  # Python SnapStart starts at 3.12
+    for name in FUNCTIONS:
+        p = props(tpl, name)
+        if name in SNAPSTART_FUNCTIONS:
+            assert p["SnapStart"] == {"ApplyOn": {"Ref": "SnapStart"}}
+            assert p.get("EphemeralStorage", {}).get("Size", 512) <= 512
+            assert "FileSystemConfigs" not in p
+            assert "ProvisionedConcurrencyConfig" not in p
+        else:
+            assert "SnapStart" not in p
+            assert p["EphemeralStorage"]["Size"] > 512  # the reason they are left out
+
+
+def test_snapstart_functions_are_invoked_through_the_published_alias() -> None:
+    """Every trigger of a SnapStart function names its `live` alias: $LATEST has no snapshot."""
+    from tests.iam.deployed import translated
+
+    res = translated({"SnapStart": "PublishedVersions"})["Resources"]
+    targets: list[tuple[str, Any]] = []
+    for rid, r in res.items():
+        p = r.get("Properties", {})
+        if r["Type"] in ("AWS::Lambda::EventSourceMapping", "AWS::Lambda::Permission"):
+            targets.append((rid, p["FunctionName"]))
+        elif r["Type"] == "AWS::Events::Rule":
+            targets += [(rid, t["Arn"]) for t in p.get("Targets", [])]
+        elif r["Type"] == "AWS::S3::Bucket":
+            conf = p.get("NotificationConfiguration", {}).get("LambdaConfigurations", [])
+            targets += [(rid, c["Function"]) for c in conf]
+    for name in SNAPSTART_FUNCTIONS:
+        assert res[name]["Properties"]["SnapStart"] == {"ApplyOn": {"Ref": "SnapStart"}}
+        alias = f"{name}Aliaslive"
+        assert res[alias]["Type"] == "AWS::Lambda::Alias"
+        mine = [(rid, t) for rid, t in targets if name in json.dumps(t)]
+        assert mine, f"{name}: no trigger found"
+        for rid, target in mine:
+            assert alias in json.dumps(target), f"{rid} invokes {target}, not the alias {alias}"
