@@ -192,3 +192,21 @@ def test_enable_refuses_a_function_it_cannot_prime() -> None:
 
     with pytest.raises(ValueError, match="compactor"):
         enable("compactor")
+
+
+@pytest.mark.slow
+def test_bench_restore_proxy_primes_forks_and_runs_the_first_call_in_the_child(tmp_path: Path) -> None:
+    from storekeeper.dev.bench import case_coldstart
+
+    fn_dir = REPO / "functions" / "reaper"
+    env = {**case_coldstart._env(REPO, fn_dir, tmp_path), "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start"}
+    home = tmp_path / "home"
+    event = case_coldstart.local_sample_event(REPO / "events" / "reaper" / "schedule.json", home)
+    env["STOREKEEPER_HOME"] = str(home)
+    got = case_coldstart._run_probe([case_coldstart._RESTORE_PROBE, str(event)], fn_dir, env, 300, "probe")
+    assert got["primed"] == 1
+    assert got["error"] is None, got
+    assert float(got["hooks"]) > 0
+    assert float(got["total"]) >= float(got["call"]) > 0
+    assert float(got["init_cpu"]) > 0
+    assert list(home.rglob("reports/reaper/*.json")), "the restored child's call wrote no report"

@@ -30,6 +30,8 @@ NO_CHROMA = ("producer", "reaper", "cleanup")
 #: issue 12 item 4, best of `import_repeats` runs, each in a fresh interpreter
 FIRST_INVOCATION_TARGET_S = {"producer": 0.250, "reaper": 0.250}
 IMPORT_TARGET_S = {"cleanup": 0.150}
+#: the functions template.yaml's SnapStart parameter turns it on for (storekeeper.snapstart)
+SNAPSTART = ("producer", "reaper", "cleanup")
 COMPACTOR_ARTIFACT_TARGET_MIB = 250.0  # Lambda: 250 MB unzipped incl. layers = 262,144,000 bytes
 MIB = 1024 * 1024
 
@@ -324,6 +326,99 @@ def _measure_first_invocation(
         )
 
 
+# -- SnapStart: the first invocation after a restore (the restore proxy) --------------------------------
+#: a parent interpreter runs init with AWS_LAMBDA_INITIALIZATION_TYPE=snap-start and the before-snapshot
+#: hooks (priming), then forks: the child is the restored environment, it runs the after-restore hooks
+#: and the first call. os.fork reseeds `random` in the child; the after-restore hook reseeds it anyway.
+_RESTORE_PROBE = (
+    "import json, os, sys, time\n"
+    "c0 = time.process_time()\n"
+    "import app\n"
+    "import snapshot_restore_py as hooks\n"
+    "todo = hooks.get_before_snapshot()\n"
+    "primed = len(todo)\n"
+    "while todo:\n"
+    "    func, args, kwargs = todo.pop()\n"
+    "    func(*args, **kwargs)\n"
+    "init_cpu = time.process_time() - c0\n"
+    "event = json.load(open(sys.argv[1]))\n"
+    "class Ctx:\n"
+    "    function_name = 'coldstart'; function_version = '1'; memory_limit_in_mb = 512\n"
+    "    invoked_function_arn = 'arn:aws:lambda:us-east-1:000000000000:function:coldstart:live'\n"
+    "    aws_request_id = 'coldstart-restore-probe'; log_group_name = '/aws/lambda/coldstart'\n"
+    "    log_stream_name = 'probe'\n"
+    "    def get_remaining_time_in_millis(self): return 900000\n"
+    "r, w = os.pipe()\n"
+    "pid = os.fork()\n"
+    "if pid == 0:\n"
+    "    os.close(r)\n"
+    "    t0 = time.perf_counter(); c0 = time.process_time()\n"
+    "    for func, args, kwargs in hooks.get_after_restore():\n"
+    "        func(*args, **kwargs)\n"
+    "    t1 = time.perf_counter()\n"
+    "    try:\n"
+    "        app.handler(event, Ctx()); error = None\n"
+    "    except Exception as exc:\n"
+    "        error = f'{type(exc).__name__}: {exc}'[:200]\n"
+    "    t2 = time.perf_counter(); c2 = time.process_time()\n"
+    "    os.write(w, json.dumps({'hooks': t1 - t0, 'call': t2 - t1, 'total': t2 - t0, 'cpu': c2 - c0,\n"
+    "                            'error': error}).encode())\n"
+    "    os._exit(0)\n"
+    "os.close(w)\n"
+    "with os.fdopen(r) as f:\n"
+    "    child = json.loads(f.read() or '{}')\n"
+    "os.waitpid(pid, 0)\n"
+    "print(json.dumps({**child, 'primed': primed, 'init_cpu': init_cpu}))\n"
+)
+
+
+def _measure_restored_invocation(
+    ctx: BenchContext, result: CaseResult, root: Path, h: str, env: dict[str, str], scratch: Path
+) -> None:
+    """SnapStart's first invocation after a restore, best of `import_repeats` fresh parents: the
+    after-restore hooks + the first call with the sample event, init and priming excluded (done
+    before the snapshot). Lambda's own restore (Restore Duration) is not in it."""
+    if not hasattr(os, "fork"):
+        result.notes.append(f"{h}: no os.fork here: the SnapStart restore proxy needs it")
+        return
+    event = root / "events" / h / FIRST_EVENTS[h]
+    env = {**env, "AWS_LAMBDA_INITIALIZATION_TYPE": "snap-start"}
+    what = f"SnapStart restore proxy of {root / 'functions' / h / 'app.py'}"
+    runs = []
+    try:
+        for i in range(ctx.sizes.import_repeats):
+            home = scratch / f"restore-{h}-{i}"
+            args = [_RESTORE_PROBE, str(local_sample_event(event, home))]
+            runs.append(
+                _run_probe(args, root / "functions" / h, {**env, "STOREKEEPER_HOME": str(home)}, 300, what)
+            )
+    except RuntimeError as exc:
+        result.notes.append(str(exc))
+        return
+    if not runs[0].get("primed"):
+        result.notes.append(f"{h}: app.py registers no SnapStart priming (storekeeper.snapstart.enable)")
+        return
+    params = {"handler": h, "event": f"events/{h}/{FIRST_EVENTS[h]}"}
+    best = min(float(r["total"]) for r in runs)
+    cpu = min(float(r["cpu"]) for r in runs)
+    hooks = min(float(r["hooks"]) for r in runs)
+    init_cpu = min(float(r["init_cpu"]) for r in runs)
+    note = "best of the runs; after-restore hooks + first call in a fork of a primed interpreter, "
+    note += "without Lambda's own restore (Restore Duration)"
+    result.add("restored_first_invocation_seconds", best, "s", "local", params=params, note=note)
+    result.add("restored_first_invocation_cpu_seconds", cpu, "s", "local", params=params, note=note)
+    result.add("after_restore_hooks_seconds", hooks, "s", "none", params=params, note="best of the runs")
+    once = "best of the runs: import + priming, paid once per published version"
+    result.add("snapstart_init_cpu_seconds", init_cpu, "s", "none", params=params, note=once)
+    errors = [r["error"] for r in runs if r.get("error")]
+    result.notes.append(
+        f"{h}: SnapStart restore proxy (after-restore hooks {hooks * 1000:.1f} ms + first call, local "
+        f"store): {best * 1000:.0f} ms best of {len(runs)}, CPU {cpu * 1000:.0f} ms; init + priming "
+        f"before the snapshot {init_cpu * 1000:.0f} ms CPU; Lambda's restore itself (Restore Duration) "
+        "not included" + (f"; the call raised {errors[0]}" if errors else "")
+    )
+
+
 def run(ctx: BenchContext, result: CaseResult) -> None:
     root = repo_root()
     scratch = ctx.scratch("coldstart")
@@ -374,6 +469,8 @@ def run(ctx: BenchContext, result: CaseResult) -> None:
             )
         if h in FIRST_EVENTS and h in found:
             _measure_first_invocation(ctx, result, root, h, env, scratch)
+        if h in SNAPSTART and h in found:
+            _measure_restored_invocation(ctx, result, root, h, env, scratch)
     sizes = _artifact_sizes(root)
     compactor_mib = None
     if isinstance(sizes, str):
