@@ -250,7 +250,14 @@ NEVER_LOADED = {
         "storekeeper.snapshots.archive",  # tarfile: the producer reads manifests, it never packs one
         "storekeeper.snapshots.cache",
     ],
-    "reaper": ["chromadb", "numpy", "boto3", "botocore.session", "aws_xray_sdk"],
+    "reaper": [
+        "chromadb",
+        "numpy",
+        "boto3",
+        "botocore.session",
+        "aws_xray_sdk",
+        "yaml",  # the bundled default policies are validated from their JSON twin (policies.model)
+    ],
     # the Kafka model: Powertools' batch/types.py builds parser models when pydantic came first
     "cleanup": ["chromadb", "numpy", "boto3", "botocore.session", "aws_xray_sdk", KAFKA_MODEL],
     "compactor": ["boto3", "botocore.session", "aws_xray_sdk", KAFKA_MODEL],

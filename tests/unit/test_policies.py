@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -55,6 +56,47 @@ def test_bundled_defaults_load_and_cover_the_shipped_kinds() -> None:
     assert retention.set_filter.count == 3
     assert spec.protect.labels["keep"] is None
     assert "*-shared" in spec.protect.names
+
+
+def test_default_policies_json_twin_is_current() -> None:
+    """The reaper loads the default from its JSON twin: it must be the YAML's parse, as written now."""
+    from storekeeper.policies import model
+
+    twin = Path(model.__file__).parent.parent / "data" / model.DEFAULT_POLICIES_JSON
+    assert twin.read_text() == model.parsed_twin(model.default_policies_text()), (
+        "default-policies.yaml changed: run `python scripts/default_policies_json.py`"
+    )
+    from_twin = model.load_default_policies()
+    from_yaml = parse_policies(model.default_policies_text(), model.DEFAULT_POLICIES)
+    assert from_twin == from_yaml
+
+
+def test_a_stale_or_invalid_twin_falls_back_to_the_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    from storekeeper.policies import model
+
+    text = model.default_policies_text().replace("count: 3", "count: 5")
+    monkeypatch.setattr(model, "default_policies_text", lambda: text)
+    retention = next(p for p in model.load_default_policies().spec.policies if p.name == "snapshot-retention")
+    assert isinstance(retention.set_filter, KeepNewest)
+    assert retention.set_filter.count == 5  # the twin holds 3 under another sha256: not used
+
+    real = model._data_file
+    bad_twin = {"sha256": model._sha256(text), "data": {"policies": [{"name": "x"}]}}
+    monkeypatch.setattr(
+        model, "_data_file", lambda name: json.dumps(bad_twin) if name.endswith(".json") else real(name)
+    )
+    loaded = model.load_default_policies()
+    assert loaded.sha256 == model._sha256(text)
+    assert loaded.spec.policies[0].name == "snapshot-retention"
+    monkeypatch.setattr(model, "_data_file", lambda n: "{not json" if n.endswith(".json") else real(n))
+    assert model.load_default_policies() == loaded
+
+
+def test_a_twin_refuses_what_json_would_change() -> None:
+    from storekeeper.policies.model import parsed_twin
+
+    with pytest.raises(ValueError, match="JSON"):
+        parsed_twin("stores: {main: {}}\nwhen: 2024-06-01T12:00:00Z\n")
 
 
 def test_commented_examples_in_defaults_are_valid() -> None:

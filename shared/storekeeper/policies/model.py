@@ -7,7 +7,9 @@ global and always wins over inclusion (aws-nuke: exclude wins).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from importlib import resources as importlib_resources
@@ -15,12 +17,10 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
 import pydantic
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from storekeeper import config
 from storekeeper.errors import ValidationError, from_pydantic
-from storekeeper.policies import safe_yaml
 from storekeeper.policies.filters import Duration, Filter, Ratio, SetFilter, Size, build_filter
 from storekeeper.policies.resources import ResourceKind
 
@@ -231,18 +231,6 @@ class LoadedPolicies:
     sha256: str
 
 
-def _line_map(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
-    out.setdefault(path, node.start_mark.line + 1)
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            key = k.value if isinstance(k, yaml.ScalarNode) else str(k)
-            out[(*path, key)] = k.start_mark.line + 1
-            _line_map(v, (*path, key), out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _line_map(item, (*path, i), out)
-
-
 def _locate(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> tuple[int | None, tuple[Any, ...]]:
     """The line of the deepest known path along a pydantic loc (union tags and the like are skipped)."""
     path: tuple[Any, ...] = ()
@@ -253,6 +241,11 @@ def _locate(loc: tuple[Any, ...], lines: dict[tuple[Any, ...], int]) -> tuple[in
 
 
 def parse_policies(text: str, source: str = "<policies>") -> LoadedPolicies:
+    """A policies file's text (YAML, read with safe_yaml's bounds) -> the validated policies."""
+    import yaml  # PyYAML is imported by a YAML file's first parse, not by the bundled default's load
+
+    from storekeeper.policies import safe_yaml
+
     try:
         root, data = safe_yaml.load(text)
     except safe_yaml.YamlProblem as exc:
@@ -262,18 +255,27 @@ def parse_policies(text: str, source: str = "<policies>") -> LoadedPolicies:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         raise PolicyFileError(source, [f"{source}{line}: not valid YAML: {exc}"]) from None
+    return _validate(data, source, _sha256(text), lambda: safe_yaml.line_map(root))
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _validate(
+    data: object, source: str, sha256: str, lines_of: Callable[[], dict[tuple[Any, ...], int]]
+) -> LoadedPolicies:
+    """Parsed data -> the validated policies; `lines_of` (the YAML's line map) is asked only on error."""
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise PolicyFileError(
             source, [f"{source}:1: the top level must be a mapping (stores, defaults, protect, policies)"]
         )
-    lines: dict[tuple[Any, ...], int] = {}
-    if root is not None:
-        _line_map(root, (), lines)
     try:
         spec = PolicyFile.model_validate(data)
     except pydantic.ValidationError as exc:
+        lines = lines_of()
         problems = []
         for err in exc.errors():
             loc = tuple(err["loc"])
@@ -287,8 +289,8 @@ def parse_policies(text: str, source: str = "<policies>") -> LoadedPolicies:
             )
         raise PolicyFileError(source, problems) from None
     except _LocError as exc:  # pragma: no cover - pydantic wraps it above
-        raise PolicyFileError(source, [_describe(source, data, lines, exc.loc, str(exc))]) from None
-    return LoadedPolicies(spec=spec, source=source, sha256=hashlib.sha256(text.encode()).hexdigest())
+        raise PolicyFileError(source, [_describe(source, data, lines_of(), exc.loc, str(exc))]) from None
+    return LoadedPolicies(spec=spec, source=source, sha256=sha256)
 
 
 def _describe(
@@ -315,15 +317,63 @@ def _describe(
     return f"{where}:{who} {field}: {msg}"
 
 
+#: the bundled default policies, and their parse as JSON (keyed by the YAML text's sha256)
+DEFAULT_POLICIES = "default-policies.yaml"
+DEFAULT_POLICIES_JSON = "default-policies.json"
+
+
+def _data_file(name: str) -> str:
+    return (importlib_resources.files("storekeeper") / "data" / name).read_text()
+
+
 def default_policies_text() -> str:
-    return (importlib_resources.files("storekeeper") / "data" / "default-policies.yaml").read_text()
+    return _data_file(DEFAULT_POLICIES)
+
+
+def parsed_twin(text: str) -> str:
+    """The JSON twin of a policies file: its sha256 and its YAML parse (scripts/default_policies_json.py).
+
+    Refuses a parse that JSON would not give back unchanged (YAML timestamps, non-string keys)."""
+    from storekeeper.policies import safe_yaml
+
+    _, data = safe_yaml.load(text)
+    try:
+        same = json.loads(json.dumps(data)) == data
+    except TypeError:  # a value JSON has no type for
+        same = False
+    if not same:
+        raise ValueError("the policies' YAML parse does not survive JSON unchanged: no twin")
+    return json.dumps({"sha256": _sha256(text), "data": data}, indent=1) + "\n"
+
+
+def load_default_policies() -> LoadedPolicies:
+    """The bundled default, validated from its JSON twin while the twin matches the YAML text.
+
+    PyYAML's import costs a cold start ~35 ms (its reader compiles a large regex), more than
+    the rest of the policy load: the default's parse is kept as JSON next to it, keyed by the
+    YAML's sha256 (tests/unit/test_policies.py keeps it current). A twin that does not match
+    the text, or data that does not validate, falls back to the YAML itself: same result,
+    errors with their lines.
+    """
+    text = default_policies_text()
+    sha = _sha256(text)
+    try:
+        twin = json.loads(_data_file(DEFAULT_POLICIES_JSON))
+    except (OSError, ValueError):
+        twin = None
+    if isinstance(twin, dict) and twin.get("sha256") == sha:
+        try:
+            return _validate(twin.get("data"), DEFAULT_POLICIES, sha, dict)
+        except PolicyFileError:
+            pass  # the YAML says where
+    return parse_policies(text, DEFAULT_POLICIES)
 
 
 def load_policies(path: str | os.PathLike[str] | None = None) -> LoadedPolicies:
     """From `path`, else $REAPER_POLICIES, else the bundled default-policies.yaml."""
     chosen = path or os.environ.get(config.REAPER_POLICIES)
     if not chosen:
-        return parse_policies(default_policies_text(), "default-policies.yaml")
+        return load_default_policies()
     p = Path(chosen)
     try:
         text = p.read_text()

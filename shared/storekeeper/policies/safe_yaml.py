@@ -114,6 +114,26 @@ def _no_duplicate_keys(node: MappingNode) -> None:
         seen[ident] = line
 
 
+def line_map(root: Node | None) -> dict[tuple[Any, ...], int]:
+    """Path (keys and indexes from the top) -> the 1-based line it starts on, for error messages."""
+    out: dict[tuple[Any, ...], int] = {}
+    if root is not None:
+        _line_map(root, (), out)
+    return out
+
+
+def _line_map(node: Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, MappingNode):
+        for k, v in node.value:
+            key = k.value if isinstance(k, ScalarNode) else str(k)
+            out[(*path, key)] = k.start_mark.line + 1
+            _line_map(v, (*path, key), out)
+    elif isinstance(node, SequenceNode):
+        for i, item in enumerate(node.value):
+            _line_map(item, (*path, i), out)
+
+
 def load(text: str) -> tuple[Node | None, Any]:
     """(the composed root node, the constructed data) or YamlProblem / yaml.YAMLError."""
     size = len(text.encode("utf-8", "surrogatepass"))
