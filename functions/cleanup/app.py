@@ -38,7 +38,7 @@ from storekeeper.tracing import make_tracer
 logger = Logger()
 metrics = Metrics()
 tracer = make_tracer()  # no X-Ray SDK import unless tracing is on
-snapstart.enable("cleanup")  # restore hooks; priming under SnapStart only
+snapstart.enable("cleanup", logger=logger)  # restore hooks; priming under SnapStart only
 
 
 class CleanupBatch(BatchProcessor):

@@ -41,7 +41,7 @@ CORRELATION_PATH = 'request_id || Records[0].responseElements."x-amz-request-id"
 
 _deps: dict[tuple[str, str, str], tuple[ObjectStore, Queue]] = {}
 _persistence: dict[tuple[str, str, str], Any] = {}
-snapstart.enable("producer", _deps, _persistence)  # restore hooks; priming under SnapStart only
+snapstart.enable("producer", _deps, _persistence, logger=logger)  # restore hooks; priming on SnapStart
 
 
 def _settings() -> tuple[str, str, str]:

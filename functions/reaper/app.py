@@ -24,7 +24,7 @@ from storekeeper.tracing import make_tracer
 logger = Logger()
 metrics = Metrics()
 tracer = make_tracer()  # no X-Ray SDK import unless tracing is on
-snapstart.enable("reaper")  # restore hooks; priming under SnapStart only
+snapstart.enable("reaper", logger=logger)  # restore hooks; priming under SnapStart only
 
 
 @tracer.capture_method

@@ -5,7 +5,8 @@ published version, snapshots the microVM, and starts every new execution environ
 snapshot: whatever init left in memory is shared by all of them. So, after a restore:
 
 * `random` is reseeded from the OS (every environment would otherwise draw the same tenacity
-  jitter and Powertools log-sampling decisions); `secrets`/`uuid4` read os.urandom and need nothing;
+  jitter), and the handler's Powertools Logger draws its DEBUG sampling again (made at init, it would
+  be every environment's first invocation's); `secrets`/`uuid4` read os.urandom and need nothing;
 * every warm-container cache that holds a client, a connection pool, credentials or a monotonic
   time is dropped (the stores opened from the environment, Postgres CAS connections, the query
   function's readers, collection configs, endpoints found unreachable, the handler's own caches),
@@ -73,21 +74,26 @@ def on_snapstart() -> bool:
     return os.environ.get(INIT_TYPE_ENV) == SNAP_START
 
 
-def enable(function: str, *caches: MutableMapping[Any, Any]) -> None:
+def enable(function: str, *caches: MutableMapping[Any, Any], logger: Any = None) -> None:
     """A handler's one line: register the after-restore hook (dropping `caches` too, the handler's own
-    warm-container dicts) and, in a SnapStart init, the priming of `function`'s first call."""
+    warm-container dicts, and drawing `logger`'s sampling again) and, in a SnapStart init, the priming
+    of `function`'s first call."""
     if function not in FIRST_CALL_MODULES:
         raise ValueError(f"no SnapStart priming for {function!r} (known: {sorted(FIRST_CALL_MODULES)})")
-    register_after_restore(after_restore, *caches)
+    register_after_restore(after_restore, *caches, logger=logger)
     if on_snapstart():
         register_before_snapshot(prime, function)
 
 
 # -- after restore ---------------------------------------------------------------------------------
-def after_restore(*caches: MutableMapping[Any, Any]) -> None:
+def after_restore(*caches: MutableMapping[Any, Any], logger: Any = None) -> None:
     """Make this restored environment its own: fresh randomness, no client, credential or clock
     state from the snapshot. Only modules already imported are touched (nothing new is imported)."""
     random.seed()  # from os.urandom, which the restored kernel reseeds
+    if logger is not None and getattr(logger, "sampling_rate", None):
+        # Powertools draws the DEBUG sampling at Logger() (init) and again only on warm invocations:
+        # every environment restored from one snapshot would share its first invocation's draw
+        logger.refresh_sample_rate_calculation()
     for cache in caches:
         cache.clear()
     loaded = sys.modules.get

@@ -65,6 +65,17 @@ if mode == "random":
         return child
     out = {"restored": [forked(draw(True)) for _ in range(2)],
            "plain": [forked(draw(False)) for _ in range(2)]}
+elif mode == "sampling":
+    state = random.getstate()
+    def level(restore):
+        def child():
+            random.setstate(state)
+            if restore:
+                run_after_restore()
+            return app.logger.log_level
+        return child
+    out = {"restored": [forked(level(True)) for _ in range(16)],
+           "plain": [forked(level(False)) for _ in range(16)]}
 elif mode == "clients":
     import boto3
     from storekeeper.stores import env_store
@@ -138,6 +149,16 @@ def test_restored_environments_draw_different_random_numbers(tmp_path: Path, fn:
     assert a != b, "two restored environments drew the same numbers: random was not reseeded"
     # the control: without the hook, two forks of one snapshot share the generator's state
     assert out["plain"][0] == out["plain"][1]
+
+
+@pytest.mark.parametrize("fn", SMALL)
+def test_restored_environments_draw_their_own_log_sampling(tmp_path: Path, fn: str) -> None:
+    # Powertools draws DEBUG-or-not at Logger() (init): without the hook, every environment restored
+    # from one snapshot logs its first invocation at the snapshot's draw
+    out = _probe(fn, _env(tmp_path, POWERTOOLS_LOGGER_SAMPLE_RATE="0.5"), "sampling")
+    assert len(set(out["plain"])) == 1
+    # 16 independent draws at 0.5 all alike: probability 2 * 0.5**16 (3e-5)
+    assert len(set(out["restored"])) == 2, out["restored"]
 
 
 def test_after_restore_drops_the_store_client_and_boto3_session_built_at_init(tmp_path: Path) -> None:
