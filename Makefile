@@ -81,13 +81,14 @@ validate: sam-venv setup
 	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --region us-east-1 -t .template-options.json
 	rm -f .template-options.json
 
-# sam build needs python3.12 (the Lambda runtime) on PATH; then prove the artifacts hold production code
-# only (the layer: shared/Makefile), that the trimmed chromadb builds (compactor, query) work from them
-# alone, and print their
-# sizes against the 250 MB limit and each handler's import time
+# sam build needs python3.12 (the Lambda runtime) on PATH; then prove every artifact ships unchecked-hash
+# 3.12 bytecode for each module (first, before anything runs from the artifacts), that they hold
+# production code only (the layer: shared/Makefile), that the trimmed chromadb builds (compactor, query)
+# work from them alone, and print their sizes against the 250 MB limit and each handler's import time
 build: sam-venv setup
 	@test -x "$(PY312)/bin/python3.12" || { echo "python 3.12 not found (pyenv install 3.12, or make build PY312=/prefix)"; exit 1; }
 	PATH="$(PY312)/bin:$$PATH" SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build
+	$(BIN)/python scripts/check_bytecode.py
 	$(BIN)/python scripts/check_layer.py --python "$(PY312)/bin/python3.12"
 	$(BIN)/python scripts/check_trimmed_chromadb.py --python "$(PY312)/bin/python3.12"
 	$(BIN)/python scripts/artifact_sizes.py

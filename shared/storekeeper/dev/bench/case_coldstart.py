@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,10 +38,11 @@ MIB = 1024 * 1024
 
 _PROBE = (
     "import json, sys, time\n"
-    "t = time.perf_counter()\n"
+    "t = time.perf_counter(); c = time.process_time()\n"
     "import app\n"
-    "dt = time.perf_counter() - t\n"
-    "print(json.dumps({'seconds': dt, 'chromadb': 'chromadb' in sys.modules, 'modules': len(sys.modules)}))\n"
+    "dt = time.perf_counter() - t; dc = time.process_time() - c\n"
+    "print(json.dumps({'seconds': dt, 'cpu': dc, 'chromadb': 'chromadb' in sys.modules,\n"
+    "                  'modules': len(sys.modules)}))\n"
 )
 
 
@@ -155,11 +157,16 @@ def _first_invocation(fn_dir: Path, env: dict[str, str], event: Path, home: Path
 
 
 def _run_probe(
-    args: list[str], cwd: Path | None, env: dict[str, str], timeout: int, what: str
+    args: list[str],
+    cwd: Path | None,
+    env: dict[str, str],
+    timeout: int,
+    what: str,
+    interpreter: Sequence[str] = (sys.executable,),
 ) -> dict[str, Any]:
     """`python -c ARGS...` in a fresh interpreter -> the JSON object its last line prints."""
     out = subprocess.run(
-        [sys.executable, "-c", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
+        [*interpreter, "-c", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
     )
     if out.returncode != 0:
         tail = out.stderr.strip().splitlines()[-1:] or ["(no output)"]
@@ -419,6 +426,143 @@ def _measure_restored_invocation(
     )
 
 
+# --- the built artifacts (`make build`) under the Lambda runtime's interpreter, with their shipped
+# bytecode and with it hidden: what precompiling the layer and the functions gives a cold start
+BUILT = {"producer": "ProducerFunction", "reaper": "ReaperFunction", "cleanup": "CleanupFunction"}
+BUILT_IMPORT_ONLY = {"compactor": "CompactorFunction"}
+LAYER_ARTIFACT = "StorekeeperLayer"
+#: runs first in the artifact probe: the function's folder, then the layer's python/, as Lambda orders them
+_ARTIFACT_SYS_PATH = "import sys\nsys.path[:0] = sys.argv[-2:]\n"
+
+
+def artifact_interpreter(python: str) -> tuple[str, ...]:
+    """`python` as Lambda runs a handler from read-only /var/task and /opt: isolated (-I: no PYTHON*
+    variables, no user site, no cwd on sys.path), without site-packages (-S: the artifacts alone) and
+    writing no bytecode (-B), so a module without a usable pyc is compiled on every start."""
+    return (python, "-I", "-S", "-B")
+
+
+def artifact_probe_args(code: str, args: Sequence[str], fn_dir: Path, layer_python: Path) -> list[str]:
+    """`-c` arguments running `code` with sys.path = function folder + layer python/ first."""
+    return [_ARTIFACT_SYS_PATH + code, *args, str(fn_dir), str(layer_python)]
+
+
+def _hide_bytecode(build: Path, scratch: Path) -> Path:
+    """A copy of the built layer and functions without __pycache__ (hard links where possible)."""
+    from storekeeper.dev.bytecode import copy_without_bytecode
+
+    bare = scratch / "artifacts-without-bytecode"
+    for name in (LAYER_ARTIFACT, *BUILT.values(), *BUILT_IMPORT_ONLY.values()):
+        if (build / name).is_dir():
+            copy_without_bytecode(build / name, bare / name)
+    return bare
+
+
+def _artifact_runs(
+    python: str,
+    trees: dict[str, Path],
+    name: str,
+    event: Path | None,
+    env: dict[str, str],
+    scratch: Path,
+    repeats: int,
+) -> dict[str, list[dict[str, Any]]]:
+    """`repeats` fresh runs from each tree's artifact `name`, interleaved (A/B in one shell): import +
+    first call with `event` on a fresh local store (each run its own STOREKEEPER_HOME), or `import app`."""
+    runs: dict[str, list[dict[str, Any]]] = {kind: [] for kind in trees}
+    for i in range(repeats):
+        for kind, tree in trees.items():
+            code, args, run_env = _PROBE, [], env
+            if event is not None:
+                home = scratch / f"artifact-{name}-{kind}-{i}"
+                code, args = _FIRST_PROBE, [str(local_sample_event(event, home))]
+                run_env = {**env, "STOREKEEPER_HOME": str(home)}
+            all_args = artifact_probe_args(code, args, tree / name, tree / LAYER_ARTIFACT / "python")
+            what = f"{name} ({kind} bytecode) under {python}"
+            runs[kind].append(
+                _run_probe(all_args, tree / name, run_env, 300, what, artifact_interpreter(python))
+            )
+    return runs
+
+
+def _report_artifact(
+    result: CaseResult, h: str, python: str, runs: dict[str, list[dict[str, Any]]], first_call: bool
+) -> None:
+    """Best CPU and wall time per variant, the CPU the shipped bytecode saves, and a note saying so."""
+    what = "first_invocation" if first_call else "import"
+    backend = "local" if first_call else "none"
+    n = min(len(rs) for rs in runs.values())
+    best = {kind: min(float(r["cpu"]) for r in rs) for kind, rs in runs.items()}
+    wall = {
+        kind: min(float(r["import"]) + float(r["call"]) if first_call else float(r["seconds"]) for r in rs)
+        for kind, rs in runs.items()
+    }
+    note = f"best of {n}, the built artifact under python3.12 -I -S -B"
+    for kind in runs:
+        params = {"handler": h, "bytecode": kind, "python": python}
+        for metric, values in ((f"artifact_{what}_cpu_seconds", best), (f"artifact_{what}_seconds", wall)):
+            result.add(metric, values[kind], "s", backend, params=params, note=note)
+    saved = best["hidden"] - best["shipped"]
+    result.add(
+        f"artifact_{what}_cpu_hidden_over_shipped",
+        best["hidden"] / best["shipped"],
+        "ratio",
+        "none",
+        params={"handler": h},
+        note="best CPU time with the bytecode hidden over with it shipped",
+    )
+    if saved > 0:  # a figure is positive; a loaded machine's noise can hide a small saving
+        result.add(
+            f"artifact_{what}_bytecode_saves_cpu_seconds",
+            saved,
+            "s",
+            "none",
+            params={"handler": h},
+            note="best CPU time with the bytecode hidden minus with it shipped",
+        )
+    errors = sorted({str(r["error"]) for rs in runs.values() for r in rs if r.get("error")})
+    share = saved / best["hidden"] if best["hidden"] > 0 else 0.0
+    result.notes.append(
+        f"{h}: built artifact, {what.replace('_', ' ')} under python3.12: {best['shipped'] * 1000:.0f} ms "
+        f"CPU with the shipped bytecode, {best['hidden'] * 1000:.0f} ms with it hidden (compiled on every "
+        f"cold start): the bytecode saves {saved * 1000:.0f} ms CPU ({share:.0%}); wall "
+        f"{wall['shipped'] * 1000:.0f} / {wall['hidden'] * 1000:.0f} ms; best of {n}"
+        + (f"; the call raised {errors[0]}" if errors else "")
+    )
+
+
+def _measure_built_artifacts(ctx: BenchContext, result: CaseResult, root: Path, scratch: Path) -> None:
+    """First invocation of each small function and the compactor's import from the BUILT artifacts, with
+    the shipped bytecode and with it hidden, best CPU time of `import_repeats` each."""
+    from storekeeper.dev.bytecode import lambda_python
+
+    build = root / ".aws-sam" / "build"
+    if not (build / LAYER_ARTIFACT / "python").is_dir():
+        result.notes.append("built artifacts: not built: run make build")
+        return
+    python = lambda_python()
+    if python is None:
+        result.notes.append("built artifacts: python3.12 (the Lambda runtime) not found: pyenv install 3.12")
+        return
+    trees = {"shipped": build, "hidden": _hide_bytecode(build, scratch)}
+    env = _env(root, build, scratch)
+    env.pop("PYTHONPATH", None)  # -I ignores it anyway; the probe sets sys.path
+    probes: list[tuple[str, str, Path | None]] = [
+        (h, name, root / "events" / h / FIRST_EVENTS[h]) for h, name in BUILT.items()
+    ]
+    probes += [(h, name, None) for h, name in BUILT_IMPORT_ONLY.items()]
+    for h, name, event in probes:
+        if not (build / name).is_dir() or (event is not None and not event.is_file()):
+            result.notes.append(f"built artifacts: {name} or its sample event missing")
+            continue
+        try:
+            runs = _artifact_runs(python, trees, name, event, env, scratch, ctx.sizes.import_repeats)
+        except RuntimeError as exc:
+            result.notes.append(f"built artifacts: {exc}")
+            continue
+        _report_artifact(result, h, python, runs, first_call=event is not None)
+
+
 def run(ctx: BenchContext, result: CaseResult) -> None:
     root = repo_root()
     scratch = ctx.scratch("coldstart")
@@ -471,6 +615,7 @@ def run(ctx: BenchContext, result: CaseResult) -> None:
             _measure_first_invocation(ctx, result, root, h, env, scratch)
         if h in SNAPSTART and h in found:
             _measure_restored_invocation(ctx, result, root, h, env, scratch)
+    _measure_built_artifacts(ctx, result, root, scratch)
     sizes = _artifact_sizes(root)
     compactor_mib = None
     if isinstance(sizes, str):
