@@ -26,14 +26,13 @@ from storekeeper.errors import StorekeeperError
 from storekeeper.layout import continuation_key, report_key
 from storekeeper.models.common import utc_iso
 from storekeeper.models.reports import BudgetReport, ReaperReport, plan_digest
-from storekeeper.models.status import Measurement, StoreStatus
+from storekeeper.models.status import Measurement, StoreStatus, StoreTally
 from storekeeper.policies import budget as passes
 from storekeeper.policies.budget import Budget
 from storekeeper.policies.model import LoadedPolicies, load_policies
 from storekeeper.policies.planner import Planner, gc_paused
 from storekeeper.queues import OutgoingMessage, Queue, QueueSendError, queue_from_env
 from storekeeper.stores import ObjectStore, open_store
-from storekeeper.stores.base import ObjectInfo
 from storekeeper.stores.vectors import VectorBackend
 
 
@@ -125,8 +124,17 @@ def run(
     # the measurement is the report's history point: a run that writes no report (the bench's
     # planning figure) does not pay for it; it reuses the planner's full listing when there is one
     knows_all = all(v.listed_whole for v in planner.views.values()) if resume else True
-    measure = write_report and knows_all
-    measured = _measure(loaded, planner, opened, vectors, home, started) if measure else None
+    # a budgeted pass sums the usage of each run's part and carries it: the run that completes the
+    # pass measures from it (a run that listed the whole bucket measures from its own listing)
+    carried = _carry(planner, resume) if resume is not None else None
+    pass_done = resume is not None and all(p.finished for p in planner.progress()[0].values())
+    measurable = knows_all or (pass_done and carried is not None)
+    measure = write_report and measurable
+    measured = (
+        _measure(loaded, planner, opened, vectors, home, started, None if knows_all else carried)
+        if measure
+        else None
+    )
     earlier = history.read(home, limit=history.MAX_INDEX) if measured else history.History([], [])
     outlook = (
         history.forecasts(measured, [*earlier.points, history.point_of(measured, "now")], now=started)
@@ -160,7 +168,7 @@ def run(
     if resume is not None:
         unchanged = "not confirmed" if apply != requested else "tasks not all sent" if send_failed else None
         budget_report = _advance(planner, plan.waiting, home, resume, requested, loaded.sha256, started,
-                                 unchanged=unchanged, measured=knows_all)  # fmt: skip
+                                 unchanged=unchanged, measured=measurable, usage=carried)  # fmt: skip
     key = report_key(started)
     report = ReaperReport(
         run_id=f"{started.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(4)}",
@@ -215,6 +223,7 @@ def _advance(
     *,
     unchanged: str | None,
     measured: bool,
+    usage: dict[str, StoreTally] | None,
 ) -> BudgetReport:
     """Store where the next run resumes (after the tasks were sent) and say what was deferred."""
     stores, reports = planner.progress()
@@ -228,10 +237,16 @@ def _advance(
         stores={} if complete else stores,
         decided=[] if complete else planner.decided,
         complete=complete,
+        usage=None if complete else usage,
     )
     notes = [resume.problem] if resume.problem else []
-    if not measured:
-        notes.append("status not measured: this run planned only part of the bucket")
+    if not measured and complete:
+        notes.append("status not measured: this pass's usage was not carried from its start")
+    elif not measured:
+        notes.append(
+            "status not measured: this run planned only part of the bucket; its usage is carried in the "
+            "continuation and the run that completes the pass measures"
+        )
     if unchanged:
         notes.append(f"{unchanged}: the continuation is left as it was; the next run plans this part again")
         stored = resume.etag is not None and prev is not None
@@ -254,6 +269,26 @@ def _advance(
     )
 
 
+def _carry(planner: Planner, resume: passes.Loaded) -> dict[str, StoreTally] | None:
+    """The pass's usage so far: what the continuation carried plus this run's part of each store (the
+    keys it planned). None when it cannot be known whole (a pass begun without it, a failed listing)."""
+    from storekeeper.status import UsageSum, merge
+
+    prev = resume.continuation
+    if prev is not None and prev.usage is None:
+        return None
+    out = dict(prev.usage) if prev is not None and prev.usage is not None else {}
+    for name, view in planner.views.items():
+        if view.finished:
+            continue
+        try:
+            part = UsageSum.of_table(view.table("")).settle(view.store, partial=True)
+        except StorekeeperError:
+            return None
+        out[name] = merge(out[name], part) if name in out else part
+    return out
+
+
 def _measure(
     loaded: LoadedPolicies,
     planner: Planner,
@@ -261,16 +296,21 @@ def _measure(
     vectors: Mapping[str, Any],
     home: ObjectStore,
     now: datetime,
+    carried: dict[str, StoreTally] | None = None,
 ) -> Measurement:
-    """The stores as the planner listed them (its cached full listing: no second listing)."""
-    from storekeeper.status import measure
+    """The stores as the planner listed them, summed from its listing's columns (no second listing,
+    no object built), or as a pass's runs carried them."""
+    from storekeeper.status import UsageSum, measure
 
-    def listing(name: str, store: ObjectStore) -> list[ObjectInfo]:
+    def tally(name: str, store: ObjectStore) -> StoreTally:
+        if carried is not None and name in carried:
+            return carried[name]
         view = planner.views.get(name)
-        whole = view.complete_listing() if view is not None else None
-        return whole if whole is not None else list(store.list(""))
+        whole = view.complete_table() if view is not None else None
+        summed = UsageSum.of_table(whole) if whole is not None else UsageSum.of_listing(store.list(""))
+        return summed.settle(store)
 
-    return measure(loaded, stores, vectors, home=home, now=now, lister=listing)
+    return measure(loaded, stores, vectors, home=home, now=now, tallies=tally)
 
 
 def _write_page(home: ObjectStore, st: StoreStatus) -> None:

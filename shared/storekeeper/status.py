@@ -1,16 +1,20 @@
 """Measure the stores: per collection live version, records, pointer age, pending deltas and kept
 versions; bucket usage against capacity and watermarks; vector buckets against the quota.
 
-One full listing per object store (the reaper passes the listing its planner already made),
-plus one pointer and a few manifest reads per collection. Read-only. The reaper writes the
+Per object store a tally (`UsageSum`: bytes and objects, each collection's versions, pointer and
+deltas), summed over a full listing or, in the reaper, from its planner's listing columns or carried
+across a budgeted pass's runs, so no listing is kept and no object built; plus one pointer and a few
+manifest reads per collection. Read-only. The reaper writes the
 result into every report, which is where `status`'s history and forecasts come from.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from storekeeper.errors import StorekeeperError
 from storekeeper.layout import (
@@ -24,8 +28,10 @@ from storekeeper.layout import (
 from storekeeper.models.status import (
     BucketStatus,
     CollectionStatus,
+    DeltaTally,
     Measurement,
     StoreStatus,
+    StoreTally,
     VectorStatus,
     VersionStat,
 )
@@ -33,11 +39,17 @@ from storekeeper.policies.model import LoadedPolicies, StoreSpec
 from storekeeper.stores.base import ObjectInfo, ObjectStore
 from storekeeper.stores.vectors import VectorBackend
 
+if TYPE_CHECKING:
+    from storekeeper.snapshots import Published
+    from storekeeper.stores.listing import ObjectTable
+
 __all__ = [
     "MAX_VERSIONS_READ",
+    "UsageSum",
     "bucket_status",
     "collection_status",
     "measure",
+    "merge",
     "store_status",
     "vector_status",
 ]
@@ -51,35 +63,153 @@ def _delta_time(delta_id: str) -> datetime:
     return datetime.fromtimestamp(int(delta_id[:13]) / 1000, UTC)
 
 
-def collection_status(
-    store: ObjectStore, listing: Iterable[ObjectInfo], *, now: datetime, store_name: str = "main"
-) -> list[CollectionStatus]:
-    """Every collection that has snapshots, a pointer or deltas in `listing` (a listing of the store)."""
-    from storekeeper.snapshots import load_manifest, resolve
+class UsageSum:
+    """The measure's raw figures, summed as keys are read (no listing is kept): objects and bytes,
+    and per collection its versions' bytes and objects, its pointer's time and its delta ids."""
 
-    versions: dict[str, dict[str, list[int]]] = {}  # c -> version -> [bytes, objects]
-    pointers: dict[str, datetime] = {}
-    deltas: dict[str, list[tuple[str, datetime]]] = {}
-    for info in listing:
-        if info.key.startswith(SNAPSHOT_PREFIX):
-            c = match_pointer_key(info.key)
+    def __init__(self) -> None:
+        self.objects = self.bytes = 0
+        self.versions: dict[str, dict[str, list[int]]] = {}  # c -> version -> [bytes, objects]
+        self.pointers: dict[str, datetime] = {}
+        self.deltas: dict[str, list[str]] = {}
+
+    @classmethod
+    def of_listing(cls, listing: Iterable[ObjectInfo]) -> UsageSum:
+        out = cls()
+        measured = (SNAPSHOT_PREFIX, DELTA_PREFIX)
+        for info in listing:
+            out.objects += 1
+            out.bytes += info.size
+            if info.key.startswith(measured):
+                out.add(info.key, info.size, info.last_modified)
+        return out
+
+    @classmethod
+    def of_table(cls, table: ObjectTable) -> UsageSum:
+        """From a listing's columns: a sum over sizes and a pass over the snapshot and delta keys only
+        (a contiguous run each: keys are sorted), no object built."""
+        out = cls()
+        out.objects, out.bytes = len(table), sum(table.sizes)
+        keys, sizes, modified = table.keys, table.sizes, table.modified
+        for prefix in (SNAPSHOT_PREFIX, DELTA_PREFIX):
+            lo, hi = table.span(prefix)
+            for i in range(lo, hi):
+                out.add(keys[i], sizes[i], modified[i])
+        return out
+
+    def add(self, key: str, size: int, modified: datetime) -> None:
+        """A snapshot or delta key (any other key only counts in the totals)."""
+        if key.startswith(SNAPSHOT_PREFIX):
+            c = match_pointer_key(key)
             if c is not None:
-                pointers[c] = info.last_modified
-                versions.setdefault(c, {})
-                continue
-            entry = match_snapshot_entry(info.key)
+                self.pointers[c] = modified
+                self.versions.setdefault(c, {})
+                return
+            entry = match_snapshot_entry(key)
             if entry and entry[1] != LATEST:
-                stat = versions.setdefault(entry[0], {}).setdefault(entry[1], [0, 0])
-                stat[0] += info.size
+                stat = self.versions.setdefault(entry[0], {}).setdefault(entry[1], [0, 0])
+                stat[0] += size
                 stat[1] += 1
-        elif info.key.startswith(DELTA_PREFIX):
-            parts = match_delta_key(info.key)
+        elif key.startswith(DELTA_PREFIX):
+            parts = match_delta_key(key)
             if parts:
-                deltas.setdefault(parts[0], []).append((parts[1], _delta_time(parts[1])))
+                self.deltas.setdefault(parts[0], []).append(parts[1])
+
+    def settle(self, store: ObjectStore, *, partial: bool = False) -> StoreTally:
+        """The sum as a `StoreTally`: delta ids become counts against the live manifest now (read for
+        collections whose pointer was listed; for every one when the sum covers part of a bucket)."""
+        deltas: dict[str, DeltaTally] = {}
+        for c, ids in self.deltas.items():
+            applied: set[str] = set()
+            if partial or c in self.pointers:
+                with contextlib.suppress(StorekeeperError):  # unreadable: all pending, as the measure says
+                    pub = resolve_cached(store, c)
+                    applied = set(pub.manifest.applied) | set(pub.manifest.deltas) if pub else set()
+            pending = [_delta_time(i) for i in ids if i not in applied]
+            deltas[c] = DeltaTally(
+                pending=len(pending),
+                applied=len(ids) - len(pending),
+                oldest_pending=min(pending, default=None),
+            )
+        versions = {c: {v: (n[0], n[1]) for v, n in vs.items()} for c, vs in self.versions.items()}
+        return StoreTally(
+            objects=self.objects, bytes=self.bytes, versions=versions, pointers=self.pointers, deltas=deltas
+        )
+
+
+def merge(a: StoreTally, b: StoreTally) -> StoreTally:
+    """Two tallies of disjoint key ranges of one store as one (a pass's runs)."""
+    versions = {c: dict(vs) for c, vs in a.versions.items()}
+    for c, vs in b.versions.items():
+        mine = versions.setdefault(c, {})
+        for v, (n, k) in vs.items():
+            was = mine.get(v, (0, 0))
+            mine[v] = (was[0] + n, was[1] + k)
+    deltas = dict(a.deltas)
+    for c, d in b.deltas.items():
+        if c in deltas:
+            e = deltas[c]
+            oldest = min((t for t in (e.oldest_pending, d.oldest_pending) if t is not None), default=None)
+            d = DeltaTally(
+                pending=e.pending + d.pending, applied=e.applied + d.applied, oldest_pending=oldest
+            )
+        deltas[c] = d
+    return StoreTally(
+        objects=a.objects + b.objects,
+        bytes=a.bytes + b.bytes,
+        versions=versions,
+        pointers={**a.pointers, **b.pointers},
+        deltas=deltas,
+    )
+
+
+def resolve_cached(store: ObjectStore, collection: str) -> Published | None:
+    """`snapshots.resolve`, once per store and collection within one measure (`_resolved`)."""
+    from storekeeper.snapshots import resolve
+
+    cache = _resolved.get()
+    if cache is None:
+        return resolve(store, collection)
+    k = (id(store), collection)
+    if k not in cache:
+        try:
+            cache[k] = resolve(store, collection)
+        except StorekeeperError as exc:
+            cache[k] = exc
+    got = cache[k]
+    if isinstance(got, StorekeeperError):
+        raise got
+    return got
+
+
+#: pointers resolved during one `measure` (a run settles its sum and then measures: one read each)
+_resolved: contextvars.ContextVar[dict[tuple[int, str], Published | StorekeeperError | None] | None] = (
+    contextvars.ContextVar("storekeeper_status_resolved", default=None)
+)
+
+
+@contextlib.contextmanager
+def resolving_once() -> Iterator[None]:
+    token = _resolved.set({})
+    try:
+        yield
+    finally:
+        _resolved.reset(token)
+
+
+def collection_status(
+    store: ObjectStore, listing: Iterable[ObjectInfo] | StoreTally, *, now: datetime, store_name: str = "main"
+) -> list[CollectionStatus]:
+    """Every collection that has snapshots, a pointer or deltas in `listing` (a listing of the store,
+    or its tally)."""
+    from storekeeper.snapshots import load_manifest
+
+    t = listing if isinstance(listing, StoreTally) else UsageSum.of_listing(listing).settle(store)
+    versions, pointers, deltas = t.versions, t.pointers, t.deltas
     out = []
     for c in sorted(set(versions) | set(deltas)):
         kept = versions.get(c, {})
-        ids = deltas.get(c, [])
+        d = deltas.get(c, DeltaTally())
         base: dict[str, Any] = {
             "store": store_name,
             "collection": c,
@@ -89,12 +219,10 @@ def collection_status(
             "pointer_age_s": (now - pointers[c]).total_seconds() if c in pointers else None,
         }
         try:
-            pub = resolve(store, c) if c in pointers else None
+            pub = resolve_cached(store, c) if c in pointers else None
         except StorekeeperError as exc:
-            out.append(CollectionStatus(**base, pending_deltas=len(ids), error=str(exc)))
+            out.append(CollectionStatus(**base, pending_deltas=d.pending + d.applied, error=str(exc)))
             continue
-        applied = set(pub.manifest.applied) | set(pub.manifest.deltas) if pub else set()
-        pending = [t for i, t in ids if i not in applied]
         history = []
         for v in sorted(kept, reverse=True)[:MAX_VERSIONS_READ]:
             row = VersionStat(
@@ -112,15 +240,16 @@ def collection_status(
             except StorekeeperError:
                 pass  # half-written or removed meanwhile: bytes only
             history.append(row)
+        oldest = d.oldest_pending
         out.append(
             CollectionStatus(
                 **base,
                 live_version=pub.version if pub else None,
                 record_count=pub.manifest.record_count if pub else 0,
                 dimension=pub.manifest.dimension if pub else None,
-                pending_deltas=len(pending),
-                oldest_pending_age_s=(now - min(pending)).total_seconds() if pending else None,
-                applied_deltas_present=len(ids) - len(pending),
+                pending_deltas=d.pending,
+                oldest_pending_age_s=(now - oldest).total_seconds() if d.pending and oldest else None,
+                applied_deltas_present=d.applied,
                 history=history,
             )
         )
@@ -128,13 +257,17 @@ def collection_status(
 
 
 def bucket_status(
-    name: str, store: ObjectStore, spec: StoreSpec | None, listing: Iterable[ObjectInfo]
+    name: str, store: ObjectStore, spec: StoreSpec | None, listing: Iterable[ObjectInfo] | StoreTally
 ) -> BucketStatus:
-    """Usage from a listing (noncurrent versions count where the backend lists them) vs the limits."""
-    total = count = 0
-    for info in listing:
-        total += info.size
-        count += 1
+    """Usage from a listing or its tally (noncurrent versions count where the backend lists them) vs
+    the limits."""
+    if isinstance(listing, StoreTally):
+        total, count = listing.bytes, listing.objects
+    else:
+        total = count = 0
+        for info in listing:
+            total += info.size
+            count += 1
     wm = spec.watermarks if spec else None
     high, low, hard = (wm.high, wm.low, wm.hard) if wm else (0.85, 0.70, 0.95)
     cap = spec.capacity if spec else None
@@ -177,11 +310,12 @@ def vector_status(loaded: LoadedPolicies | None, backends: Mapping[str, VectorBa
     return out
 
 
-Lister = Callable[[str, ObjectStore], list[ObjectInfo]]
+#: (name, store) -> the store's tally (default: summed over a full listing, nothing kept)
+Tallier = Callable[[str, ObjectStore], StoreTally]
 
 
-def _list_all(_name: str, store: ObjectStore) -> list[ObjectInfo]:
-    return list(store.list(""))
+def _list_all(_name: str, store: ObjectStore) -> StoreTally:
+    return UsageSum.of_listing(store.list("")).settle(store)
 
 
 def measure(
@@ -191,13 +325,14 @@ def measure(
     *,
     home: ObjectStore | None = None,
     now: datetime | None = None,
-    lister: Lister = _list_all,
+    tallies: Tallier = _list_all,
 ) -> Measurement:
     """Every object store of the policies file (collections and usage) and every vector store.
 
-    `lister(name, store)` gives a full listing of one store; the reaper passes its planner's
-    cached one, so measuring costs it no second listing. A store that cannot be read is
-    reported with its error; the others are still measured.
+    `tallies(name, store)` gives one store's tally; the reaper passes the one summed from its
+    planner's listing (or carried across a pass's runs), so measuring costs it no second listing and
+    builds no object. A store that cannot be read is reported with its error; the others are still
+    measured.
     """
     now = now or datetime.now(UTC)
     buckets: list[BucketStatus] = []
@@ -205,9 +340,10 @@ def measure(
     for name, store in stores.items():
         spec = loaded.spec.stores.get(name)
         try:
-            listing = lister(name, store)
-            buckets.append(bucket_status(name, store, spec, listing))
-            collections.extend(collection_status(store, listing, now=now, store_name=name))
+            with resolving_once():
+                tally = tallies(name, store)
+                buckets.append(bucket_status(name, store, spec, tally))
+                collections.extend(collection_status(store, tally, now=now, store_name=name))
         except StorekeeperError as exc:
             buckets.append(BucketStatus(store=name, bucket=store.bucket, state="error", error=str(exc)))
     return Measurement(

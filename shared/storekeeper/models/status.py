@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class _Read(BaseModel):
@@ -181,3 +181,30 @@ class StoreStatus(Measurement):
             if c.error:
                 out.append(f"collection {c.collection} in {c.store}: {c.error}")
         return out
+
+
+class DeltaTally(BaseModel):
+    """A collection's deltas as counted when they were listed (against the live manifest then)."""
+
+    model_config = ConfigDict(defer_build=True, extra="forbid")
+
+    pending: int = Field(default=0, ge=0)
+    applied: int = Field(default=0, ge=0)
+    oldest_pending: AwareDatetime | None = None
+
+
+class StoreTally(BaseModel):
+    """What the status measure needs of one object store, summed over listed keys instead of kept
+    as a listing: objects and bytes, per collection its versions' bytes and objects, its pointer's
+    time and its deltas. A budgeted pass carries it in its continuation, run by run, and the run
+    that completes the pass measures from it (storekeeper.status)."""
+
+    model_config = ConfigDict(defer_build=True, extra="forbid")
+
+    objects: int = Field(default=0, ge=0)
+    bytes: int = Field(default=0, ge=0)
+    #: collection -> version -> [bytes, objects]
+    versions: dict[str, dict[str, tuple[int, int]]] = Field(default_factory=dict, max_length=100_000)
+    #: collection -> its pointer's last-modified
+    pointers: dict[str, AwareDatetime] = Field(default_factory=dict, max_length=100_000)
+    deltas: dict[str, DeltaTally] = Field(default_factory=dict, max_length=100_000)

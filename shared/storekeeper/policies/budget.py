@@ -38,6 +38,7 @@ from pydantic import ValidationError as PydanticError
 from storekeeper.errors import NotFound, PreconditionFailed, StorekeeperError
 from storekeeper.layout import continuation_key
 from storekeeper.models.common import UtcDatetime
+from storekeeper.models.status import StoreTally
 from storekeeper.stores.base import ObjectStore
 
 #: of the time left when planning starts, what is kept back for the report, the sending and the
@@ -175,6 +176,10 @@ class Continuation(_Strict):
     decided: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
         default_factory=list, max_length=10_000
     )
+    #: per object store, the status measure's tally of the keys planned so far in this pass: the run
+    #: that completes the pass measures from it (None: not carried, e.g. a pass begun by an older
+    #: version; that pass writes no measurement)
+    usage: dict[Annotated[str, StringConstraints(min_length=1, max_length=200)], StoreTally] | None = None
 
 
 def scope(apply: bool) -> str:
@@ -260,6 +265,7 @@ def next_continuation(
     stores: dict[str, StoreProgress],
     decided: list[str],
     complete: bool = False,
+    usage: dict[str, StoreTally] | None = None,
 ) -> Continuation:
     return Continuation(
         complete=complete,
@@ -270,4 +276,5 @@ def next_continuation(
         runs=(previous.runs + 1) if previous else 1,
         stores=stores,
         decided=decided,
+        usage=usage,
     )

@@ -180,10 +180,10 @@ class StoreView:
         """This run listed the bucket from its start to its end."""
         return not self.finished and self.after is None and self.listing_complete
 
-    def complete_listing(self) -> list[ObjectInfo] | None:
-        """The whole bucket's listing when this run made one (the status measure reuses it)."""
+    def complete_table(self) -> ObjectTable | None:
+        """The whole bucket's listing when this run made one (the status measure sums its columns)."""
         table = self._listed("")
-        return table.infos() if self.listed_whole else None
+        return table if self.listed_whole else None
 
     def progress(self) -> tuple[str | None, bool, int]:
         """(the last key fully planned, planned to the end, listed keys left unplanned by a cut)."""
