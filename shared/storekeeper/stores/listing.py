@@ -38,8 +38,8 @@ DEFAULT_WORKERS = 16
 MAX_SPLIT_DEPTH = 3
 #: entries (objects and sub-prefixes) one delimiter listing of the split may return: a larger level
 #: (a flat root of millions of keys) is not split but listed as a range, through the caller's
-#: budgeted lister; what the split read of it (at most this many entries, ~10 requests) is dropped
-MAX_SPLIT_ENTRIES = 10 * PAGE
+#: budgeted lister; what the split read of it (at most this many entries, ~20 requests) is dropped
+MAX_SPLIT_ENTRIES = 20 * PAGE
 
 #: (store, prefix, start_after) -> every object under prefix after start_after, in key order
 Lister = Callable[[ObjectStore, str, str | None], Iterator[ObjectInfo]]

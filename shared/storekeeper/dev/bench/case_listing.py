@@ -208,6 +208,28 @@ def bare_csv_pass(manifest: Path) -> tuple[int, float, float]:
     return rows, t.seconds, time.process_time() - cpu
 
 
+def reset_peak_rss() -> int | None:
+    """Linux: reset this process's peak RSS (VmHWM) to its current RSS, returned in bytes (None where
+    /proc does not allow it)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return None
+    return proc_status_bytes("VmRSS")
+
+
+def proc_status_bytes(field: str) -> int | None:
+    """A `kB` field of /proc/self/status in bytes (None when there is none)."""
+    try:
+        lines = Path("/proc/self/status").read_text().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
 def inventory_planning(ctx: BenchContext, result: CaseResult) -> None:
     from storekeeper.stores.local import LocalStore
 
@@ -219,7 +241,9 @@ def inventory_planning(ctx: BenchContext, result: CaseResult) -> None:
     rows, bare, bare_cpu = bare_csv_pass(manifest)
     if rows != n:
         raise RuntimeError(f"inventory: {rows} rows, expected {n}")
+    rss_before = reset_peak_rss()
     report, seconds, cpu = _plan(store, n, 1, inventory=str(manifest))
+    peak = proc_status_bytes("VmHWM")
     planned = sum(len(t.keys) for t in report.tasks)
     if planned != n or report.errors:
         raise RuntimeError(f"inventory: planned {planned} of {n}; errors {report.errors[:3]}")
@@ -244,6 +268,16 @@ def inventory_planning(ctx: BenchContext, result: CaseResult) -> None:
     )
     result.add("inventory_plan_vs_csv", ratio, "ratio", "inventory", params=p)
     result.add("inventory_plan_rate", rate(n, seconds), "objects/s", "inventory", params=p)
+    if rss_before is not None and peak is not None and peak > rss_before:
+        result.add(
+            "inventory_plan_peak_rss_per_million",
+            (peak - rss_before) / n * 1e6 / 2**20,
+            "MiB",
+            "inventory",
+            params=p,
+            note="peak RSS growth of the dry run per million objects (Linux VmHWM, reset before it): "
+            "what the reaper's memory bound (policies.budget.BYTES_PER_OBJECT) must cover",
+        )
     result.targets.append(
         TargetResult.check(
             "listing_inventory",
