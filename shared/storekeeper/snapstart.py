@@ -30,6 +30,8 @@ import sys
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
+from storekeeper import config
+
 try:
     from snapshot_restore_py import register_after_restore, register_before_snapshot
 except ImportError:  # not on Lambda, and the dev extra not installed: nothing will run the hooks
@@ -67,7 +69,9 @@ FIRST_CALL_MODULES: dict[str, tuple[str, ...]] = {
     ),
 }
 #: the queue each function sends to, when it is configured (SQS: its boto3 client is primed)
-QUEUE_ENV = {"producer": "DELTA_QUEUE_URL", "reaper": "CLEANUP_QUEUE_URL"}
+QUEUE_ENV = {"producer": config.DELTA_QUEUE_URL, "reaper": config.CLEANUP_QUEUE_URL}
+#: the functions whose first call builds Powertools' idempotency layer (DynamoDB if IDEMPOTENCY_TABLE is set)
+IDEMPOTENT = ("producer", "cleanup")
 
 
 def on_snapstart() -> bool:
@@ -137,9 +141,14 @@ def prime(function: str) -> list[str]:
         importlib.import_module(name)
     _PRIMERS[function]()
     queue_env = QUEUE_ENV.get(function)
-    if queue_env and os.environ.get(queue_env):
+    if queue_env and os.environ.get(queue_env, "").startswith(("https://", "http://")):
         importlib.import_module("storekeeper.queues")
         _prime_boto3_client("sqs")
+    if function in IDEMPOTENT and os.environ.get(config.IDEMPOTENCY_TABLE):
+        # what persistence_from_env imports for DynamoDB: the package's deferred __init__ (boto3 and
+        # Powertools' DynamoDB layer), run here instead of in the first call
+        # (its layer builds its client in a boto3 Session of its own: that client is left to the call)
+        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer  # noqa: F401
     return sorted(set(sys.modules) - before)
 
 

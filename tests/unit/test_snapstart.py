@@ -190,6 +190,8 @@ def test_priming_writes_nothing_and_loads_what_the_first_call_imports(tmp_path: 
     # an unreachable queue URL: priming builds its SQS client (no request) and must not send
     queue = {"producer": "DELTA_QUEUE_URL", "reaper": "CLEANUP_QUEUE_URL"}.get(fn)
     extra = {queue: "http://127.0.0.1:9/000000000000/q"} if queue else {}
+    if fn in ("producer", "cleanup"):
+        extra["IDEMPOTENCY_TABLE"] = "snapstart-test"  # deployed: Powertools' DynamoDB layer (no call)
     primed = _probe(fn, _env(tmp_path, AWS_LAMBDA_INITIALIZATION_TYPE="snap-start", **extra), "prime")
     assert primed["registered"] == 1
     assert not home.exists() or not any(home.rglob("*")), "priming wrote to the store or a local queue"
@@ -198,6 +200,8 @@ def test_priming_writes_nothing_and_loads_what_the_first_call_imports(tmp_path: 
     if queue:
         assert "storekeeper.queues" in primed["all"]
         assert "botocore.client" in primed["all"]
+    if "IDEMPOTENCY_TABLE" in extra:
+        assert "aws_lambda_powertools.utilities.idempotency.persistence.dynamodb" in primed["all"]
 
     # the real first call, in a fresh interpreter without priming: what it imports, priming had loaded
     event = local_sample_event(REPO / "events" / fn / FIRST_EVENTS[fn], home)
