@@ -104,3 +104,29 @@ def test_runs_racing_on_the_continuation_on_seaweed_skip_nothing(sw: S3Store) ->
     reports = race_to_the_end(sw, lambda: run(sw, Budget(40, clock=Ticks()), now))
     assert {p for r in reports for p in planned(r)} == whole
     assert lost_races(reports) > 0  # the server refused a stale If-Match / a second create-only put
+
+
+@pytest.mark.parametrize("bound", [30, 75])
+def test_a_pass_under_a_memory_bound_on_seaweed_holds_at_most_the_bound_and_plans_the_whole(
+    sw: S3Store, bound: int
+) -> None:
+    """The parallel listing's 4 ranges count their objects together and all stop at the bound (each
+    may take one key more after the count reached it); the pass plans exactly the unbudgeted plan."""
+    fill(sw)
+    now = datetime.now(UTC) + timedelta(minutes=1)
+    whole = planned(run(sw, None, now))
+    reports: list[ReaperReport] = []
+    for _ in range(100):
+        r = run(sw, Budget(None, max_objects=bound), now)
+        assert r.budget is not None
+        reports.append(r)
+        assert all(li.objects <= bound + 4 for li in r.listings), r.listings
+        if r.budget.pass_complete:
+            break
+    else:
+        raise AssertionError("no complete pass")
+    assert len(reports) > 1
+    assert {r.budget.ran_out for r in reports[:-1] if r.budget} == {"memory"}
+    union = [p for r in reports for p in planned(r)]
+    assert len(union) == len(set(union)), "a key was planned twice"
+    assert sorted(union) == sorted(whole)
