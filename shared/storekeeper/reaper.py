@@ -19,7 +19,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from storekeeper import config, history, netconfig
 from storekeeper.errors import StorekeeperError
@@ -31,9 +31,11 @@ from storekeeper.policies import budget as passes
 from storekeeper.policies.budget import Budget
 from storekeeper.policies.model import LoadedPolicies, load_policies
 from storekeeper.policies.planner import Planner, gc_paused
-from storekeeper.queues import OutgoingMessage, Queue, QueueSendError, queue_from_env
 from storekeeper.stores import ObjectStore, open_store
-from storekeeper.stores.vectors import VectorBackend
+
+if TYPE_CHECKING:  # the queue is imported by a run that sends tasks; vector stores by a file naming one
+    from storekeeper.queues import Queue
+    from storekeeper.stores.vectors import VectorBackend
 
 
 @dataclass(frozen=True)
@@ -118,9 +120,8 @@ def run(
         budget=budget,
         resume=resume.continuation if resume else None,
     )
-    with gc_paused():  # the digest too: it runs over every decision the plan just built
+    with gc_paused():
         plan = planner.plan()
-        digest = plan_digest(plan.decisions, plan.tasks, plan.summaries)
     # the measurement is the report's history point: a run that writes no report (the bench's
     # planning figure) does not pay for it; it reuses the planner's full listing when there is one
     knows_all = all(v.listed_whole for v in planner.views.values()) if resume else True
@@ -152,6 +153,8 @@ def run(
         )
         apply = confirm(preview)
     if apply and plan.tasks:
+        from storekeeper.queues import OutgoingMessage, QueueSendError, queue_from_env
+
         q = queue if queue is not None else queue_from_env(config.CLEANUP_QUEUE_URL, "cleanup")
         messages = [
             OutgoingMessage(t.model_dump_json(), group_id=t.bucket, dedup_id=t.task_id) for t in plan.tasks
@@ -180,7 +183,7 @@ def run(
         summaries=plan.summaries,
         decisions=plan.decisions,
         tasks=plan.tasks,
-        plan_digest=digest,
+        plan_digest="",  # set below: the digest is written by the report's serializer
         sent=sent,
         errors=errors,
         report_key=key if write_report else None,
@@ -189,6 +192,12 @@ def run(
         listings=plan.listings,
         budget=budget_report,
     )
+    # built after the models it holds (status, forecasts, budget), the report's schema reuses theirs;
+    # the digest then needs no schema of its own (no list adapters)
+    with gc_paused():  # it runs over every decision the plan built
+        report = report.model_copy(
+            update={"plan_digest": plan_digest(plan.decisions, plan.tasks, plan.summaries)}
+        )
     if write_report:
         try:
             home.put(key, report.model_dump_json(indent=1).encode(), content_type="application/json")

@@ -37,7 +37,9 @@ from storekeeper.models.status import (
 )
 from storekeeper.policies.model import LoadedPolicies, StoreSpec
 from storekeeper.stores.base import ObjectInfo, ObjectStore
-from storekeeper.stores.vectors import VectorBackend
+
+if TYPE_CHECKING:
+    from storekeeper.stores.vectors import VectorBackend
 
 if TYPE_CHECKING:
     from storekeeper.snapshots import Published

@@ -74,6 +74,31 @@ def test_plan_digest_ignores_the_planning_clock_and_nothing_else() -> None:
     assert plan_digest(d, []) != base
 
 
+def test_plan_digest_hashes_the_bytes_list_adapters_wrote_before() -> None:
+    """Digests of earlier reports stay comparable: the report's serializer writes the same bytes."""
+    import hashlib
+
+    from pydantic import TypeAdapter
+
+    from storekeeper.models.reports import PolicySummary
+
+    d = [trusted_decision(VALUES), trusted_decision({**VALUES, "name": "cache/b.bin", "size": None})]
+    tasks = [_task(NOW, ["cache/a.bin", "cache/b.bin"]), _task(NOW, ["cache/c.bin"])]
+    summaries = [PolicySummary(policy="age", resource="object", store="main", planned=2, notes=["n"])]
+    when = {"planned_at": True, "dry_run": True, "guard": {"last_modified_before", "etags"}}
+    for ss in (summaries, None):
+        h = hashlib.sha256(b'{"decisions":' + TypeAdapter(list[Decision]).dump_json(d))
+        h.update(b',"tasks":' + TypeAdapter(list[CleanupTask]).dump_json(tasks, exclude={"__all__": when}))
+        h.update(b',"etags":')
+        for t in tasks:
+            h.update("\n".join(t.guard.etags).encode() + b"\x00")
+            h.update("\n".join(t.guard.etags.values()).encode() + b"\x00")
+        if ss is not None:
+            h.update(b',"summaries":' + TypeAdapter(list[PolicySummary]).dump_json(ss))
+        h.update(b"}")
+        assert plan_digest(d, tasks, ss) == h.hexdigest()
+
+
 def _objects(store: LocalStore, n: int, age: timedelta) -> None:
     folder = store.path / "cache"
     folder.mkdir(parents=True)

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from functools import cache
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter
+from pydantic import Field
 
 from storekeeper.models.cleanup import CleanupTask
 from storekeeper.models.common import Strict, UtcDatetime
@@ -154,14 +153,6 @@ def trusted_decision(values: Mapping[str, Any]) -> Decision:
     return Decision.model_validate(values)
 
 
-@cache
-def _adapters() -> tuple[
-    TypeAdapter[list[Decision]], TypeAdapter[list[CleanupTask]], TypeAdapter[list[PolicySummary]]
-]:
-    """Built on first use, not at import (the reaper handler's cold start)."""
-    return TypeAdapter(list[Decision]), TypeAdapter(list[CleanupTask]), TypeAdapter(list[PolicySummary])
-
-
 def plan_digest(
     decisions: list[Decision], tasks: list[CleanupTask], summaries: list[PolicySummary] | None = None
 ) -> str:
@@ -174,11 +165,13 @@ def plan_digest(
     The summaries count the decisions a report does not list (the tasks name every target).
     """
     when: dict[str, Any] = {"planned_at": True, "dry_run": True, "guard": {"last_modified_before", "etags"}}
-    decisions_json, tasks_json, summaries_json = _adapters()
-    h = hashlib.sha256(b'{"decisions":')
-    h.update(decisions_json.dump_json(decisions))
-    h.update(b',"tasks":')
-    h.update(tasks_json.dump_json(tasks, exclude={"__all__": when}))
+    # the report's own serializer writes the lists (one schema for the run, not one per list): its
+    # JSON of one included field is `{"name":[...]}`, the bytes a list adapter wrote inside the braces
+    lists: dict[str, Any] = {"decisions": decisions, "tasks": tasks, "summaries": summaries or []}
+    part = ReaperReport.model_construct(**lists)  # only these three fields are ever serialized
+    h = hashlib.sha256(part.model_dump_json(include={"decisions"}).encode()[:-1])
+    tasks_json = part.model_dump_json(include={"tasks"}, exclude={"tasks": {"__all__": when}})
+    h.update(b"," + tasks_json.encode()[1:-1])
     # the guards' etags (a thousand a task) as their keys' lines, then their etags' lines, in the
     # mapping's order: pydantic's JSON of a large dict costs ~5x this; keys hold no newline
     h.update(b',"etags":')
@@ -188,7 +181,6 @@ def plan_digest(
         h.update("\n".join(t.guard.etags.values()).encode())
         h.update(b"\x00")
     if summaries is not None:
-        h.update(b',"summaries":')
-        h.update(summaries_json.dump_json(summaries))
+        h.update(b"," + part.model_dump_json(include={"summaries"}).encode()[1:-1])
     h.update(b"}")
     return h.hexdigest()

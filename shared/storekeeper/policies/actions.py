@@ -11,7 +11,6 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
 from storekeeper.models.cleanup import CleanupAction, TaskGuard
-from storekeeper.overflow import group_members
 from storekeeper.policies.filters import Selection, UsageRatio
 from storekeeper.policies.kinds import AddTask, resource_type
 from storekeeper.policies.model import Policy
@@ -63,6 +62,8 @@ class CreateOverflow(PolicyAction):
     deletes = False
 
     def scope(self, p: Planner, policy: Policy, population: list[Resource]) -> list[Resource]:
+        from storekeeper.overflow import group_members  # only a create-overflow policy needs it
+
         names = group_members([r.name for r in population], p.views[policy.store].store.bucket)
         return [r for r in population if r.name in names]
 

@@ -38,7 +38,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from storekeeper.errors import StorekeeperError
 from storekeeper.models.cleanup import CleanupTask
@@ -61,7 +61,9 @@ from storekeeper.policies.resources import Resource, ResourceKind
 from storekeeper.policies.views import PolicyEnv, StoreView, VectorView
 from storekeeper.protection import Protection
 from storekeeper.stores.base import ObjectStore
-from storekeeper.stores.vectors import VectorBackend
+
+if TYPE_CHECKING:
+    from storekeeper.stores.vectors import VectorBackend
 
 #: decisions listed per policy and verdict; the rest are counted (`omitted_decisions`), their targets
 #: are in the tasks: a report of a million planned objects stays small

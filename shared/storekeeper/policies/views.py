@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from typing import TYPE_CHECKING
 
 from storekeeper.errors import NotFound, StorekeeperError
 from storekeeper.layout import purged_on_delete
@@ -23,7 +24,9 @@ from storekeeper.policies.resources import Resource, ResourceKind
 from storekeeper.protection import LiveState, Protection
 from storekeeper.stores.base import ObjectInfo, ObjectStore
 from storekeeper.stores.listing import ListingSource, ListingStats, ObjectTable, ParallelListing
-from storekeeper.stores.vectors import VectorBackend, VectorBucketInfo, VectorIndexInfo
+
+if TYPE_CHECKING:  # vector stores are opened only for a policy file that names one
+    from storekeeper.stores.vectors import VectorBackend, VectorBucketInfo, VectorIndexInfo
 
 _TEST_NAME_RE = re.compile(r"^test-(?P<id>[a-z0-9]+)-")
 
