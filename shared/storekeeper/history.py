@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from storekeeper.errors import NotFound, StorekeeperError
 from storekeeper.layout import REPORT_INDEX_KEY, REPORT_KEY_RE, REPORT_PAGE_KEY, REPORT_PREFIX
@@ -52,10 +52,10 @@ class _ReportHead(BaseModel):
     run_id: str
     started_at: datetime
     apply: bool
-    summaries: list[_Summary] = Field(default_factory=list)
-    tasks: list[object] = Field(default_factory=list)
+    summaries: list[_Summary] = []
+    tasks: list[object] = []
     sent: int = 0
-    errors: list[str] = Field(default_factory=list)
+    errors: list[str] = []
     status: Measurement | None = None
 
 
@@ -220,8 +220,8 @@ class _Index(BaseModel):
 
     model_config = ConfigDict(defer_build=True, extra="ignore")
     format: str = "storekeeper.reaper-history/1"
-    runs: list[RunInfo] = Field(default_factory=list)
-    points: list[HistoryPoint] = Field(default_factory=list)
+    runs: list[RunInfo] = []
+    points: list[HistoryPoint] = []
 
 
 def read(store: ObjectStore, *, limit: int = DEFAULT_RUNS) -> History:

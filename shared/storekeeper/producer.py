@@ -35,7 +35,6 @@ from typing import Any, cast
 from urllib.parse import unquote_plus
 
 import pydantic
-from pydantic import Field
 
 from storekeeper.collection_config import CollectionConfig, cached_config, config_key, create_config
 from storekeeper.deltas import (
@@ -101,12 +100,12 @@ class PutResult(Strict):
     """What a put wrote and whether DeltaQueue heard of it (the direct invoke's answer, typed)."""
 
     collection: str
-    deltas: list[DeltaNotification] = Field(default_factory=list)
+    deltas: list[DeltaNotification] = []
     upserts: int = 0
     deletes: int = 0
     updates: int = 0
     notified: bool = True
-    failed_notifications: list[str] = Field(default_factory=list)
+    failed_notifications: list[str] = []
 
     @pydantic.model_validator(mode="before")
     @classmethod

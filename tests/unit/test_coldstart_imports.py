@@ -323,3 +323,47 @@ def test_bench_stack_floor_probe_runs_the_stack_alone(function: str, tmp_path: P
     assert wall > 0
     assert cpu > 0
     assert "storekeeper" not in case_coldstart.STACK_FLOOR[function]
+
+
+def test_no_model_field_takes_a_builtin_default_factory() -> None:
+    """`Field(default_factory=list)` makes pydantic `inspect.signature(list)` when it builds the model:
+    a builtin's signature is parsed with `tokenize`, whose first use compiles its big regex (~15 M
+    instructions, ~6 ms): a first call paid it for three `list` defaults. A literal `= []` / `= {}`
+    is as safe (pydantic copies an unhashable default for every instance) and costs nothing."""
+    code = (
+        "import importlib, inspect, pkgutil, storekeeper\n"
+        "from pydantic import BaseModel\n"
+        "for m in pkgutil.walk_packages(storekeeper.__path__, 'storekeeper.'):\n"
+        "    if not m.name.startswith(('storekeeper.dev', 'storekeeper.cli')):\n"
+        "        importlib.import_module(m.name)\n"
+        "def subclasses(c):\n"
+        "    for s in c.__subclasses__():\n"
+        "        yield s\n"
+        "        yield from subclasses(s)\n"
+        "models = {c for c in subclasses(BaseModel) if c.__module__.startswith('storekeeper.')}\n"
+        "bad = sorted(f'{c.__module__}.{c.__qualname__}.{n}' for c in models\n"
+        "             for n, f in c.model_fields.items()\n"
+        "             if f.default_factory is not None and inspect.isbuiltin(f.default_factory)\n"
+        "             or f.default_factory in (list, dict, set, tuple, frozenset, bytearray))\n"
+        "print(len(models) > 20, *bad)\n"
+    )
+    assert _fresh_python(code) == ["True"]
+
+
+def test_a_literal_mutable_default_is_copied_for_every_instance() -> None:
+    from storekeeper.cleanup.base import TaskOutcome
+    from storekeeper.models.deltas import PutRequest
+
+    one, two = (
+        TaskOutcome(task_id="a", action="x", bucket="b"),
+        TaskOutcome(task_id="c", action="x", bucket="b"),
+    )
+    one.deleted.append("k")
+    one.errors["k"] = "boom"
+    assert two.deleted == []
+    assert two.errors == {}
+    assert TaskOutcome.model_fields["deleted"].default == []
+    req = PutRequest.model_validate({"collection": "docs", "deletes": ["a"]})
+    other = PutRequest.model_validate({"collection": "c", "deletes": ["b"]})
+    assert req.upserts == []
+    assert req.upserts is not other.upserts

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from storekeeper.errors import NotFound, StorekeeperError
 from storekeeper.layout import purged_on_delete
@@ -57,16 +57,16 @@ class TaskOutcome(BaseModel):
     status: Status = "noop"
     dry_run: bool = False
     duplicate: bool = False  # answered from the idempotency record: this delivery did nothing
-    deleted: list[str] = Field(default_factory=list)
+    deleted: list[str] = []
     deleted_count: int = 0
-    would_delete: list[str] = Field(default_factory=list)
+    would_delete: list[str] = []
     would_delete_count: int = 0
-    created: list[str] = Field(default_factory=list)
-    would_create: list[str] = Field(default_factory=list)
-    missing: list[str] = Field(default_factory=list)  # already gone: nothing to do (idempotent)
-    skipped: dict[str, str] = Field(default_factory=dict)  # target -> reason kept
-    errors: dict[str, str] = Field(default_factory=dict)  # target -> cause
-    requests: dict[str, int] = Field(default_factory=dict)  # backend requests by operation
+    created: list[str] = []
+    would_create: list[str] = []
+    missing: list[str] = []  # already gone: nothing to do (idempotent)
+    skipped: dict[str, str] = {}  # target -> reason kept
+    errors: dict[str, str] = {}  # target -> cause
+    requests: dict[str, int] = {}  # backend requests by operation
     versions_removed: int = 0  # versions deleted for good by VersionId (versioned buckets)
     bytes_freed: int = 0  # bytes the deletes removed, as the store confirmed them (DeleteResult)
     message: str = ""

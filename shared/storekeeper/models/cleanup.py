@@ -26,7 +26,7 @@ class CleanupAction(StrEnum):
 class TaskGuard(Strict):
     """What the planner saw; the executor re-checks it and skips if the world changed."""
 
-    etags: dict[str, str] = Field(default_factory=dict)  # key -> etag seen at planning
+    etags: dict[str, str] = {}  # key -> etag seen at planning
     last_modified_before: UtcDatetime | None = None  # every target must still be older than this
     live_version: str | None = None  # pointer target seen at planning (snapshot deletions)
     max_objects: Annotated[int, Field(ge=0)] | None = None  # refuse to empty a bucket that grew past this
@@ -41,11 +41,9 @@ class CleanupTask(Strict):
     action: CleanupAction
     backend: Literal["s3", "supabase", "file"]
     bucket: BucketName
-    keys: list[ObjectKey] = Field(default_factory=list)
+    keys: list[ObjectKey] = []
     #: abort_uploads only: the upload id of each key, same order and length as `keys`
-    upload_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=1024)]] = Field(
-        default_factory=list
-    )
+    upload_ids: list[Annotated[str, StringConstraints(min_length=1, max_length=1024)]] = []
     prefix: Prefix | None = None
     index: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9.-]{1,62}$")] | None = None
     version: Version | None = None

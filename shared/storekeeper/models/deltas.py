@@ -184,9 +184,9 @@ class PutRequest(Strict):
     """A direct-invoke put: upserts and deletes for one collection."""
 
     collection: CollectionName
-    upserts: list[UpsertRecord] = Field(default_factory=list)
-    deletes: list[ChromaId] = Field(default_factory=list)
-    updates: list[UpdateRecord] = Field(default_factory=list)
+    upserts: list[UpsertRecord] = []
+    deletes: list[ChromaId] = []
+    updates: list[UpdateRecord] = []
     request_id: Token | None = None
     #: only used by a collection's first write (its config); a later put naming another is refused
     distance: Distance | None = None

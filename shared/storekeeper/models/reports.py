@@ -45,8 +45,8 @@ class PolicySummary(Strict):
     skipped: int = 0
     deferred: int = 0
     bytes_planned: int = 0
-    notes: list[str] = Field(default_factory=list)
-    errors: list[str] = Field(default_factory=list)
+    notes: list[str] = []
+    errors: list[str] = []
     omitted_decisions: int = 0  # decisions counted, not listed (at most 1,000 of each verdict are)
 
 
@@ -92,10 +92,10 @@ class BudgetReport(Strict):
     pass_started_at: UtcDatetime | None = None
     run_in_pass: int = 1
     continuation_key: str | None = None
-    stores: list[StoreProgressReport] = Field(default_factory=list)
+    stores: list[StoreProgressReport] = []
     #: whole-bucket policies that could not decide in this run (they wait for a later one)
-    policies_waiting: list[str] = Field(default_factory=list)
-    notes: list[str] = Field(default_factory=list)
+    policies_waiting: list[str] = []
+    notes: list[str] = []
 
     @property
     def deferred(self) -> int:
@@ -120,13 +120,13 @@ class ReaperReport(Strict):
     tasks: list[CleanupTask]
     plan_digest: str
     sent: int = 0
-    errors: list[str] = Field(default_factory=list)
+    errors: list[str] = []
     report_key: str | None = None
     #: the stores as measured during the run: the history behind `status` charts and forecasts
     status: Measurement | None = None
     #: when each bucket crosses its watermarks / the vector quota is reached, as fitted at this run
-    forecasts: list[Forecast] = Field(default_factory=list)
-    listings: list[ListingSummary] = Field(default_factory=list)
+    forecasts: list[Forecast] = []
+    listings: list[ListingSummary] = []
     #: a time-budgeted run: where the pass stands and what was deferred to the next run
     budget: BudgetReport | None = None
 

@@ -28,12 +28,10 @@ class Manifest(Strict):
     deltas: list[DeltaId]
     #: every applied delta id that may still exist in the store (this version's and earlier
     #: ones whose removal was not yet seen): the exactly-once ledger across crashes
-    applied: list[DeltaId] = Field(default_factory=list)
+    applied: list[DeltaId] = []
     #: sha256 of each delta blob in `deltas`: a notification that arrives after its delta was
     #: removed is still checked against it (empty in versions written before it existed)
-    delta_sha256: dict[DeltaId, Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]] = Field(
-        default_factory=dict
-    )
+    delta_sha256: dict[DeltaId, Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]] = {}
     created_at: UtcDatetime
 
     @property

@@ -42,7 +42,7 @@ class CollectionStatus(_Read):
     applied_deltas_present: int = 0
     versions: int = 0
     versions_bytes: int = 0
-    history: list[VersionStat] = Field(default_factory=list)
+    history: list[VersionStat] = []
     error: str | None = None
 
 
@@ -67,7 +67,7 @@ class VectorStatus(_Read):
     store: str
     buckets: int = 0
     quota: int = 10
-    names: list[str] = Field(default_factory=list)
+    names: list[str] = []
     error: str | None = None
 
     @property
@@ -80,9 +80,9 @@ class Measurement(_Read):
 
     measured_at: datetime
     store: str
-    collections: list[CollectionStatus] = Field(default_factory=list)
-    buckets: list[BucketStatus] = Field(default_factory=list)
-    vectors: list[VectorStatus] = Field(default_factory=list)
+    collections: list[CollectionStatus] = []
+    buckets: list[BucketStatus] = []
+    vectors: list[VectorStatus] = []
 
 
 class RunInfo(_Read):
@@ -150,18 +150,18 @@ class HistoryPoint(_Read):
 
     at: datetime
     run_id: str
-    usage: dict[str, int] = Field(default_factory=dict)  # store -> bytes
-    capacity: dict[str, int] = Field(default_factory=dict)
-    vector_buckets: dict[str, int] = Field(default_factory=dict)
-    pending: dict[str, int] = Field(default_factory=dict)  # collection -> pending deltas
+    usage: dict[str, int] = {}  # store -> bytes
+    capacity: dict[str, int] = {}
+    vector_buckets: dict[str, int] = {}
+    pending: dict[str, int] = {}  # collection -> pending deltas
 
 
 class StoreStatus(Measurement):
     """The measurement now, plus the last reaper run, the history and the forecasts."""
 
     last_run: RunInfo | None = None
-    history: list[HistoryPoint] = Field(default_factory=list)
-    forecasts: list[Forecast] = Field(default_factory=list)
+    history: list[HistoryPoint] = []
+    forecasts: list[Forecast] = []
 
     def problems(self) -> list[str]:
         """What `status --check` fails on: above a high watermark, at the vector quota, unreadable."""
@@ -204,7 +204,7 @@ class StoreTally(BaseModel):
     objects: int = Field(default=0, ge=0)
     bytes: int = Field(default=0, ge=0)
     #: collection -> version -> [bytes, objects]
-    versions: dict[str, dict[str, tuple[int, int]]] = Field(default_factory=dict, max_length=100_000)
+    versions: dict[str, dict[str, tuple[int, int]]] = Field({}, max_length=100_000)
     #: collection -> its pointer's last-modified
-    pointers: dict[str, AwareDatetime] = Field(default_factory=dict, max_length=100_000)
-    deltas: dict[str, DeltaTally] = Field(default_factory=dict, max_length=100_000)
+    pointers: dict[str, AwareDatetime] = Field({}, max_length=100_000)
+    deltas: dict[str, DeltaTally] = Field({}, max_length=100_000)

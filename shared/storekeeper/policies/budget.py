@@ -174,7 +174,7 @@ class Continuation(_Strict):
     complete: bool = False
     #: whole-bucket policies (set filters, snapshot versions, buckets, vectors) decided in this pass
     decided: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
-        default_factory=list, max_length=10_000
+        [], max_length=10_000
     )
     #: per object store, the status measure's tally of the keys planned so far in this pass: the run
     #: that completes the pass measures from it (None: not carried, e.g. a pass begun by an older

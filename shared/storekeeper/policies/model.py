@@ -94,7 +94,7 @@ class Protect(_Model):
         default_factory=lambda: {"storekeeper:protect": "true", "keep": None, "shared": "true"}
     )
     #: names (bucket names, keys, versions) or globs that are never touched
-    names: list[str] = Field(default_factory=list)
+    names: list[str] = []
     #: label holding an ISO time: protected until then
     protect_until_label: str = "storekeeper:protect-until"
     #: read object metadata (one HEAD per candidate, never per listed object) to honour labels on objects
@@ -115,7 +115,7 @@ class Policy(_Model):
     description: str | None = None
     #: object/delta listings start here (e.g. images/)
     prefix: str = ""
-    filters: list[Filter] = Field(default_factory=list)
+    filters: list[Filter] = []
     action: Literal["delete", "create-overflow"] = "delete"
     limits: Limits = Field(default_factory=Limits)
     enabled: bool = True
@@ -173,7 +173,7 @@ class PolicyFile(_Model):
     stores: dict[str, StoreSpec] = Field(default_factory=lambda: {"main": StoreSpec()})
     defaults: Defaults = Field(default_factory=Defaults)
     protect: Protect = Field(default_factory=Protect)
-    policies: list[Policy] = Field(default_factory=list)
+    policies: list[Policy] = []
 
     @model_validator(mode="after")
     def _refs(self) -> Self:
