@@ -473,6 +473,22 @@ def test_the_lambda_handler_and_reap_deadline_budget_planning_from_their_deadlin
     assert budget["seconds"] == pytest.approx(20, abs=5)
     assert budget["pass_complete"] is True
     assert netconfig.remaining() is None  # the command's deadline ends with it
+    # the memory bound: the Lambda's memory sets it (the local runtime sets the function's memory as
+    # Lambda does); `reap --max-objects` and STOREKEEPER_REAPER_MAX_OBJECTS override it
+    from storekeeper.runtime import DEFAULT_MEMORY_MB, FUNCTION_DEFAULTS
+
+    memory = FUNCTION_DEFAULTS.get("reaper", (0, DEFAULT_MEMORY_MB))[1]
+    assert report.budget.max_objects == passes.objects_for_memory(memory)
+    res = CliRunner().invoke(
+        app, ["reap", "--policies", str(pol), "--store", store.url, "--max-objects", "12", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    budget = json.loads(res.stdout)["budget"]
+    assert (budget["max_objects"], budget["ran_out"], budget["pass_complete"]) == (12, "memory", False)
+    monkeypatch.setenv("STOREKEEPER_REAPER_MAX_OBJECTS", "none")
+    res = CliRunner().invoke(app, ["reap", "--policies", str(pol), "--store", store.url, "--json"])
+    assert res.exit_code != 0
+    assert "STOREKEEPER_REAPER_MAX_OBJECTS must be a positive integer" in res.output
 
 
 def test_a_pass_planned_from_an_inventory_resumes_by_key_and_plans_the_unbudgeted_plan(

@@ -80,7 +80,7 @@ class ObjectTable:
 
     Planning a million objects from an inventory never needs a million `ObjectInfo`s: the fast
     path (storekeeper.policies.fastpath) reads the columns; `infos()` builds the objects once,
-    only for whoever iterates them (the general planner, the status measure).
+    only for whoever iterates them (the general planner; the status measure sums the columns).
     """
 
     __slots__ = ("_infos", "etags", "keys", "keys_checked", "modified", "sizes")
