@@ -257,6 +257,10 @@ NEVER_LOADED = {
         "botocore.session",
         "aws_xray_sdk",
         "yaml",  # the bundled default policies are validated from their JSON twin (policies.model)
+        "html",  # the status page escapes with its own table (html.entities: ~2,000 names)
+        "storekeeper.queues",  # only a run that sends tasks
+        "storekeeper.stores.vectors",  # only a policy file naming a vector store
+        "storekeeper.overflow",  # only a create-overflow policy
     ],
     # the Kafka model: Powertools' batch/types.py builds parser models when pydantic came first
     "cleanup": ["chromadb", "numpy", "boto3", "botocore.session", "aws_xray_sdk", KAFKA_MODEL],

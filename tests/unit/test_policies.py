@@ -92,6 +92,16 @@ def test_a_stale_or_invalid_twin_falls_back_to_the_yaml(monkeypatch: pytest.Monk
     assert model.load_default_policies() == loaded
 
 
+def test_default_sub_models_equal_validated_ones() -> None:
+    """StoreSpec/Policy fill watermarks and limits by model_construct: the defaults must validate."""
+    from storekeeper.policies.model import Limits, Watermarks
+
+    assert Watermarks.model_construct() == Watermarks() == Watermarks.model_validate({})
+    assert Limits.model_construct() == Limits() == Limits.model_validate({})
+    spec = parse_policies("stores: {main: {}}\n").spec.stores["main"]
+    assert spec.watermarks == Watermarks(high=0.85, low=0.70, hard=0.95)
+
+
 def test_a_twin_refuses_what_json_would_change() -> None:
     from storekeeper.policies.model import parsed_twin
 

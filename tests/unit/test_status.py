@@ -11,6 +11,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from storekeeper.cli import app
@@ -212,3 +214,14 @@ def test_chart_axes_use_round_steps(top: float, whole: bool, ticks: list[float])
     from storekeeper.status_page import axis_ticks
 
     assert axis_ticks(top, whole=whole) == pytest.approx(ticks)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(st.text(), st.integers(), st.floats(allow_nan=True)))
+def test_status_page_escapes_as_html_escape_does(value: object) -> None:
+    """The page escapes with its own table (no `import html` on the reaper's cold path): same text."""
+    from html import escape
+
+    from storekeeper.status_page import _e
+
+    assert _e(value) == escape(str(value), quote=True)

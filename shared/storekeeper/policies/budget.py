@@ -148,7 +148,7 @@ class Budget:
 
 # -- the stored continuation ---------------------------------------------------------------------------
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
 
 class StoreProgress(_Strict):

@@ -12,7 +12,6 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from importlib import resources as importlib_resources
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
@@ -68,7 +67,8 @@ class StoreSpec(_Model):
         return v
 
     capacity: Size | None = None
-    watermarks: Watermarks = Field(default_factory=Watermarks)
+    # the defaults satisfy the validators (test_policies): no schema is built to check them again
+    watermarks: Watermarks = Field(default_factory=lambda: Watermarks.model_construct())
     #: vector buckets allowed per project (Supabase: 10)
     quota: int = Field(default=10, ge=1, le=1_000_000)
     labels_registry: LabelsRegistry | None = None
@@ -117,7 +117,7 @@ class Policy(_Model):
     prefix: str = ""
     filters: list[Filter] = []
     action: Literal["delete", "create-overflow"] = "delete"
-    limits: Limits = Field(default_factory=Limits)
+    limits: Limits = Field(default_factory=lambda: Limits.model_construct())  # as watermarks
     enabled: bool = True
 
     @field_validator("filters", mode="before")
@@ -323,7 +323,9 @@ DEFAULT_POLICIES_JSON = "default-policies.json"
 
 
 def _data_file(name: str) -> str:
-    return (importlib_resources.files("storekeeper") / "data" / name).read_text()
+    # the package is a directory wherever it runs (layer, pip install); importlib.resources would
+    # import its readers on the cold path for the same read
+    return (Path(__file__).parent.parent / "data" / name).read_text()
 
 
 def default_policies_text() -> str:
