@@ -33,7 +33,7 @@ from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from storekeeper.errors import CorruptObject, NotFound, PreconditionFailed, ValidationError
 from storekeeper.layout import DELTA_ID_RE, delta_key, delta_prefix, match_delta_key, parse_delta_key
@@ -137,8 +137,7 @@ def _first_non_finite(vectors: npt.NDArray[np.float32] | PackedVectors) -> tuple
     return row, col, float(vectors[row, col])
 
 
-@dataclass(frozen=True)
-class RecordUpdate:
+class RecordUpdate(NamedTuple):
     """A partial update: metadata keys merged (None removes a key); the document set when `sets_document`."""
 
     id: str

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from storekeeper.errors import BucketAlreadyExists, StoreError, ValidationError
 from storekeeper.names import check_bucket
@@ -75,8 +75,7 @@ def create_next_bucket(store: ObjectStore, base: str, *, also_seen: Iterable[str
     )
 
 
-@dataclass(frozen=True)
-class MemberUsage:
+class MemberUsage(NamedTuple):
     bucket: str
     bytes: int
     objects: int

@@ -29,9 +29,8 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 from urllib.parse import unquote_plus
 
 import pydantic
@@ -523,8 +522,7 @@ def put(
 
 
 # -- S3 events -------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class IncomingObject:
+class IncomingObject(NamedTuple):
     bucket: str
     key: str
     size: int | None

@@ -13,22 +13,19 @@ import time
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 SQS_MAX_BATCH = 10
 
 
-@dataclass(frozen=True)
-class OutgoingMessage:
+class OutgoingMessage(NamedTuple):
     body: str
     group_id: str | None = None
     dedup_id: str | None = None
 
 
-@dataclass(frozen=True)
-class ReceivedMessage:
+class ReceivedMessage(NamedTuple):
     message_id: str
     body: str
     receipt: str

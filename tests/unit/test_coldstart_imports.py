@@ -371,3 +371,42 @@ def test_a_literal_mutable_default_is_copied_for_every_instance() -> None:
     other = PutRequest.model_validate({"collection": "c", "deletes": ["b"]})
     assert req.upserts == []
     assert req.upserts is not other.upserts
+
+
+#: frozen dataclasses still created by a handler's `import app`: settings `dataclasses.replace` copies
+FROZEN_DATACLASSES_ON_IMPORT = {
+    "producer": [],
+    "cleanup": ["storekeeper.protection.ProtectionConfig"],
+}
+
+
+@pytest.mark.parametrize("function", sorted(FROZEN_DATACLASSES_ON_IMPORT))
+def test_value_records_on_the_import_path_are_named_tuples(function: str) -> None:
+    """A frozen dataclass costs ~4 M instructions to create (Python 3.11 compiles each of its six
+    methods on its own), a NamedTuple ~1 M: the immutable value records a handler imports
+    (ObjectInfo, Published, OutgoingMessage, ...) are NamedTuples; a new one must not come back
+    as a frozen dataclass."""
+    code = (
+        "import dataclasses, sys\n"
+        f"sys.path.insert(0, {str(REPO / 'functions' / function)!r})\n"
+        "import app\n"
+        "mods = [m for n, m in list(sys.modules.items()) if n.startswith('storekeeper') and m]\n"
+        "print(*sorted(f'{m.__name__}.{k}' for m in mods for k, v in vars(m).items()\n"
+        "      if isinstance(v, type) and v.__module__ == m.__name__ and dataclasses.is_dataclass(v)\n"
+        "      and v.__dataclass_params__.frozen))\n"
+    )
+    assert _fresh_python(code) == FROZEN_DATACLASSES_ON_IMPORT[function]
+
+
+def test_cleanup_import_builds_the_task_model_before_the_record_model_that_embeds_it() -> None:
+    """Built first, CleanupTask's schema is reused by CleanupTaskRecord (built at import, as Powertools'
+    SqsRecordModel does not defer): the first task then does not generate it a second time."""
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(REPO / 'functions' / 'cleanup')!r})\n"
+        "import app\n"
+        "from storekeeper.models.cleanup import CleanupTask, TaskGuard\n"
+        "from storekeeper.cleanup.runner import CleanupTaskRecord\n"
+        "print(CleanupTask.__pydantic_complete__, CleanupTaskRecord.__pydantic_complete__)\n"
+    )
+    assert _fresh_python(code) == ["True", "True"]

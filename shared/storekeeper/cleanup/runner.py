@@ -40,6 +40,12 @@ KEY_PREFIX = "storekeeper-cleanup"
 PAYLOAD_FIELDS = "[action, backend, bucket, keys, prefix, index, version, collection]"
 
 
+#: Powertools' SqsRecordModel does not defer its build, so the record model below is built at import
+#: and embeds the task's schema: built first, the task model's own schema is reused there instead of
+#: being generated a second time when the first task is validated or dumped (~12 M instructions)
+CleanupTask.model_rebuild()
+
+
 class CleanupTaskRecord(SqsRecordModel):
     """An SQS record of CleanupQueue: Powertools' BatchProcessor parses the body once, into the task."""
 

@@ -3,10 +3,9 @@ and checked before any archive is trusted; `resolve` joins the pointer to its ma
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pydantic
 
@@ -39,8 +38,7 @@ def load_manifest(store: ObjectStore, collection: str, version: str) -> Manifest
     return manifest
 
 
-@dataclass(frozen=True)
-class Published:
+class Published(NamedTuple):
     version: str
     etag: str
     manifest: Manifest

@@ -21,8 +21,7 @@ from typing import NamedTuple
 from storekeeper.names import check_bucket, check_key, check_prefix
 
 
-@dataclass(frozen=True)
-class ObjectInfo:
+class ObjectInfo(NamedTuple):
     key: str
     size: int
     etag: str
@@ -38,23 +37,20 @@ class IncompleteUpload(NamedTuple):
     initiated: datetime
 
 
-@dataclass(frozen=True)
-class GetResult:
+class GetResult(NamedTuple):
     body: bytes
     etag: str
-    metadata: dict[str, str] = field(default_factory=dict)
+    metadata: dict[str, str]  # the object's user metadata ({} when it has none)
 
 
-@dataclass(frozen=True)
-class BucketInfo:
+class BucketInfo(NamedTuple):
     name: str
     created_at: datetime | None = None
     public: bool = False
     size_limit: int | None = None  # bytes, where the backend enforces one (Supabase file_size_limit)
 
 
-@dataclass(frozen=True)
-class ObjectVersion:
+class ObjectVersion(NamedTuple):
     """One version of a key in a versioned bucket (a delete marker has size 0 and etag "")."""
 
     key: str
@@ -66,8 +62,7 @@ class ObjectVersion:
     delete_marker: bool = False
 
 
-@dataclass(frozen=True)
-class Usage:
+class Usage(NamedTuple):
     """What a prefix holds: current objects, plus (versioned buckets) the older versions still billed."""
 
     bytes: int

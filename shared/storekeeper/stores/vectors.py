@@ -14,9 +14,8 @@ import math
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any, NamedTuple, NoReturn
 
 from storekeeper.errors import (
     AccessDenied,
@@ -42,28 +41,24 @@ MAX_LIST_VECTORS = 1000
 DISTANCES = ("cosine", "euclidean")
 
 
-@dataclass(frozen=True)
-class VectorBucketInfo:
+class VectorBucketInfo(NamedTuple):
     name: str
     created_at: datetime | None = None
 
 
-@dataclass(frozen=True)
-class VectorIndexInfo:
+class VectorIndexInfo(NamedTuple):
     bucket: str
     name: str
     created_at: datetime | None = None
 
 
-@dataclass(frozen=True)
-class VectorRecord:
+class VectorRecord(NamedTuple):
     key: str
     vector: list[float] | None = None  # None when listed/fetched without data
     metadata: dict[str, Any] | None = None
 
 
-@dataclass(frozen=True)
-class VectorMatch:
+class VectorMatch(NamedTuple):
     key: str
     distance: float | None
     metadata: dict[str, Any] | None = None
