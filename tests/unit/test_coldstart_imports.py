@@ -249,6 +249,7 @@ NEVER_LOADED = {
         "storekeeper.models.cleanup",
         "storekeeper.snapshots.archive",  # tarfile: the producer reads manifests, it never packs one
         "storekeeper.snapshots.cache",
+        "storekeeper.models.snapshots",  # the Manifest model: only where a published manifest is read
     ],
     "reaper": [
         "chromadb",

@@ -1,23 +1,31 @@
 """Manifests: `snapshot/<c>/<version>/manifest.json`, written create-only after the archive, read
-and checked before any archive is trusted; `resolve` joins the pointer to its manifest."""
+and checked before any archive is trusted; `resolve` joins the pointer to its manifest.
+
+The Manifest model is imported where a manifest is read or written: `resolve` on a collection with
+nothing published (a producer's first put) never needs it.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import pydantic
 
 from storekeeper.errors import CorruptObject, NotFound, PointerTargetMissing, from_pydantic
 from storekeeper.layout import manifest_key
-from storekeeper.models.snapshots import Manifest
 from storekeeper.snapshots.pointer import read_pointer
 from storekeeper.stores.base import ObjectStore
+
+if TYPE_CHECKING:
+    from storekeeper.models.snapshots import Manifest
 
 
 def load_manifest(store: ObjectStore, collection: str, version: str) -> Manifest:
     """The manifest of one version; a missing one is PointerTargetMissing, a bad one CorruptObject."""
+    from storekeeper.models.snapshots import Manifest
+
     key = manifest_key(collection, version)
     try:
         body = store.get(key).body
@@ -74,6 +82,7 @@ def write_snapshot(
     `sha256`/`size` as returned by `pack_archive` save reading the archive again. The archive's
     name follows its compression (`chroma.tar` or `chroma.tar.gz`) and it is streamed from disk.
     """
+    from storekeeper.models.snapshots import Manifest
     from storekeeper.snapshots.archive import compression, sha256_file  # tarfile: only the compactor writes
 
     archive = Path(archive)
