@@ -355,7 +355,10 @@ def describe_budget(b: BudgetReport) -> str:
             where = repr(s.resume_after) if s.resume_after else "the start"
             left = f", {s.left_unplanned} listed key(s) left unplanned" if s.left_unplanned else ""
             rest = "" if s.listing_complete else ", the rest not listed yet"
-            parts.append(f"store {s.store} resumes after {where}{left}{rest}")
+            ranges = f" in {s.ranges_left} ranges, the lowest" if s.ranges_left > 1 else ""
+            parts.append(
+                f"store {s.store} resumes{ranges} after {where} ({s.keys_planned} key(s) planned{left}{rest})"
+            )
     if b.policies_waiting:
         parts.append("waiting: " + ", ".join(b.policies_waiting))
     return "; ".join(parts)

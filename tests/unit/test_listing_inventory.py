@@ -93,7 +93,7 @@ def test_a_flat_root_is_not_split_past_a_bound_and_its_range_is_budgeted(s3: S3S
     the bound, the delimiter listing read the whole root and no budget saw it."""
     from storekeeper.policies.access import Access
     from storekeeper.policies.budget import Budget
-    from storekeeper.policies.views import BoundedLister
+    from storekeeper.policies.views import ListingStop
 
     keys = sorted([f"k{i:05d}" for i in range(400)] + ["a/1", "a/2", "b/1"])
     for k in keys:
@@ -110,12 +110,11 @@ def test_a_flat_root_is_not_split_past_a_bound_and_its_range_is_budgeted(s3: S3S
     # under a memory bound the root's range stops there (the split read at most 3 pages of it)
     s3.requests.reset()
     budget = Budget(None, max_objects=120)
-    bounded = BoundedLister(Access(100_000, 0), None, budget)
-    held = ParallelListing(bounded, workers=4, min_parts=2)
+    held = ParallelListing(Access(100_000, 0).list, workers=4, min_parts=2, stop=ListingStop(budget))
     held.split_limit = 100
     got_keys = [i.key for i in held.list(s3, "")]
     assert got_keys == keys[:120]
-    assert bounded.bound() == keys[119]
+    assert [r.stopped_at for r in held.listed] == [keys[119]]
     assert budget.ran_out == "memory"
     assert s3.requests.total() <= 3 + math.ceil(120 / PAGE)
 

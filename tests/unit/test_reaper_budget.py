@@ -8,6 +8,7 @@ put together, must plan exactly its keys, none twice, none left out.
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections.abc import Callable
@@ -27,7 +28,9 @@ from storekeeper.policies import budget as passes
 from storekeeper.policies import parse_policies
 from storekeeper.policies.budget import Budget
 from storekeeper.queues import LocalQueue
+from storekeeper.stores.base import ObjectStore
 from storekeeper.stores.inventory import Inventory
+from storekeeper.stores.listing import KeyRange, ParallelListing
 from storekeeper.stores.local import LocalStore
 from tests.unit.reaper_world import NOW, delta_id, local_store, point, put_aged, write_delta, write_version
 from tests.unit.test_listing_inventory import row, write_report
@@ -87,7 +90,7 @@ def build(store: LocalStore, objects: int = 120) -> None:
     point(store, "docs", 2)
 
 
-def run(store: LocalStore, text: str, budget: Budget | None, **kw: Any) -> ReaperReport:
+def run(store: ObjectStore, text: str, budget: Budget | None, **kw: Any) -> ReaperReport:
     kw.setdefault("apply", False)
     loaded = parse_policies(text)
     return reaper.run(
@@ -107,10 +110,10 @@ def assert_plans_exactly(reports: list[ReaperReport], whole: list[tuple[str, str
 
 
 def run_pass(
-    store: LocalStore, text: str, n: int | Callable[[], Budget], limit: int = 400, **kw: Any
+    store: ObjectStore, text: str, n: int | Callable[[], Budget], limit: int = 400, **kw: Any
 ) -> list[ReaperReport]:
     """Budgeted runs (`n` ticks each, or budgets made by `n`) until the pass completes; each run
-    must get further than the one before."""
+    must get further than the one before, and leaves at most one range per range it listed."""
     reports: list[ReaperReport] = []
     before: str | None = None
     for _ in range(limit):
@@ -122,23 +125,43 @@ def run_pass(
         (main,) = r.budget.stores
         assert main.resume_after is not None, r.budget
         assert before is None or main.resume_after > before, r.budget
+        # an inventory (no ranges of its own) leaves one range
+        assert 1 <= main.ranges_left <= max(1, *(li.ranges for li in r.listings if li.prefix == "")), r
+        assert main.keys_planned >= 1
         before = main.resume_after
     raise AssertionError(f"no complete pass in {limit} runs")
+
+
+def with_workers(text: str, workers: int) -> str:
+    """`text` with the store listed by `workers` ranges in parallel."""
+    return text.replace("policies:\n", f"stores: {{main: {{list_workers: {workers}}}}}\npolicies:\n", 1)
+
+
+@pytest.fixture
+def split_local(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Local stores listed like S3 ones: split at their prefixes, ranges listed in parallel (a local
+    store is listed as one range otherwise: no pages, nothing to gain)."""
+    monkeypatch.setattr(ParallelListing, "SEQUENTIAL_SCHEMES", frozenset())
 
 
 # -- the pass equals one unbudgeted plan ----------------------------------------------------------------
 
 
 @pytest.mark.slow
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(n=st.integers(min_value=2, max_value=400))
-def test_runs_of_a_pass_plan_exactly_what_one_unbudgeted_run_plans(tmp_path: Path, n: int) -> None:
-    store = local_store(tmp_path, f"pass-{n:03d}")
+@settings(max_examples=16, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(min_value=2, max_value=400), workers=st.sampled_from([1, 3, 4, 16]))
+def test_runs_of_a_pass_plan_exactly_what_one_unbudgeted_run_plans(
+    tmp_path: Path, split_local: None, n: int, workers: int
+) -> None:
+    """With several ranges listed in parallel (`workers`), each stopped where the clock ran out."""
+    store = local_store(tmp_path, f"pass-{n:03d}-{workers}")
     if not store.path.exists() or not any(store.path.iterdir()):
         build(store)
-    whole = planned(run(store, ITEM_POLICIES, None))
+    text = with_workers(ITEM_POLICIES, workers)
+    whole = planned(run(store, text, None))
+    assert whole == planned(run(store, ITEM_POLICIES, None))  # the ranges change nothing
     assert len(whole) > 40  # the world gives every policy something to plan
-    reports = run_pass(store, ITEM_POLICIES, n)
+    reports = run_pass(store, text, n)
     union = [p for r in reports for p in planned(r)]
     assert len(union) == len(set(union)), "a key was planned twice"
     assert sorted(union) == sorted(whole)
@@ -148,7 +171,7 @@ def test_runs_of_a_pass_plan_exactly_what_one_unbudgeted_run_plans(tmp_path: Pat
     assert reports[-1].budget is not None
     assert reports[-1].budget.pass_complete
     # a completed pass cleared the continuation: the next run starts a new pass from the start
-    fresh = run(store, ITEM_POLICIES, ticks(100_000))
+    fresh = run(store, text, ticks(100_000))
     assert fresh.budget is not None
     assert fresh.budget.run_in_pass == 1
     assert fresh.budget.pass_complete
@@ -169,7 +192,8 @@ def test_a_budget_cut_run_says_what_it_deferred_and_where_the_next_run_resumes(t
     assert not main.finished
     assert b.continuation_key == continuation_key("dry-run")
     stored = passes.parse(store.get(continuation_key("dry-run")).body)
-    assert stored.stores["main"].after == main.resume_after
+    assert [r.after for r in stored.stores["main"].intervals()] == [main.resume_after]
+    assert main.ranges_left == 1  # a local store is listed as one range
     assert stored.runs == 1
     assert not stored.complete
     # nothing at or past the resume point was decided in this run
@@ -335,7 +359,11 @@ FIELDS = {
     "updated_at": st.just("2030-01-15T11:00:00Z") | JSON,
     "runs": st.integers(min_value=-2, max_value=3) | JSON,
     "stores": st.dictionaries(st.sampled_from(["main", ""]), st.fixed_dictionaries({}, optional={
-        "after": st.text(max_size=5) | JSON, "finished": st.booleans() | JSON})) | JSON,
+        "after": st.text(max_size=5) | JSON, "finished": st.booleans() | JSON,
+        "ranges": st.lists(st.fixed_dictionaries({}, optional={
+            "after": st.sampled_from(["a", "b/1", "c", ""]) | st.none() | JSON,
+            "through": st.sampled_from(["a", "b/1", "c", "d"]) | st.none() | JSON}), max_size=4) | JSON,
+    })) | JSON,
     "decided": st.lists(st.text(max_size=5)) | JSON,
     "complete": st.booleans() | JSON,
 }  # fmt: skip
@@ -358,6 +386,62 @@ def test_a_malformed_continuation_is_refused_naming_the_field_and_the_pass_start
         return
     assert cont.format == "storekeeper.reaper-continuation/1"
     assert cont.runs >= 1
+    for progress in cont.stores.values():
+        ranges = progress.intervals()
+        assert bool(ranges) != progress.finished
+        # what a run lists: non-empty intervals, disjoint and in key order
+        for r in ranges:
+            assert r.after is None or r.through is None or r.after < r.through
+        for lower, upper in itertools.pairwise(ranges):
+            assert lower.through is not None
+            assert upper.after is not None
+            assert lower.through <= upper.after
+        if progress.ranges is None and not progress.finished:  # the older format: one key
+            assert ranges == [KeyRange(progress.after, None)]
+
+
+CONTINUATION = {
+    "format": "storekeeper.reaper-continuation/1", "mode": "dry-run", "policies_sha256": "0" * 64,
+    "pass_started_at": "2030-01-15T11:00:00Z", "updated_at": "2030-01-15T11:00:00Z", "runs": 1,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("progress", "says"),
+    [
+        ({"ranges": [{"after": "b", "through": "a"}]}, "stores.main.ranges.0: Value error, after must sort"),
+        ({"ranges": [{"through": "c"}, {"after": "b"}]}, "ranges[1] overlaps ranges[0]"),
+        ({"ranges": [{"after": "a"}, {"after": "b"}]}, "ranges[1] overlaps ranges[0]"),
+        ({"ranges": []}, "ranges is empty but the store is not finished"),
+        ({"ranges": [{"after": "a"}], "finished": True}, "ranges remain but the store is finished"),
+        ({"after": "a", "ranges": [{"after": "b"}]}, "give after (one resume key) or ranges, not both"),
+        ({"ranges": [{"after": "a", "from": "b"}]}, "stores.main.ranges.0.from: Extra inputs"),
+    ],
+)
+def test_a_continuation_with_bad_ranges_is_refused_naming_the_field(progress: Any, says: str) -> None:
+    body = json.dumps({**CONTINUATION, "stores": {"main": progress}}).encode()
+    with pytest.raises(ValueError, match=r"^field stores\.main") as exc:
+        passes.parse(body)
+    assert says in str(exc.value)
+
+
+def test_the_older_single_key_continuation_is_read_as_one_range_and_the_pass_goes_on(tmp_path: Path) -> None:
+    """A continuation written before ranges existed (`after` only) resumes after its key, to the end."""
+    store = local_store(tmp_path)
+    build(store, objects=40)
+    whole = planned(run(store, ITEM_POLICIES, None))
+    first = run(store, ITEM_POLICIES, ticks(40))
+    assert first.budget is not None
+    (main,) = first.budget.stores
+    key = continuation_key("dry-run")
+    doc = json.loads(store.get(key).body)
+    doc["stores"]["main"] = {"after": main.resume_after}  # as the older format wrote it
+    store.put(key, json.dumps(doc).encode())
+    assert passes.parse(store.get(key).body).stores["main"].intervals() == [KeyRange(main.resume_after, None)]
+    reports = [first, *run_pass(store, ITEM_POLICIES, 40)]
+    assert reports[1].budget is not None
+    assert reports[1].budget.run_in_pass == 2
+    assert_plans_exactly(reports, whole)
 
 
 def test_a_malformed_stored_continuation_starts_the_pass_over_and_is_replaced(tmp_path: Path) -> None:
@@ -580,22 +664,31 @@ def held(n: int) -> Callable[[], Budget]:
 
 
 @pytest.mark.slow
-@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(n=st.integers(min_value=1, max_value=200))
-def test_a_pass_under_a_memory_bound_plans_exactly_the_unbudgeted_plan(tmp_path: Path, n: int) -> None:
-    store = local_store(tmp_path, f"held-{n:03d}")
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(min_value=1, max_value=200), workers=st.sampled_from([1, 3, 4]))
+def test_a_pass_under_a_memory_bound_plans_exactly_the_unbudgeted_plan(
+    tmp_path: Path, split_local: None, n: int, workers: int
+) -> None:
+    """The ranges count their objects together and each stops once the count reaches the bound
+    (after one key at least): a run keeps every key they listed, so a pass takes about as many
+    runs as the bound alone needs, not `workers` times as many."""
+    store = local_store(tmp_path, f"held-{n:03d}-{workers}")
     if not store.path.exists() or not any(store.path.iterdir()):
         build(store)
-    whole = planned(run(store, ITEM_POLICIES, None))
-    reports = run_pass(store, ITEM_POLICIES, held(n))
+    text = with_workers(ITEM_POLICIES, workers)
+    whole = planned(run(store, text, None))
+    reports = run_pass(store, text, held(n))
     assert_plans_exactly(reports, whole)
     total = len(list(store.list("")))
+    # every run but the last holds the bound's worth of keys at least
+    assert len(reports) <= -(-total // n) + 1
     for r in reports:
         assert r.budget is not None
         assert r.budget.max_objects == n
         (main,) = r.budget.stores
-        # a run never plans more keys than the bound lets it hold
-        assert sum(s.evaluated for s in r.summaries if s.policy == "old-any") <= n
+        # a run never plans more keys than the bound lets it hold (each range may take one more)
+        assert sum(s.evaluated for s in r.summaries if s.policy == "old-any") <= n + workers - 1
+        assert main.keys_planned <= n + workers - 1
         if not r.budget.pass_complete:
             assert r.budget.ran_out == "memory"
             assert not main.listing_complete

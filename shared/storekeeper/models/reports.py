@@ -68,10 +68,14 @@ class StoreProgressReport(Strict):
     """Where one object store stands in a time-budgeted pass after this run."""
 
     store: str
-    #: the last key fully planned: the next run lists after it (None: nothing yet)
+    #: the lowest range left starts after this key (None: from the start, or nothing left)
     resume_after: str | None = None
     #: planned to its end in this pass: later runs of the pass leave it alone
     finished: bool
+    #: key ranges the next runs still list (each resumes after its own last key planned)
+    ranges_left: int = 0
+    #: keys this run planned in this store
+    keys_planned: int = 0
     #: keys this run listed but left unplanned (the budget ran out during their lookups)
     left_unplanned: int = 0
     #: the listing reached the bucket's end (no range stopped by the budget)

@@ -2,8 +2,9 @@
 
 A bucket of 10 million objects cannot be listed (let alone its candidates looked up at the rate
 limit) inside one Lambda run. So planning watches the time it has left and stops *before* the
-function is out of time, leaving a **continuation** in the store: per object store, the last key
-fully planned (S3's `StartAfter` for the next run's listing). The next run resumes there; the run
+function is out of time, leaving a **continuation** in the store: per object store, the key ranges
+still to list (each range of the parallel listing resumes after its own last key planned: S3's
+`StartAfter` for the next run's listing of that range). The next run resumes there; the run
 that reaches the end of every store clears it (writes it back as `complete`, by the same conditional
 put: a conditional DELETE is not honoured by every S3 server), which completes the *pass*.
 
@@ -30,9 +31,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic import ValidationError as PydanticError
 
 from storekeeper.errors import NotFound, PreconditionFailed, StorekeeperError
@@ -40,6 +41,9 @@ from storekeeper.layout import continuation_key
 from storekeeper.models.common import UtcDatetime
 from storekeeper.models.status import StoreTally
 from storekeeper.stores.base import ObjectStore
+
+if TYPE_CHECKING:
+    from storekeeper.stores.listing import KeyRange
 
 #: of the time left when planning starts, what is kept back for the report, the sending and the
 #: continuation write: a fifth, at least RESERVE_MIN_S
@@ -61,6 +65,9 @@ LAMBDA_MEMORY_ENV = "AWS_LAMBDA_FUNCTION_MEMORY_SIZE"
 FORMAT: Literal["storekeeper.reaper-continuation/1"] = "storekeeper.reaper-continuation/1"
 #: S3 keys are at most 1,024 bytes; a resume point is one of them
 Key = Annotated[str, StringConstraints(min_length=1, max_length=1024)]
+#: key ranges a store's progress may hold: a run leaves at most one per range it listed, and a
+#: listing has at most `list_workers` (<= 64) ranges
+MAX_RANGES = 256
 
 
 def objects_for_memory(memory_mb: int) -> int:
@@ -151,13 +158,63 @@ class _Strict(BaseModel):
     model_config = ConfigDict(defer_build=True, extra="forbid", frozen=True)
 
 
-class StoreProgress(_Strict):
-    """One object store's place in the pass."""
+class KeyInterval(_Strict):
+    """Keys still to list: after `after` up to and including `through` (None: unbounded)."""
 
-    #: the last key fully planned: the next run lists after it (None: from the start)
     after: Key | None = None
+    through: Key | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> KeyInterval:
+        if self.after is not None and self.through is not None and self.after >= self.through:
+            raise ValueError("after must sort below through (the interval would hold no key)")
+        return self
+
+
+class StoreProgress(_Strict):
+    """One object store's place in the pass: the key ranges still to list, in key order."""
+
+    #: the older format's one resume key: read as one range after it, to the end (None: the start)
+    after: Key | None = None
+    #: the ranges left (each range of a stopped listing resumes after its own last planned key)
+    ranges: list[KeyInterval] | None = Field(None, max_length=MAX_RANGES)
     #: the store was planned to its end earlier in this pass: later runs of the pass leave it alone
     finished: bool = False
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StoreProgress:
+        rs = self.ranges
+        if rs is None:
+            return self
+        if self.after is not None:
+            raise ValueError("give after (one resume key) or ranges, not both")
+        if not rs and not self.finished:
+            raise ValueError("ranges is empty but the store is not finished")
+        if rs and self.finished:
+            raise ValueError("ranges remain but the store is finished")
+        for i in range(1, len(rs)):
+            before, now = rs[i - 1].through, rs[i].after
+            if before is None or now is None or now < before:
+                raise ValueError(
+                    f"ranges[{i}] overlaps ranges[{i - 1}] (ranges must be disjoint, in key order)"
+                )
+        return self
+
+    def intervals(self) -> list[KeyRange]:
+        """The ranges left to list (the older format's key: one range after it)."""
+        from storekeeper.stores.listing import KeyRange
+
+        if self.finished:
+            return []
+        if self.ranges is None:
+            return [KeyRange(self.after, None)]
+        return [KeyRange(r.after, r.through) for r in self.ranges]
+
+    @classmethod
+    def of(cls, ranges: list[KeyRange]) -> StoreProgress:
+        """The ranges a run left (none: the store is finished)."""
+        intervals = [KeyInterval(after=r.after, through=r.through) for r in ranges]
+        return cls(ranges=intervals, finished=not intervals)
 
 
 class Continuation(_Strict):

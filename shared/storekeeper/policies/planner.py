@@ -58,7 +58,7 @@ from storekeeper.policies.kinds import ResourceType, resource_type
 from storekeeper.policies.model import Policy, PolicyFile
 from storekeeper.policies.protect import protection_config
 from storekeeper.policies.resources import Resource, ResourceKind
-from storekeeper.policies.views import PolicyEnv, StoreView, VectorView
+from storekeeper.policies.views import PolicyEnv, StoreProgressOf, StoreView, VectorView
 from storekeeper.protection import Protection
 from storekeeper.stores.base import ObjectStore
 
@@ -157,9 +157,10 @@ class Planner:
                 if inventory and spec.url is None:  # `reap --inventory`: the run's own store
                     spec = spec.model_copy(update={"inventory": inventory})
                 at = resume.stores.get(name) if resume else None
+                ranges = at.intervals() if at else None
                 self.views[name] = StoreView(
                     name, spec, st, self.access, Protection(st, self.pconfig, now),
-                    budget=self.budget, after=at.after if at else None, finished=bool(at and at.finished),
+                    budget=self.budget, ranges=ranges, finished=bool(at and at.finished),
                 )  # fmt: skip
         for name, spec in policies.stores.items():
             if spec.kind == "vectors" and vector_backends is not None and name in vector_backends:
@@ -290,14 +291,15 @@ class Planner:
         reports: list[StoreProgressReport] = []
         for name, view in self.views.items():
             try:
-                after, finished, left = view.progress()
+                done = view.progress()
             except StorekeeperError:  # its listing failed (the policies say so): nothing advanced
-                after, finished, left = view.after, False, 0
-            stores[name] = StoreProgress(after=after, finished=finished)
+                done = StoreProgressOf([] if view.finished else list(view.ranges), 0, 0)
+            stores[name] = StoreProgress.of(done.ranges)
             reports.append(
                 StoreProgressReport(
-                    store=name, resume_after=after, finished=finished, left_unplanned=left,
-                    listing_complete=view.listing_complete,
+                    store=name, resume_after=done.ranges[0].after if done.ranges else None,
+                    finished=done.finished, ranges_left=len(done.ranges), keys_planned=done.planned,
+                    left_unplanned=done.left_unplanned, listing_complete=view.listing_complete,
                 )
             )  # fmt: skip
         return stores, reports

@@ -7,7 +7,6 @@ import bisect
 import itertools
 import json
 import re
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,7 +22,15 @@ from storekeeper.policies.model import StoreSpec
 from storekeeper.policies.resources import Resource, ResourceKind
 from storekeeper.protection import LiveState, Protection
 from storekeeper.stores.base import ObjectInfo, ObjectStore
-from storekeeper.stores.listing import ListingSource, ListingStats, ObjectTable, ParallelListing
+from storekeeper.stores.listing import (
+    EVERYTHING,
+    KeyRange,
+    ListingSource,
+    ListingStats,
+    ObjectTable,
+    ParallelListing,
+    RangeListed,
+)
 
 if TYPE_CHECKING:  # vector stores are opened only for a policy file that names one
     from storekeeper.stores.vectors import VectorBackend, VectorBucketInfo, VectorIndexInfo
@@ -40,47 +47,34 @@ class Chain:
     published: frozenset[str]  # versions reached from the pointer through manifest parents
 
 
-def listing_source(spec: StoreSpec, access: Access, lister: BoundedLister | None = None) -> ListingSource:
-    """The store's S3 Inventory when one is configured, else a parallel listing (resumable, throttled);
-    under a budget, the segment after the resume point within the memory bound."""
+def listing_source(
+    spec: StoreSpec, access: Access, ranges: list[KeyRange], stop: ListingStop | None = None
+) -> ListingSource:
+    """The store's S3 Inventory when one is configured, else a parallel listing (resumable, throttled)
+    of `ranges`; under a budget (`stop`), what the budget lets each range get to."""
     if spec.inventory:
         from storekeeper.stores.inventory import InventoryListing
 
-        if lister is None:
+        if stop is None:
             return InventoryListing(spec.inventory)
-        return InventoryListing(spec.inventory, after=lister.after, max_objects=lister.budget.max_objects)
-    return ParallelListing(lister or access.list, workers=spec.list_workers)
+        # the report is read from the lowest resume point on (its keys in between were planned
+        # already: the view keeps only the ranges' keys)
+        first = ranges[0].after if ranges else None
+        return InventoryListing(spec.inventory, after=first, max_objects=stop.budget.max_objects)
+    return ParallelListing(access.list, workers=spec.list_workers, ranges=ranges, stop=stop)
 
 
-class BoundedLister:
-    """The parallel listing's lister under a time budget, resuming after a key (a continuation's
-    `after`): each range starts at the later of its own start and the resume point (S3
-    `StartAfter`), and stops once the budget is spent or the objects listed by all ranges together
-    reach its memory bound, after one key at least. `bound()` then says up to which key the listing
-    is known without a gap, across every range."""
+class ListingStop:
+    """When the parallel listing's ranges stop: once the budget is spent, or once the objects listed
+    by all ranges together reach its memory bound (asked after every key, so a range stops after one
+    key at least). Each range keeps what it listed; the next run lists its remainder."""
 
-    def __init__(self, access: Access, after: str | None, budget: Budget) -> None:
-        self.access, self.after, self.budget = access, after, budget
-        #: the last key of each range the budget stopped
-        self.stopped: list[str] = []
-        self._lock = threading.Lock()
+    def __init__(self, budget: Budget) -> None:
+        self.budget = budget
         self._held = itertools.count(1)  # objects listed so far, every range together (the memory bound)
 
-    def __call__(
-        self, store: ObjectStore, prefix: str, start_after: str | None = None
-    ) -> Iterator[ObjectInfo]:
-        a = self.after
-        start = a if a is not None and (start_after is None or a > start_after) else start_after
-        for info in self.access.list(store, prefix, start_after=start):
-            yield info
-            if self.budget.expired("listing") or self.budget.full(next(self._held)):
-                with self._lock:
-                    self.stopped.append(info.key)
-                return
-
-    def bound(self) -> str | None:
-        """Every key up to this one is listed (None: every range was listed to its end)."""
-        return min(self.stopped) if self.stopped else None
+    def __call__(self) -> bool:
+        return self.budget.expired("listing") or self.budget.full(next(self._held))
 
 
 class StoreView:
@@ -95,22 +89,24 @@ class StoreView:
         protection: Protection,
         *,
         budget: Budget | None = None,
-        after: str | None = None,
+        ranges: list[KeyRange] | None = None,
         finished: bool = False,
     ):
         self.name, self.spec, self.store, self.access, self.protection = name, spec, store, access, protection
         self.budget = budget or Budget(None)
-        #: the pass's resume point (keys up to it were planned by earlier runs) and whether an earlier
-        #: run of the pass already planned this store to its end
-        self.after, self.finished = after, finished
+        #: the key ranges the pass has left to list (the rest was planned by earlier runs) and whether
+        #: an earlier run of the pass already planned this store to its end
+        self.ranges, self.finished = (ranges or [EVERYTHING]), finished
         #: keys from here on are left to a later run (the budget ran out looking up their labels)
         self.cut: str | None = None
         #: the listing reached the end of the bucket (no range stopped by the budget)
         self.listing_complete = True
         self._uncut = False  # serve the whole listing, the cut's far side too (whole-bucket policies)
-        limited = self.budget.limited or after is not None
-        self._bounded = BoundedLister(access, after, self.budget.part(LISTING_SHARE)) if limited else None
-        self.source = listing_source(spec, access, self._bounded)
+        limited = self.budget.limited or self.ranges != [EVERYTHING]
+        self._bounded = ListingStop(self.budget.part(LISTING_SHARE)) if limited else None
+        self.source = listing_source(spec, access, self.ranges, self._bounded)
+        #: each range this run listed and where it stopped (for the remainders the next run lists)
+        self.listed: list[RangeListed] = [RangeListed(r) for r in self.ranges]
         self.listing_stats: list[tuple[str, ListingStats]] = []
         self._tables: dict[str, ObjectTable] = {}
         self._chains: dict[str, Chain] = {}
@@ -138,20 +134,23 @@ class StoreView:
         return table
 
     def _segment(self, table: ObjectTable) -> ObjectTable:
-        """Keys after the resume point, up to where the budget let the listing get (an inventory is
-        read whole: its keys are cut, if at all, by the label lookups' budget)."""
-        assert self._bounded is not None
+        """The keys of the ranges this run listed, each up to where the budget let it get: every key a
+        range listed is kept (a split's delimiter listing may have returned keys past a range's stop:
+        those are left to the range's remainder). An inventory is read from the lowest resume point,
+        at most `max_objects` keys: every range stops at the last key read."""
+        if isinstance(self.source, ParallelListing):
+            self.listed = list(self.source.listed)
+        else:
+            bound = self.source.bound()
+            if bound is not None and self._bounded is not None:
+                self._bounded.budget.spend("memory")  # the report says what stopped the run
+            self.listed = [_stopped_at(r, bound) for r in self.ranges]
+        self.listing_complete = all(r.stopped_at is None for r in self.listed)
         keys = table.keys
-        lo = 0 if self.after is None else bisect.bisect_right(keys, self.after)
-        bounds = [b for b in (self._bounded.bound(), self.source.bound()) if b is not None]
-        if self.source.bound() is not None:
-            self._bounded.budget.spend("memory")  # the report says what stopped the run
-        bound = min(bounds) if bounds else None
-        hi = len(keys)
-        if bound is not None:
-            self.listing_complete = False
-            hi = bisect.bisect_right(keys, bound, lo)
-        return table if (lo, hi) == (0, len(keys)) else _rows(table, lo, hi)
+        spans = [_span(keys, r.range.after, r.known_through) for r in self.listed]
+        if spans == [(0, len(keys))]:
+            return table
+        return _concat([_rows(table, lo, hi) for lo, hi in spans if hi > lo])
 
     def first_key(self) -> str | None:
         """The first key of this run's segment of the store."""
@@ -181,20 +180,29 @@ class StoreView:
     @property
     def listed_whole(self) -> bool:
         """This run listed the bucket from its start to its end."""
-        return not self.finished and self.after is None and self.listing_complete
+        return not self.finished and self.ranges == [EVERYTHING] and self.listing_complete
 
     def complete_table(self) -> ObjectTable | None:
         """The whole bucket's listing when this run made one (the status measure sums its columns)."""
         table = self._listed("")
         return table if self.listed_whole else None
 
-    def progress(self) -> tuple[str | None, bool, int]:
-        """(the last key fully planned, planned to the end, listed keys left unplanned by a cut)."""
+    def progress(self) -> StoreProgressOf:
+        """Where the store stands after this run's plan: the ranges left (each range's keys after the
+        last one planned; none once a range was listed to its end and all of it planned), the keys
+        planned and the listed keys left unplanned by a cut."""
         if self.finished:
-            return self.after, True, 0
+            return StoreProgressOf([], 0, 0)
         listed, kept = self._listed(""), self.table("")
-        last = kept.keys[-1] if len(kept) else self.after
-        return last, self.listing_complete and self.cut is None, len(listed) - len(kept)
+        keys, cut = listed.keys, self.cut
+        left: list[KeyRange] = []
+        for r in self.listed:
+            lo, hi = _span(keys, r.range.after, r.known_through)
+            end = hi if cut is None else min(hi, bisect.bisect_left(keys, cut, lo))
+            if r.stopped_at is None and end == hi:
+                continue  # listed to its end, all of it planned
+            left.append(KeyRange(keys[end - 1] if end > lo else r.range.after, r.range.through))
+        return StoreProgressOf(left, len(kept), len(listed) - len(kept))
 
     def listing(self, prefix: str) -> list[ObjectInfo]:
         return self.table(prefix).infos()
@@ -302,6 +310,51 @@ class VectorView:
                     if isinstance(v, dict)
                 }
         return self._registry
+
+
+@dataclass
+class StoreProgressOf:
+    """One store after a run: the ranges it has left (none: planned to its end), keys planned, keys
+    listed but left unplanned (a label lookup's cut)."""
+
+    ranges: list[KeyRange]
+    planned: int
+    left_unplanned: int
+
+    @property
+    def finished(self) -> bool:
+        return not self.ranges
+
+
+def _stopped_at(r: KeyRange, bound: str | None) -> RangeListed:
+    """`r` as a listing read only up to `bound` (None: to the end) sees it."""
+    if bound is None or (r.through is not None and r.through <= bound):
+        return RangeListed(r)
+    return RangeListed(r, bound if r.after is None or bound > r.after else r.after)
+
+
+def _span(keys: list[str], after: str | None, through: str | None) -> tuple[int, int]:
+    """Rows lo:hi are the keys after `after` up to and including `through`."""
+    lo = 0 if after is None else bisect.bisect_right(keys, after)
+    return lo, len(keys) if through is None else max(lo, bisect.bisect_right(keys, through, lo))
+
+
+def _concat(parts: list[ObjectTable]) -> ObjectTable:
+    """Tables of disjoint key runs, in key order, as one."""
+    if len(parts) == 1:
+        return parts[0]
+    checked = all(p.keys_checked for p in parts)
+    if not parts:
+        return ObjectTable([], [], [], [], [], keys_checked=checked)
+    infos = [p._infos for p in parts]
+    return ObjectTable(
+        [k for p in parts for k in p.keys],
+        [n for p in parts for n in p.sizes],
+        [t for p in parts for t in p.modified],
+        [e for p in parts for e in p.etags],
+        None if any(i is None for i in infos) else [i for p in infos if p is not None for i in p],
+        keys_checked=checked,
+    )
 
 
 def _rows(t: ObjectTable, lo: int, hi: int) -> ObjectTable:

@@ -15,6 +15,10 @@ One sequential `ListObjectsV2` pass is 1,000 keys per round trip: ~100 ms each o
 A flat prefix holding millions of keys (no '/' below it) is one range (list it from an inventory to
 go faster): the split reads at most `MAX_SPLIT_ENTRIES` of a level, so the range is listed through
 the caller's lister, under its time budget and memory bound like every other range.
+
+A listing can be stopped (the reaper's time budget and memory bound: `stop`, asked after every key):
+each range then says where it stopped (`RangeListed`), so a run keeps every key any range listed and
+the next run lists only each range's remainder (`ranges=`), without splitting again.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from storekeeper.stores.base import ObjectInfo, ObjectStore
 
@@ -43,6 +47,30 @@ MAX_SPLIT_ENTRIES = 20 * PAGE
 
 #: (store, prefix, start_after) -> every object under prefix after start_after, in key order
 Lister = Callable[[ObjectStore, str, str | None], Iterator[ObjectInfo]]
+
+
+class KeyRange(NamedTuple):
+    """The keys after `after` up to and including `through` (None: from the start / to the end)."""
+
+    after: str | None = None
+    through: str | None = None
+
+
+#: the whole key space: the one range of a listing that was not resumed
+EVERYTHING = KeyRange()
+
+
+class RangeListed(NamedTuple):
+    """One range of a listing and where a stop cut it short (None: listed to its end)."""
+
+    range: KeyRange
+    stopped_at: str | None = None
+
+    @property
+    def known_through(self) -> str | None:
+        """Every key of the range up to this one was listed (None: to the range's end, or its end is
+        unbounded and it was not stopped)."""
+        return self.stopped_at if self.stopped_at is not None else self.range.through
 
 
 def _plain_list(store: ObjectStore, prefix: str, start_after: str | None = None) -> Iterator[ObjectInfo]:
@@ -186,7 +214,7 @@ class SequentialListing:
         return ObjectTable.of(self.list(store, prefix))
 
     def bound(self) -> str | None:
-        """A listing stops only where its lister stops (policies.views.BoundedLister)."""
+        """A listing stops only where its lister stops."""
         return None
 
 
@@ -202,13 +230,28 @@ class ParallelListing:
     named exactly like that part (a console "folder") is the previous range's last key.
     """
 
+    #: schemes listed as one range (no pages, no round trips: nothing to gain from a split)
+    SEQUENTIAL_SCHEMES = frozenset({"file"})
+
     def __init__(
-        self, lister: Lister = _plain_list, *, workers: int = DEFAULT_WORKERS, min_parts: int | None = None
+        self,
+        lister: Lister = _plain_list,
+        *,
+        workers: int = DEFAULT_WORKERS,
+        min_parts: int | None = None,
+        ranges: builtins.list[KeyRange] | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
         self.lister = lister
         self.workers = workers
+        #: list only these ranges (a resumed pass's remainders), as they are: no split (None: all)
+        self.ranges = None if ranges is None or ranges == [EVERYTHING] else list(ranges)
+        #: asked after every listed key: True stops that range there (it keeps the key)
+        self.stop = stop
+        #: the ranges of the last listing and where each stopped
+        self.listed: builtins.list[RangeListed] = []
         #: split no further once a level has a part per worker: the ranges group them anyway
         self.min_parts = min_parts if min_parts is not None else workers
         #: entries a delimiter listing of the split may return (a larger level is not split)
@@ -218,21 +261,27 @@ class ParallelListing:
     def list(self, store: ObjectStore, prefix: str) -> builtins.list[ObjectInfo]:
         start = time.perf_counter()
         before = store.requests.total()
-        if store.scheme == "file" or self.workers == 1:  # no pages, no round trips: nothing to gain
-            items = list(self.lister(store, prefix, None))
-            self.stats = ListingStats("parallel", len(items), store.requests.total() - before, 1)
-            self.stats.seconds = time.perf_counter() - start
-            return items
+        direct: builtins.list[ObjectInfo] = []
+        split, notes = 0, builtins.list[str]()
+        sequential = store.scheme in self.SEQUENTIAL_SCHEMES or self.workers == 1
         with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="list") as pool:
-            direct, parts, split, notes = self._split(store, prefix, pool)
+            if self.ranges is not None:
+                ranges = self.ranges
+            elif sequential:
+                ranges = [EVERYTHING]
+            else:
+                direct, parts, split, notes = self._split(store, prefix, pool)
+                bounds = _ranges(parts, self.workers)
+                ranges = [KeyRange(None if i == 0 else lo, hi) for i, (lo, hi) in enumerate(bounds)]
             listed_once = {i.key for i in direct}
-            ranges = _ranges(parts, self.workers)
-            firsts = [i == 0 for i in range(len(ranges))]
-            listed = list(
-                pool.map(lambda r, first: self._range(store, prefix, r, listed_once, first), ranges, firsts)
-            )
-        runs = [direct, *listed]
-        items = [i for run in runs for i in run]
+
+            def one(r: KeyRange) -> tuple[builtins.list[ObjectInfo], RangeListed]:
+                return self._range(store, prefix, r, listed_once)
+
+            done = [one(r) for r in ranges] if sequential else list(pool.map(one, ranges))
+        self.listed = [stopped for _, stopped in done]
+        runs = [direct, *(items for items, _ in done)]
+        items = [i for run_ in runs for i in run_]
         # the runs are each in key order and disjoint: timsort merges them in near-linear time
         items.sort(key=_key)
         self.stats = ListingStats(
@@ -251,30 +300,27 @@ class ParallelListing:
         return ObjectTable.of(self.list(store, prefix))
 
     def bound(self) -> str | None:
-        """A listing stops only where its lister stops (policies.views.BoundedLister)."""
+        """Where a stopped listing stops is per range (`listed`), not one key."""
         return None
 
     def _range(
-        self,
-        store: ObjectStore,
-        prefix: str,
-        bounds: tuple[str, str | None],
-        listed_once: set[str],
-        first: bool,
-    ) -> builtins.list[ObjectInfo]:
-        """The keys after part `lo` (from the start of `prefix` for the first range) up to and
-        including `hi` (the next range's first part; None: the end of `prefix`), in one listing
-        stopped at the first key past `hi`: every page full but the last. Objects a delimiter
-        listing of the split already returned are not repeated."""
-        lo, hi = bounds
+        self, store: ObjectStore, prefix: str, r: KeyRange, listed_once: set[str]
+    ) -> tuple[builtins.list[ObjectInfo], RangeListed]:
+        """The keys of `r` under `prefix`, in one listing after `r.after` stopped at the first key past
+        `r.through` (a split's range: through the next range's first part): every page full but the
+        last. Objects a delimiter listing of the split already returned are not repeated. `stop`
+        ends the range after the key it was asked about."""
+        hi, stop = r.through, self.stop
         out: builtins.list[ObjectInfo] = []
-        for info in self.lister(store, prefix, None if first else lo):
+        for info in self.lister(store, prefix, r.after):
             key = info.key
             if hi is not None and key > hi:
                 break
             if key not in listed_once:
                 out.append(info)
-        return out
+            if stop is not None and stop():
+                return out, RangeListed(r, key)
+        return out, RangeListed(r)
 
     def _split(
         self, store: ObjectStore, prefix: str, pool: ThreadPoolExecutor
