@@ -110,12 +110,18 @@ def assert_plans_exactly(reports: list[ReaperReport], whole: list[tuple[str, str
 
 
 def run_pass(
-    store: ObjectStore, text: str, n: int | Callable[[], Budget], limit: int = 400, **kw: Any
+    store: ObjectStore,
+    text: str,
+    n: int | Callable[[], Budget],
+    limit: int = 400,
+    ranges_before: int = 1,
+    **kw: Any,
 ) -> list[ReaperReport]:
     """Budgeted runs (`n` ticks each, or budgets made by `n`) until the pass completes; each run
     must get further than the one before, and leaves at most one range per range it listed."""
     reports: list[ReaperReport] = []
     before: str | None = None
+    previous = ranges_before  # ranges the stored continuation holds
     for _ in range(limit):
         r = run(store, text, ticks(n) if isinstance(n, int) else n(), **kw)
         assert r.budget is not None
@@ -125,8 +131,12 @@ def run_pass(
         (main,) = r.budget.stores
         assert main.resume_after is not None, r.budget
         assert before is None or main.resume_after > before, r.budget
-        # an inventory (no ranges of its own) leaves one range
-        assert 1 <= main.ranges_left <= max(1, *(li.ranges for li in r.listings if li.prefix == "")), r
+        # no more ranges than the run listed (an inventory: the ranges it was given, or one)
+        listed = max(
+            1, previous, *(li.ranges for li in r.listings if li.prefix == "" and li.source != "inventory")
+        )
+        assert 1 <= main.ranges_left <= listed, r
+        previous = main.ranges_left
         assert main.keys_planned >= 1
         before = main.resume_after
     raise AssertionError(f"no complete pass in {limit} runs")
@@ -744,3 +754,28 @@ policies:
     want = sorted(k for k in keys if k > "docs/0040.bin")[:n]
     assert table.keys == want
     assert inv.bound == (want[-1] if n < len([k for k in keys if k > "docs/0040.bin"]) else None)
+
+
+def test_a_pass_begun_on_a_listing_of_several_ranges_goes_on_from_an_inventory(
+    tmp_path: Path, split_local: None
+) -> None:
+    """A store switched to an inventory mid-pass: the report is read from the lowest range left, and
+    only the ranges' keys are planned (the keys between them were planned by the listing's runs)."""
+    keys = [f"{p}/{i:04d}.bin" for p in ("a", "b", "c", "d") for i in range(30)]
+    report = write_report(tmp_path, [[row(k) for k in keys[i : i + 40]] for i in range(0, 120, 40)])
+    store = LocalStore(tmp_path / "stores" / "inv-src")
+    for k in keys:
+        store.put(k, b"x")
+    rule = "{name: bins, resource: object, store: main, filters: [{type: name-glob, pattern: '*.bin'}]}"
+    text = with_workers(f"policies:\n  - {rule}\n", 4)
+    whole = planned(run(store, text, None))
+    assert whole == planned(run(store, text, None, inventory=str(report)))
+    first = run(store, text, held(20)())
+    assert first.budget is not None
+    (main,) = first.budget.stores
+    assert main.ranges_left == 4  # each range stopped with keys left
+    rest = run_pass(store, text, held(25), ranges_before=4, inventory=str(report))
+    assert {li.source for r in rest for li in r.listings} == {"inventory"}
+    assert rest[0].budget is not None
+    assert rest[0].budget.run_in_pass == 2
+    assert_plans_exactly([first, *rest], whole)
