@@ -264,7 +264,15 @@ NEVER_LOADED = {
         "storekeeper.overflow",  # only a create-overflow policy
     ],
     # the Kafka model: Powertools' batch/types.py builds parser models when pydantic came first
-    "cleanup": ["chromadb", "numpy", "boto3", "botocore.session", "aws_xray_sdk", KAFKA_MODEL],
+    "cleanup": [
+        "chromadb",
+        "numpy",
+        "boto3",
+        "botocore.session",
+        "aws_xray_sdk",
+        KAFKA_MODEL,
+        "storekeeper.models.snapshots",  # a task names a version (models.common): no Manifest model
+    ],
     "compactor": ["boto3", "botocore.session", "aws_xray_sdk", KAFKA_MODEL],
 }
 #: loaded by the first call at the latest, never by `import app`

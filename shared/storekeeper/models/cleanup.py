@@ -8,8 +8,7 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, StringConstraints, model_validator
 
 from storekeeper.layout import COLLECTION_RE
-from storekeeper.models.common import BucketName, ObjectKey, Prefix, Strict, Token, UtcDatetime
-from storekeeper.models.snapshots import Version
+from storekeeper.models.common import BucketName, ObjectKey, Prefix, Strict, Token, UtcDatetime, Version
 
 
 class CleanupAction(StrEnum):

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, StringConstraints
 
+from storekeeper.layout import DELTA_ID_RE, VERSION_RE
 from storekeeper.names import check_bucket, check_collection, check_key, check_prefix
 
 CollectionName = Annotated[str, AfterValidator(check_collection)]
@@ -16,6 +17,10 @@ Prefix = Annotated[str, AfterValidator(check_prefix)]
 RecordId = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")]
 Token = Annotated[str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:-]+$")]
 UtcDatetime = AwareDatetime
+#: a snapshot version and a delta id (here, not with the Manifest: a cleanup task names a version
+#: without importing the manifest model)
+Version = Annotated[str, StringConstraints(pattern=VERSION_RE.pattern)]
+DeltaId = Annotated[str, StringConstraints(pattern=DELTA_ID_RE.pattern)]
 
 
 class Strict(BaseModel):

@@ -6,11 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, StringConstraints
 
-from storekeeper.layout import DELTA_ID_RE, VERSION_RE, archive_key, version_prefix
-from storekeeper.models.common import CollectionName, Strict, UtcDatetime
-
-Version = Annotated[str, StringConstraints(pattern=VERSION_RE.pattern)]
-DeltaId = Annotated[str, StringConstraints(pattern=DELTA_ID_RE.pattern)]
+from storekeeper.layout import archive_key, version_prefix
+from storekeeper.models.common import CollectionName, DeltaId, Strict, UtcDatetime, Version
 
 
 class Manifest(Strict):
