@@ -11,6 +11,7 @@ keys were listed again by later runs: a pass took up to `list_workers` times as 
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -19,8 +20,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from storekeeper.layout import continuation_key
+from storekeeper.policies import budget as passes
 from storekeeper.policies.budget import Budget
 from storekeeper.stores.base import RequestCounter
+from storekeeper.stores.listing import KeyRange
 from storekeeper.stores.s3 import S3Store
 from tests.unit.test_reaper_budget import Ticks, assert_plans_exactly, planned, run, run_pass
 
@@ -100,3 +104,54 @@ def test_a_pass_across_runs_lists_each_key_once_plus_a_page_per_range_per_run(
             assert main.left_unplanned == 0
     if bounded:  # about as many runs as the bound alone needs (each range may take one key past it)
         assert len(reports) <= math.ceil(n / 40) + 1
+
+
+def test_a_range_stopped_at_its_own_last_key_leaves_nothing_of_it() -> None:
+    """A range ends at the next range's first part, which is a key too where a console "folder"
+    object exists: a range stopped right on it has nothing left (no empty interval is stored)."""
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="folders")
+        store = S3Store("folders", client=client, counter=RequestCounter(), list_page_size=PAGE)
+        for k in ("a/1", "b/", "b/1", "b/2"):
+            store.put(k, b"x")
+        # one worker: the ranges are listed one after the other, so where each stops is certain
+        text = POLICIES.replace("type: older-than, age: 1d", "type: name-glob, pattern: '*'")
+        text = text.replace(f"list_workers: {WORKERS}", "list_workers: 1")
+        unbudgeted = run(store, text, None)
+        whole = planned(unbudgeted)
+        key = continuation_key("dry-run")
+        doc = {
+            "format": "storekeeper.reaper-continuation/1", "mode": "dry-run", "runs": 1,
+            "policies_sha256": unbudgeted.policies_sha256, "pass_started_at": "2030-01-15T11:00:00Z",
+            "updated_at": "2030-01-15T11:00:00Z", "usage": None,
+            "stores": {"main": {"ranges": [{"through": "b/"}, {"after": "b/"}]}},
+        }  # fmt: skip
+        store.put(key, json.dumps(doc).encode())
+        # the first range lists a/1 and b/ and stops on b/ (two objects held), its own last key
+        second = run(store, text, Budget(None, max_objects=2))
+        assert second.budget is not None
+        (main,) = second.budget.stores
+        assert main.ranges_left == 1
+        left = passes.parse(store.get(key).body).stores["main"].intervals()
+        assert left == [KeyRange("b/1", None)]
+        rest = run_pass(store, text, lambda: Budget(None, max_objects=2))
+        assert_plans_exactly([second, *rest], whole)
+
+
+def test_a_budgeted_run_over_a_bucket_the_split_listed_whole_plans_all_of_it() -> None:
+    """Keys only at the root, fewer than the split reads of a level: the split's delimiter listing
+    is the whole listing, no range is left to list, and a budgeted run plans every key."""
+    with mock_aws():
+        client = boto3.client("s3", region_name="us-east-1")
+        client.create_bucket(Bucket="flat")
+        store = S3Store("flat", client=client, counter=RequestCounter(), list_page_size=PAGE)
+        for i in range(12):
+            store.put(f"k{i:02d}", b"x")
+        text = POLICIES.replace("type: older-than, age: 1d", "type: name-glob, pattern: '*'")
+        whole = planned(run(store, text, None))
+        assert len(whole) == 12
+        report = run(store, text, Budget(None, max_objects=100))
+        assert report.budget is not None
+        assert report.budget.pass_complete
+        assert sorted(planned(report)) == sorted(whole)

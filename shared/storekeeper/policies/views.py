@@ -201,7 +201,10 @@ class StoreView:
             end = hi if cut is None else min(hi, bisect.bisect_left(keys, cut, lo))
             if r.stopped_at is None and end == hi:
                 continue  # listed to its end, all of it planned
-            left.append(KeyRange(keys[end - 1] if end > lo else r.range.after, r.range.through))
+            after, through = keys[end - 1] if end > lo else r.range.after, r.range.through
+            if after is not None and through is not None and after >= through:
+                continue  # stopped on its own last key (a "folder" object ends a split's range)
+            left.append(KeyRange(after, through))
         return StoreProgressOf(left, len(kept), len(listed) - len(kept))
 
     def listing(self, prefix: str) -> list[ObjectInfo]:

@@ -279,7 +279,8 @@ class ParallelListing:
                 return self._range(store, prefix, r, listed_once)
 
             done = [one(r) for r in ranges] if sequential else list(pool.map(one, ranges))
-        self.listed = [stopped for _, stopped in done]
+        # no range left by the split: its delimiter listings listed every key, to the end
+        self.listed = [stopped for _, stopped in done] or [RangeListed(EVERYTHING)]
         runs = [direct, *(items for items, _ in done)]
         items = [i for run_ in runs for i in run_]
         # the runs are each in key order and disjoint: timsort merges them in near-linear time
