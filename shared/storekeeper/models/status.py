@@ -14,7 +14,10 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 
 class _Read(BaseModel):
-    model_config = ConfigDict(defer_build=True, extra="ignore", frozen=True)
+    # built at import, in definition order, each schema once: every reaper run validates all of them,
+    # and deferred, the measurement's and the status page's schemas each generated the collection,
+    # version and vector models inline (only the reaper and the CLI import this module)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
 
 class VersionStat(_Read):
