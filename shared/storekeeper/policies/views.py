@@ -147,10 +147,17 @@ class StoreView:
             self.listed = [_stopped_at(r, bound) for r in self.ranges]
         self.listing_complete = all(r.stopped_at is None for r in self.listed)
         keys = table.keys
-        spans = [_span(keys, r.range.after, r.known_through) for r in self.listed]
+        spans: list[tuple[int, int]] = []
+        for lo, hi in (_span(keys, r.range.after, r.known_through) for r in self.listed):
+            if hi <= lo:
+                continue
+            if spans and spans[-1][1] == lo:  # no key between them: one run of rows (nothing copied)
+                spans[-1] = (spans[-1][0], hi)
+            else:
+                spans.append((lo, hi))
         if spans == [(0, len(keys))]:
             return table
-        return _concat([_rows(table, lo, hi) for lo, hi in spans if hi > lo])
+        return _concat([_rows(table, lo, hi) for lo, hi in spans])
 
     def first_key(self) -> str | None:
         """The first key of this run's segment of the store."""
