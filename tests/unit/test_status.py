@@ -225,3 +225,25 @@ def test_status_page_escapes_as_html_escape_does(value: object) -> None:
     from storekeeper.status_page import _e
 
     assert _e(value) == escape(str(value), quote=True)
+
+
+def test_status_models_are_built_at_import_each_schema_once() -> None:
+    """Every reaper run validates all of them; deferred, the measurement's and the status page's schemas
+    each generated the collection, version and vector models again (docs/performance.md, cold start)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import pydantic\n"
+        "from storekeeper.models import status as m\n"
+        "models = [v for v in vars(m).values() if isinstance(v, type) and issubclass(v, m._Read)]\n"
+        "print(len(models), all(c.__pydantic_complete__ for c in models))\n"
+    )
+    shared = str(Path(__file__).resolve().parents[2] / "shared")
+    out = subprocess.run(
+        [sys.executable, "-c", code], env={"PYTHONPATH": shared}, capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    count, complete = out.stdout.split()
+    assert int(count) >= 10
+    assert complete == "True"
