@@ -21,7 +21,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from storekeeper import config, snapstart
-from storekeeper.batch import record_failure
+from storekeeper.batch import partial_response, record_failure
 from storekeeper.cleanup import (
     CleanupRunner,
     CleanupTaskRecord,
@@ -100,10 +100,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> PartialItemFailure
         vector_backend=_vectors(),
         lambda_context=context,
     )
-    records = event.get("Records", []) if isinstance(event, dict) else []
-    with processor(records=records, handler=partial(run_task, runner=runner)):
-        processor.process()
-    return processor.response()
+    return partial_response(event, partial(run_task, runner=runner), processor, context)
 
 
 def _brief(outcome: TaskOutcome) -> dict[str, Any]:

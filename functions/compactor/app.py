@@ -27,7 +27,7 @@ from aws_lambda_powertools.utilities.batch.types import PartialItemFailureRespon
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from storekeeper import config, gauges
-from storekeeper.batch import RecordFailed, record_failure
+from storekeeper.batch import RecordFailed, partial_response, record_failure
 from storekeeper.compaction import CompactionSettings
 from storekeeper.compaction_budget import CompactionTooLarge
 from storekeeper.compactor import (
@@ -174,10 +174,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any] | P
         return {"sweep": True, "collections": summary, "failed": sorted(done.errors()),
                 "pending": pending.count, "oldest_pending_age_s": pending.oldest_age_s}  # fmt: skip
 
-    records = event.get("Records", []) if isinstance(event, dict) else []
-    # the context-manager form: each collection is compacted on its first record, every record judged
-    with processor(records=records, handler=partial(judge_record, compactions=done)):
-        processor.process()
+    # each collection is compacted on its first record, every record judged
+    response = partial_response(event, partial(judge_record, compactions=done), processor, context)
     _count(done)
     _near_timeout(done)
-    return processor.response()
+    return response

@@ -6,11 +6,16 @@ why in the function's log by the message id.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 
 from storekeeper.errors import StorekeeperError, ValidationError, from_pydantic
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.batch import BatchProcessor
+    from aws_lambda_powertools.utilities.batch.types import PartialItemFailureResponse
 
 
 class RecordFailed(StorekeeperError):
@@ -41,6 +46,22 @@ def record_failure(record: Any, exc: BaseException | None) -> dict[str, Any]:
     else:
         where, reason = "record", f"{type(exc).__name__}: {exc}"
     return {"message_id": message_id, "field": where, "reason": reason, **about}
+
+
+def partial_response(
+    event: Any, record_handler: Callable[..., Any], processor: BatchProcessor, context: Any
+) -> PartialItemFailureResponse:
+    """Powertools' `process_partial_response`, except that an event with no records (no `Records`
+    key, an empty list, not a dict) is an empty batch with nothing failed, as the handlers have
+    always answered, where Powertools 3.x raises UnexpectedBatchTypeError."""
+    if not isinstance(event, dict) or not event.get("Records"):
+        return {"batchItemFailures": []}
+    # imported here: the handlers have loaded Powertools' batch package already; the CLI need not
+    from aws_lambda_powertools.utilities.batch import process_partial_response
+
+    return process_partial_response(
+        event=event, record_handler=record_handler, processor=processor, context=context
+    )
 
 
 def record_shell(body: str, message_id: str = "local") -> dict[str, Any]:

@@ -90,6 +90,19 @@ def test_invoke_exits_non_zero_when_records_failed(home: Path, tmp_path: Path) -
     assert " ok " not in res.output
 
 
+@pytest.mark.parametrize("function", ["compactor", "cleanup"])
+@pytest.mark.parametrize("event", [{}, {"Records": []}, {"Records": None}, {"detail": "x"}])
+def test_an_sqs_handler_answers_an_event_without_records_with_nothing_failed(
+    home: Path, tmp_path: Path, function: str, event: dict[str, Any]
+) -> None:
+    # Powertools' process_partial_response raises UnexpectedBatchTypeError here; ours routes it first
+    path = tmp_path / "no-records.json"
+    path.write_text(json.dumps(event))
+    code, data, output = invoke(function, "--event", str(path), "--store", LocalStore(home / "s").url)
+    assert code == 0, output
+    assert data["response"] == {"batchItemFailures": []}
+
+
 # -- the reaper's triggers ---------------------------------------------------------------------------
 
 
