@@ -68,9 +68,10 @@ def storekeeper_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def cold_process() -> None:
     """Each test starts as a cold Lambda container: what the package keeps between warm invocations
     (stores opened from the environment, collection configs, endpoints found unreachable, readers and
-    their failures, the executor's protection config) is dropped, so a test cannot pass or fail by
-    what an earlier test left there (the same bucket name on another server or mock, the same
-    unreachable port). Only modules already imported are touched: a test's imports stay its own."""
+    their failures, the executor's protection config, the compactor's measured transfer rates) is
+    dropped, so a test cannot pass or fail by what an earlier test left there (the same bucket name on
+    another server or mock, the same unreachable port). Only modules already imported are touched: a
+    test's imports stay its own."""
     loaded = sys.modules.get
     if (stores := loaded("storekeeper.stores")) is not None:
         stores._env_stores.clear()
@@ -84,6 +85,10 @@ def cold_process() -> None:
         query_api._readers.clear()
     if (protect := loaded("storekeeper.policies.protect")) is not None:
         protect._cached.cache_clear()
+    if (budget := loaded("storekeeper.compaction_budget")) is not None:
+        # the transfer rates a compaction measured: an earlier test's fast local copies would let a
+        # parent "fit" that a cold container refuses (reset in place: compaction.py holds the object)
+        vars(budget.RATES).update(vars(budget.Rates()))
 
 
 @pytest.fixture
