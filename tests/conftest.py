@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -71,24 +70,10 @@ def cold_process() -> None:
     their failures, the executor's protection config, the compactor's measured transfer rates) is
     dropped, so a test cannot pass or fail by what an earlier test left there (the same bucket name on
     another server or mock, the same unreachable port). Only modules already imported are touched: a
-    test's imports stay its own."""
-    loaded = sys.modules.get
-    if (stores := loaded("storekeeper.stores")) is not None:
-        stores._env_stores.clear()
-    if (collection_config := loaded("storekeeper.collection_config")) is not None:
-        collection_config.forget_all()
-    if (netconfig := loaded("storekeeper.netconfig")) is not None:
-        netconfig._unreachable.clear()
-    if (reader := loaded("storekeeper.reader")) is not None:
-        reader._FAILURES.clear()
-    if (query_api := loaded("storekeeper.query_api")) is not None:
-        query_api._readers.clear()
-    if (protect := loaded("storekeeper.policies.protect")) is not None:
-        protect._cached.cache_clear()
-    if (budget := loaded("storekeeper.compaction_budget")) is not None:
-        # the transfer rates a compaction measured: an earlier test's fast local copies would let a
-        # parent "fit" that a cold container refuses (reset in place: compaction.py holds the object)
-        vars(budget.RATES).update(vars(budget.Rates()))
+    test's imports stay its own. The list is the package's own, which a SnapStart restore drops too."""
+    from storekeeper.snapstart import forget_warm_caches
+
+    forget_warm_caches()
 
 
 @pytest.fixture

@@ -100,12 +100,26 @@ def after_restore(*caches: MutableMapping[Any, Any], logger: Any = None) -> None
         logger.refresh_sample_rate_calculation()
     for cache in caches:
         cache.clear()
+    forget_warm_caches()
     loaded = sys.modules.get
-    if (stores := loaded("storekeeper.stores")) is not None:
-        stores._env_stores.clear()
     if (cas := loaded("storekeeper.stores.supabase_cas")) is not None:
         with cas._connections_lock:
             cas._connections.clear()
+    if (netconfig := loaded("storekeeper.netconfig")) is not None:
+        netconfig.set_deadline_from_env()
+    if "boto3" in sys.modules:
+        _fresh_boto3_session()
+
+
+def forget_warm_caches() -> None:
+    """The package's warm-container caches, dropped as a cold container would start: the stores opened
+    from the environment, the query function's readers and their failures, collection configs,
+    endpoints found unreachable, the protection config, the compactor's measured transfer rates. One
+    list for a restore and for the tests (tests/conftest.py's `cold_process`): a cache added to the
+    package is added here. Only modules already imported are touched (nothing new is imported)."""
+    loaded = sys.modules.get
+    if (stores := loaded("storekeeper.stores")) is not None:
+        stores._env_stores.clear()
     if (query_api := loaded("storekeeper.query_api")) is not None:
         query_api._readers.clear()
     if (reader := loaded("storekeeper.reader")) is not None:
@@ -114,9 +128,11 @@ def after_restore(*caches: MutableMapping[Any, Any], logger: Any = None) -> None
         collection_config.forget_all()
     if (netconfig := loaded("storekeeper.netconfig")) is not None:
         netconfig.forget_unreachable()
-        netconfig.set_deadline_from_env()
-    if "boto3" in sys.modules:
-        _fresh_boto3_session()
+    if (protect := loaded("storekeeper.policies.protect")) is not None:
+        protect._cached.cache_clear()
+    if (budget := loaded("storekeeper.compaction_budget")) is not None:
+        # reset in place: compaction.py holds the object
+        vars(budget.RATES).update(vars(budget.Rates()))
 
 
 def _fresh_boto3_session() -> None:
