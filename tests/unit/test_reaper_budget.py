@@ -714,12 +714,24 @@ def test_the_memory_bound_comes_from_the_functions_memory_or_the_setting() -> No
     assert passes.memory_bound({"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "10240"}) == 3_495_253  # 10 GB
     both = {"AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1024", "STOREKEEPER_REAPER_MAX_OBJECTS": "5000"}
     assert passes.memory_bound(both) == 5000
-    for bad in ("0", "-3", "lots", "1.5"):
+    for bad in ("0", "-3", "lots", "1.5", "\u00b2", "\u0661\u0662", "+5", "0x10"):
         with pytest.raises(StorekeeperError, match="STOREKEEPER_REAPER_MAX_OBJECTS must be a positive"):
             passes.memory_bound({"STOREKEEPER_REAPER_MAX_OBJECTS": bad})
     assert Budget.from_remaining(None, max_objects=7).limited
     assert Budget.from_remaining(100.0).part(0.5).max_objects is None
     assert Budget.from_remaining(100.0, max_objects=7).part(0.5).max_objects == 7
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(max_size=12))
+def test_any_max_objects_setting_is_a_clear_error_or_its_exact_value(raw: str) -> None:
+    text = raw.strip()
+    if text and not (text.isascii() and text.isdigit() and int(text) >= 1):
+        with pytest.raises(StorekeeperError, match="STOREKEEPER_REAPER_MAX_OBJECTS must be a positive"):
+            passes.memory_bound({"STOREKEEPER_REAPER_MAX_OBJECTS": raw})
+        return
+    got = passes.memory_bound({"STOREKEEPER_REAPER_MAX_OBJECTS": raw})
+    assert got == (int(text) if text else None)  # plain ASCII digits, read exactly; blank: no bound
 
 
 @pytest.mark.slow

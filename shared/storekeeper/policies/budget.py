@@ -83,7 +83,7 @@ def memory_bound(environ: Mapping[str, str] | None = None) -> int | None:
         raw = env.get(name, "").strip()
         if not raw:
             continue
-        if not raw.isdigit() or int(raw) < 1:
+        if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:  # '²' isdigit(); '١٢' int()s
             raise StorekeeperError(f"environment variable {name} must be a positive integer, got {raw!r}")
         return objects_for_memory(int(raw)) if derive else int(raw)
     return None
