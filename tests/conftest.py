@@ -66,10 +66,11 @@ def storekeeper_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(autouse=True)
 def cold_process() -> None:
     """Each test starts as a cold Lambda container: what the package keeps between warm invocations
-    (stores opened from the environment, collection configs, endpoints found unreachable, readers and
-    their failures, the executor's protection config, the compactor's measured transfer rates) is
-    dropped, so a test cannot pass or fail by what an earlier test left there (the same bucket name on
-    another server or mock, the same unreachable port). Only modules already imported are touched: a
+    (boto3's default session with the credentials it resolved, stores opened from the environment,
+    collection configs, endpoints found unreachable, readers and their failures, the executor's
+    protection config, the compactor's measured transfer rates) is dropped, so a test cannot pass or
+    fail by what an earlier test left there (the same bucket name on another server or mock, the same
+    unreachable port, another server's credentials). Only modules already imported are touched: a
     test's imports stay its own. The list is the package's own, which a SnapStart restore drops too."""
     from storekeeper.snapstart import forget_warm_caches
 

@@ -303,6 +303,12 @@ def invoke(
     try:
         # Lambda's logs (Powertools JSON lines, EMF metrics) go to stderr here: stdout is the response
         with patched_environ(call_env), contextlib.redirect_stdout(sys.stderr):
+            if "boto3" in sys.modules:
+                from storekeeper.snapstart import fresh_boto3_session
+
+                # credentials come from this call's environment, as a container's come from its own
+                # (boto3's default session would keep whatever the process resolved first)
+                fresh_boto3_session()
             module = load_module(path, function)  # Lambda's init phase: not counted in the timeout
             handler: Callable[[Any, Any], Any] | None = getattr(module, "handler", None)
             if not callable(handler):

@@ -107,17 +107,18 @@ def after_restore(*caches: MutableMapping[Any, Any], logger: Any = None) -> None
             cas._connections.clear()
     if (netconfig := loaded("storekeeper.netconfig")) is not None:
         netconfig.set_deadline_from_env()
-    if "boto3" in sys.modules:
-        _fresh_boto3_session()
 
 
 def forget_warm_caches() -> None:
-    """The package's warm-container caches, dropped as a cold container would start: the stores opened
-    from the environment, the query function's readers and their failures, collection configs,
-    endpoints found unreachable, the protection config, the compactor's measured transfer rates. One
-    list for a restore and for the tests (tests/conftest.py's `cold_process`): a cache added to the
-    package is added here. Only modules already imported are touched (nothing new is imported)."""
+    """The package's warm-container caches, dropped as a cold container would start: boto3's default
+    session (it resolves credentials once and keeps them), the stores opened from the environment,
+    the query function's readers and their failures, collection configs, endpoints found
+    unreachable, the protection config, the compactor's measured transfer rates. One list for a
+    restore and for the tests (tests/conftest.py's `cold_process`): a cache added to the package is
+    added here. Only modules already imported are touched (nothing new is imported)."""
     loaded = sys.modules.get
+    if "boto3" in sys.modules:
+        fresh_boto3_session()
     if (stores := loaded("storekeeper.stores")) is not None:
         stores._env_stores.clear()
     if (query_api := loaded("storekeeper.query_api")) is not None:
@@ -135,7 +136,7 @@ def forget_warm_caches() -> None:
         vars(budget.RATES).update(vars(budget.Rates()))
 
 
-def _fresh_boto3_session() -> None:
+def fresh_boto3_session() -> None:
     """A new default session (credentials resolved again on the next client), keeping the old one's
     data loader: the service models and endpoint rules it parsed are static files, worth keeping."""
     import boto3

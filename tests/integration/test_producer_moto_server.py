@@ -86,13 +86,15 @@ def test_s3_event_on_seaweedfs_store(
     aws: dict[str, str], seaweed_s3: S3Server, fresh_bucket: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Bulk file in a real S3 bucket (SeaweedFS) -> deltas written there with a conditional put."""
-    from storekeeper.stores import open_store
+    from storekeeper.stores.s3 import S3Store
 
     bucket = fresh_bucket(seaweed_s3)
     env = {**aws, **seaweed_s3.env(s3_only=True)}
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    store = open_store(f"s3://{bucket}")
+    # this process resolved moto's credentials (the `aws` fixture's clients); the function's own come
+    # from `env`, as a container's do. SeaweedFS knows only its own identity.
+    store = S3Store(bucket, client=seaweed_s3.client())
     lines = "".join(f'{{"id": "f{i}", "embedding": [{i}, 0.5]}}\n' for i in range(3)) + '{"delete": "old"}\n'
     etag = store.put("incoming/docs/batch 1.jsonl", lines.encode())
     event = {

@@ -82,10 +82,18 @@ def log_tail(log: Path | None, lines: int = 40) -> str:
     return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
+#: credentials a server would take from its environment: `weed` makes an admin identity of
+#: AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY when it starts, so whatever a test (or moto's mock, which
+#: sets FOOBARKEY) had there when the server started lazily became a second valid key, and the keys
+#: SeaweedFS accepted depended on test order. A server knows only the identities it is given.
+SERVER_ENV_DROP = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+
 def start_process(
     argv: Sequence[str], *, log: Path, cwd: Path | None = None, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
     """Start a server in its own process group, output to `log` (never to a pipe that could fill)."""
+    base = {k: v for k, v in os.environ.items() if k not in SERVER_ENV_DROP}
     fh = open(log, "ab")  # noqa: SIM115 - the child owns it; closed when we stop it
     try:
         return subprocess.Popen(
@@ -94,7 +102,7 @@ def start_process(
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=cwd,
-            env={**os.environ, **(env or {})},
+            env={**base, **(env or {})},
             start_new_session=True,
         )
     finally:
