@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -75,6 +76,61 @@ def test_delete_prunes_empty_directories(store: LocalStore) -> None:
     store.delete_many(["a/x"])
     assert list(store.path.iterdir()) == []
     assert store.path.is_dir()  # the bucket itself stays
+
+
+def test_a_put_survives_a_delete_pruning_its_directory_before_the_rename(
+    store: LocalStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The interleaving the compaction race test met under load: a compactor deleted the last delta of
+    `delta/c/` (pruning the directory) after a producer's put had made it and before the put renamed
+    its temp file into it. The put failed with FileNotFoundError before the fix."""
+    store.put("delta/c/1.delta", b"old")
+    real_replace = os.replace
+    pruned: list[bool] = []
+
+    def replace_after_a_prune(src: str, dst: str) -> None:
+        if str(dst).endswith("2.delta") and not pruned:
+            store.delete("delta/c/1.delta")  # another process's delete, at exactly this step
+            pruned.append(not (store.path / "delta").exists())
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_after_a_prune)
+    store.put("delta/c/2.delta", b"new", if_none_match=True)
+    assert pruned == [True]  # the directory really was gone when the rename ran
+    assert [(i.key, store.get(i.key).body) for i in store.list()] == [("delta/c/2.delta", b"new")]
+
+
+def test_puts_and_deletes_in_one_directory_race_without_errors(store: LocalStore) -> None:
+    """Threads writing into a directory while others delete whatever they find there (each delete of
+    the last object prunes it): every put lands, and fails with nothing but a real precondition."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    written: list[str] = []
+
+    def write(w: int) -> None:
+        try:
+            for i in range(300):
+                store.put(f"delta/c/{w}-{i}", b"x", if_none_match=True)
+                written.append(f"{w}-{i}")
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    def delete() -> None:
+        while not stop.is_set():
+            for info in list(store.list("delta/")):
+                store.delete(info.key)
+
+    writers = [threading.Thread(target=write, args=(w,)) for w in range(2)]
+    deleters = [threading.Thread(target=delete) for _ in range(2)]
+    for t in [*writers, *deleters]:
+        t.start()
+    for t in writers:
+        t.join()
+    stop.set()
+    for t in deleters:
+        t.join()
+    assert errors == []
+    assert len(written) == 600
 
 
 def test_list_prefix_walks_only_its_directory(store: LocalStore) -> None:

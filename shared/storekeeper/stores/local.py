@@ -42,6 +42,8 @@ from storekeeper.stores.base import (
 
 META_DIR = ".storekeeper"
 _TMP_NAME = re.compile(r"[0-9a-f]{32}")
+#: renames retried when concurrent deletes keep pruning the target's directory (see _move_into_place)
+_PLACE_ATTEMPTS = 100
 
 
 def _etag(st: os.stat_result) -> str:
@@ -222,20 +224,37 @@ class LocalStore(ObjectStore):
                         raise PreconditionFailed(
                             self.url, key, f"If-Match {if_match} but current etag is {current or 'absent'}"
                         )
-                try:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                except (FileExistsError, NotADirectoryError):
-                    raise PreconditionFailed(self.url, key, "a parent path segment is an object") from None
-                if target.is_dir():
-                    raise PreconditionFailed(self.url, key, "the key is a prefix of existing objects")
                 if metadata:
                     self._meta_file(key).write_text(json.dumps(metadata))
                 else:
                     self._meta_file(key).unlink(missing_ok=True)
-                os.replace(tmp, target)
+                self._move_into_place(key, tmp, target)
                 return _etag(target.stat())
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _move_into_place(self, key: str, tmp: Path, target: Path) -> None:
+        """`os.replace` the temp file to `target`, making its directories first. A delete of another key
+        prunes the directories it empties (S3 has no empty folders) and holds no lock of ours, so it can
+        remove them between our mkdir and our rename: the rename then finds no directory (ENOENT; the temp
+        file is ours and never pruned), and we make them again. Each retry follows another's prune."""
+        for _ in range(_PLACE_ATTEMPTS):
+            try:
+                target.parent.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                if any(p.is_file() for p in target.parents if p.is_relative_to(self.path)):
+                    raise PreconditionFailed(self.url, key, "a parent path segment is an object") from None
+                continue  # mkdir saw the directory, which was pruned before it checked it
+            except FileNotFoundError:  # a parent pruned while mkdir made the next level
+                continue
+            if target.is_dir():
+                raise PreconditionFailed(self.url, key, "the key is a prefix of existing objects")
+            try:
+                os.replace(tmp, target)
+                return
+            except FileNotFoundError:
+                continue
+        raise OSError(errno.EAGAIN, f"{key}: its directory was removed {_PLACE_ATTEMPTS} times while writing")
 
     def _put_file(
         self, key: str, path: Path, content_type: str, metadata: dict[str, str], if_none_match: bool
