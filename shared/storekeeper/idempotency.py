@@ -1,7 +1,8 @@
 """Powertools idempotency records kept in the object store itself (the embedded default).
 
 Deployed, records live in DynamoDB (`IDEMPOTENCY_TABLE`). Without a table
-they live at `idempotency/<function>/<sha256 of the key>.json` in the store,
+they live at `idempotency/<function>/<sha256 of the key>.json` in the store
+(`layout.idempotency_record_key`),
 and the store's create-only put plays the part of DynamoDB's conditional
 `put_item`: of two concurrent first calls exactly one creates the record and
 proceeds, the other sees it. An expired record (or an in-progress one whose
@@ -12,10 +13,8 @@ so that take-over is race-free too.
 # ruff: noqa: E402
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import time
 from typing import Any
 
@@ -39,7 +38,8 @@ from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePer
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import STATUS_CONSTANTS, DataRecord
 
 from storekeeper import config
-from storekeeper.errors import NotFound, PreconditionFailed, ValidationError
+from storekeeper.errors import NotFound, PreconditionFailed
+from storekeeper.layout import check_function_name, idempotency_record_key
 from storekeeper.stores.base import ObjectStore
 
 __all__ = [
@@ -52,25 +52,18 @@ __all__ = [
     "persistence_from_env",
 ]
 
-PREFIX = "idempotency"
-_FUNCTION_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
 
 class StorePersistenceLayer(BasePersistenceLayer):
     """A Powertools persistence layer on any ObjectStore, using its conditional puts."""
 
     def __init__(self, store: ObjectStore, function_name: str) -> None:
-        if not _FUNCTION_RE.fullmatch(function_name):
-            raise ValidationError(
-                "function_name", "must be 1-64 chars of A-Z, a-z, 0-9, '_' or '-'", function_name
-            )
+        check_function_name(function_name)
         super().__init__()  # type: ignore[no-untyped-call]
         self.store = store
         self.namespace = function_name
 
     def record_key(self, idempotency_key: str) -> str:
-        digest = hashlib.sha256(idempotency_key.encode()).hexdigest()
-        return f"{PREFIX}/{self.namespace}/{digest}.json"
+        return idempotency_record_key(self.namespace, idempotency_key)
 
     # -- (de)serialisation -------------------------------------------------------------
     @staticmethod

@@ -14,10 +14,13 @@ key can escape its prefix; parsers are strict (a stray key is not a delta).
     reports/reaper/<timestamp>.json            what each reaper run planned and why
     incoming/<c>/<file>                        bulk JSONL the producer ingests from S3 events
     reaper-state/continuation-<scope>.json     where a time-budgeted reaper pass resumes (reaper state)
+    idempotency/<function>/<sha256>.json       Powertools idempotency records kept in the store
+    idempotency/plans/<function>/<sha256>.json a retried put's plan (put_plan.py)
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import string
@@ -32,6 +35,8 @@ VERSION_PATTERN = r"\d{12}-[a-z0-9]{8}"
 
 COLLECTION_RE = re.compile(rf"^{COLLECTION_PATTERN}$")
 DELTA_ID_RE = re.compile(rf"^{DELTA_ID_PATTERN}$")
+#: a function's name in idempotency keys (Lambda function names allow more; ours are short words)
+FUNCTION_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 VERSION_RE = re.compile(rf"^{VERSION_PATTERN}$")
 
 # -- prefixes and fixed names ------------------------------------------------------------------------
@@ -47,6 +52,19 @@ CONFIG_NAME = "config.json"
 REPORT_PREFIX = "reports/reaper/"
 INCOMING_PREFIX = "incoming/"
 REAPER_STATE_PREFIX = "reaper-state/"
+IDEMPOTENCY_PREFIX = "idempotency/"
+PLANS_FOLDER = "plans"
+#: every top-level prefix of the layout
+PREFIXES = (
+    DELTA_PREFIX,
+    REJECTED_PREFIX,
+    SNAPSHOT_PREFIX,
+    COLLECTION_PREFIX,
+    REPORT_PREFIX,
+    INCOMING_PREFIX,
+    REAPER_STATE_PREFIX,
+    IDEMPOTENCY_PREFIX,
+)
 
 #: a valid delta key; groups `c` (collection) and `id` (delta id)
 DELTA_KEY_RE = re.compile(rf"^delta/(?P<c>{COLLECTION_PATTERN})/(?P<id>{DELTA_ID_PATTERN})\.delta$")
@@ -221,6 +239,35 @@ def continuation_key(scope: str) -> str:
 def is_reaper_state(key: str) -> bool:
     """The reaper's own state (continuations): protected from every policy, like the live pointer."""
     return key.startswith(REAPER_STATE_PREFIX)
+
+
+# -- idempotency state ---------------------------------------------------------------------------------
+def check_function_name(name: object) -> str:
+    if not isinstance(name, str) or not FUNCTION_NAME_RE.fullmatch(name):
+        raise ValidationError("function_name", "must be 1-64 chars of A-Z, a-z, 0-9, '_' or '-'", name)
+    return name
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def idempotency_record_key(function_name: str, idempotency_key: str) -> str:
+    """`idempotency/<function>/<sha256 of the key>.json`: a Powertools record kept in the store."""
+    return f"{IDEMPOTENCY_PREFIX}{check_function_name(function_name)}/{_digest(idempotency_key)}.json"
+
+
+def put_plan_key(function_name: str, request_id: str) -> str:
+    """`idempotency/plans/<function>/<sha256 of the request id>.json`: a retried put's plan.
+
+    One folder deeper than the records, so a function named `plans` cannot collide with them."""
+    name = check_function_name(function_name)
+    return f"{IDEMPOTENCY_PREFIX}{PLANS_FOLDER}/{name}/{_digest(request_id)}.json"
+
+
+def is_idempotency_state(key: str) -> bool:
+    """Idempotency records and put plans: read by retries and redeliveries while their window lasts."""
+    return key.startswith(IDEMPOTENCY_PREFIX)
 
 
 def parse_incoming_key(key: str) -> str:

@@ -8,6 +8,9 @@ It returns a *reason* (str) when the target must be kept, or None when it may go
 
 Protected:
 * the reaper's own state (`reaper-state/`: a budgeted pass's continuation);
+* idempotency state (`idempotency/`: Powertools records kept in the store, put plans)
+  younger than IDEMPOTENCY_WINDOW, or of unknown age: a retried put or a redelivered
+  cleanup task reads it, and without it would write or delete twice;
 * every collection's live pointer `snapshot/<c>/latest/pointer.txt` and
   everything under the version prefix it names, and every version newer than
   it (or any version while there is no pointer): it may be mid-publish;
@@ -42,8 +45,10 @@ from typing import Any, Literal
 from storekeeper.errors import StorekeeperError
 from storekeeper.layout import (
     DELTA_PREFIX,
+    IDEMPOTENCY_PREFIX,
     REAPER_STATE_PREFIX,
     SNAPSHOT_PREFIX,
+    is_idempotency_state,
     is_reaper_state,
     match_delta_key,
     match_pointer_key,
@@ -60,6 +65,12 @@ PROTECT_UNTIL_KEYS = ("protect-until", "storekeeper:protect-until", "storekeeper
 PROTECT_VALUES = frozenset({"true", "keep", "yes", "1"})
 #: the same defaults as the policies file's `protect.labels`, so planner and executor agree
 DEFAULT_LABELS: dict[str, str | None] = {"storekeeper:protect": "true", "keep": None, "shared": "true"}
+
+#: how long idempotency state is kept from every policy: the longest expiry of a record (cleanup's
+#: 14 days, outlasting its DLQ; the producer's 24 h) + a day. Records are rewritten when they
+#: complete, so last-modified + 14 days is past their expiry; template.yaml's `expire-idempotency-state`
+#: lifecycle rule expires them after the same time.
+IDEMPOTENCY_WINDOW = timedelta(days=15)
 
 #: what is asked about: an object key, a snapshot version (`snapshot/<c>/<v>/`), an incomplete
 #: upload (by its key), a bucket of an object store, a vector bucket or `bucket/index`
@@ -179,6 +190,17 @@ def delta_reason(live: LiveState, delta_id: str) -> str | None:
     return None
 
 
+def idempotency_reason(key: str, created: datetime | None, now: datetime) -> str | None:
+    """Why an idempotency record or put plan must stay: its window may not be over."""
+    if not is_idempotency_state(key):
+        return None
+    if created is None:
+        return f"{key} is idempotency state of unknown age (kept for {IDEMPOTENCY_WINDOW.days} days)"
+    if now - created < IDEMPOTENCY_WINDOW:
+        return f"{key} is idempotency state younger than {IDEMPOTENCY_WINDOW.days} days (retries read it)"
+    return None
+
+
 def _truthy_label(labels: Mapping[str, str], keys: Iterable[str]) -> str | None:
     lowered = {k.lower(): v for k, v in labels.items()}
     for k in keys:
@@ -276,7 +298,7 @@ class Protection:
     ) -> str | None:
         cfg = self.config
         if kind == "key":
-            why = self._live_key(name)
+            why = self._live_key(name) or idempotency_reason(name, created, self.now)
             if why:
                 return why
             why = listed_reason(name, cfg.protect)
@@ -326,7 +348,7 @@ class Protection:
         return None
 
     #: every key `_structural` can keep starts with one of these (or is on the protect list)
-    KEY_RULE_PREFIXES = (SNAPSHOT_PREFIX, DELTA_PREFIX, REAPER_STATE_PREFIX)
+    KEY_RULE_PREFIXES = (SNAPSHOT_PREFIX, DELTA_PREFIX, REAPER_STATE_PREFIX, IDEMPOTENCY_PREFIX)
 
     def key_may_be_kept(self) -> Callable[[str], bool]:
         """A cheap necessary condition for `reason("key", k)` without labels: False means it is None.

@@ -1,7 +1,7 @@
 """Put plans: what makes a killed put retryable to completion (issue 8.4).
 
 A put with a `request_id`, once validated, claims a plan,
-`idempotency/plans/<function>/<sha256>.json`, create-only: the hash of the request's
+`idempotency/plans/<function>/<sha256>.json` (`layout.put_plan_key`), create-only: the hash of the request's
 body and the first attempt's clock. Every attempt of that request (a retry after a
 kill, a concurrent duplicate, an in-progress idempotency record) derives the same delta
 ids from it and rewrites the same keys create-only, so it completes without writing
@@ -12,15 +12,13 @@ idempotency package for it.
 
 from __future__ import annotations
 
-import hashlib
 import time
 
 from pydantic import BaseModel, ConfigDict
 
 from storekeeper.errors import CorruptObject, NotFound, PreconditionFailed, ValidationError
+from storekeeper.layout import put_plan_key
 from storekeeper.stores.base import ObjectStore
-
-PREFIX = "idempotency"
 
 
 class RequestIdReused(ValidationError):
@@ -42,15 +40,11 @@ class PutPlan(BaseModel):
     created_ms: int
 
 
-def plan_key(function_name: str, request_id: str) -> str:
-    return f"{PREFIX}/plans/{function_name}/{hashlib.sha256(request_id.encode()).hexdigest()}.json"
-
-
 def claim_plan(
     store: ObjectStore, function_name: str, request_id: str, body_sha256: str, *, expiry_seconds: int
 ) -> PutPlan:
     """The request's plan: ours if first, else the stored one (a different body raises RequestIdReused)."""
-    key = plan_key(function_name, request_id)
+    key = put_plan_key(function_name, request_id)
     mine = PutPlan(request_id=request_id, body_sha256=body_sha256, created_ms=int(time.time() * 1000))
     body = mine.model_dump_json().encode()
     for _ in range(3):

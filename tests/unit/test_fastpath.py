@@ -41,6 +41,8 @@ PIPELINE = [
     "delta/docs/1893456000000-abcd.delta",
     "reaper-state/continuation-main.json",
     "collection/docs/config.json",
+    "idempotency/plans/producer/0a1b.json",
+    "idempotency/cleanup/2c3d.json",
 ]
 
 keys_st = st.lists(
@@ -228,7 +230,7 @@ def test_past_the_listing_bound_both_paths_agree_and_the_fast_path_plans(
 @given(
     st.one_of(
         st.lists(
-            st.sampled_from([*SEGMENTS, "snapshot", "delta", "reaper-state", "latest"]),
+            st.sampled_from([*SEGMENTS, "snapshot", "delta", "reaper-state", "idempotency", "latest"]),
             min_size=1,
             max_size=4,
         ).map("/".join),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from storekeeper.cleanup import execute_task
-from storekeeper.layout import continuation_key, pointer_key
+from storekeeper.layout import continuation_key, idempotency_record_key, pointer_key, put_plan_key
 from storekeeper.models.cleanup import CleanupAction, CleanupTask, TaskGuard
 from storekeeper.policies import parse_policies
 from storekeeper.policies.planner import Planner
@@ -39,6 +39,7 @@ APPLIED, PENDING, YOUNG = delta_id(1), delta_id(2), delta_id(3)
 LIVE_ARCHIVE, NEW_ARCHIVE = f"snapshot/docs/{V2}/chroma.tar.gz", f"snapshot/docs/{V3}/chroma.tar.gz"
 IS_LIVE = f"snapshot {V2} is the live snapshot of 'docs' (the pointer's target)"
 IS_NEWER = f"snapshot {V3} is newer than the live {V2} (it may be mid-publish)"
+YOUNG_PLAN, OLD_RECORD = put_plan_key("producer", "req-1"), idempotency_record_key("cleanup", "cleanup#t-9")
 
 POLICIES = (
     """\
@@ -78,6 +79,8 @@ CASES: list[tuple[str, str, str | None]] = [
         f"{continuation_key('apply-0123abcd')} is reaper state (a pass's continuation)",
     ),
     ("key", f"delta/docs/{APPLIED}.delta", None),
+    ("key", YOUNG_PLAN, f"{YOUNG_PLAN} is idempotency state younger than 15 days (retries read it)"),
+    ("key", OLD_RECORD, None),
     (
         "version",
         f"snapshot/docs/{V2}/",
@@ -102,6 +105,8 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
     put_aged(s, "labelled/x.bin", 10, 2 * D, metadata={"storekeeper-protect": "true"})
     put_aged(s, "tmp/old.bin", 10, 2 * D)
     put_aged(s, continuation_key("apply-0123abcd"), 10, 2 * D)
+    put_aged(s, YOUNG_PLAN, 10, 2 * D)
+    put_aged(s, OLD_RECORD, 10, 16 * D)
     return s
 
 
@@ -173,7 +178,7 @@ def test_the_table_covers_every_rule() -> None:
     """Live pointer, live and mid-publish versions, unapplied delta, protect list, label, grace, may go."""
     reasons = " | ".join(r or "" for _, _, r in CASES)
     rules = ("live pointer", "live snapshot", "mid-publish", "not applied", "protect list", "label ", "grace")
-    rules += ("reaper state",)
+    rules += ("reaper state", "idempotency state")
     for rule in rules:
         assert rule in reasons
     assert any(r is None for _, _, r in CASES)

@@ -603,21 +603,26 @@ def test_incoming_expiry_outlasts_the_incoming_dlq(tpl: dict[str, Any]) -> None:
         assert r["ExpirationInDays"] > dlq_days, r["Id"]
 
 
+def test_idempotency_state_expires_when_protection_lets_it_go(tpl: dict[str, Any]) -> None:
+    """Idempotency records and put plans are protected for IDEMPOTENCY_WINDOW and expire right after:
+    never before a retry may read them (the cleanup's 14 days, the producer's 24 h), never kept forever."""
+    from storekeeper import layout, producer
+    from storekeeper.cleanup import runner
+    from storekeeper.protection import IDEMPOTENCY_WINDOW
+
+    rules = props(tpl, "StoreBucket")["LifecycleConfiguration"]["Rules"]
+    (rule,) = [r for r in rules if _rule_prefixes(r) == [layout.IDEMPOTENCY_PREFIX]]
+    assert rule["ExpirationInDays"] == IDEMPOTENCY_WINDOW.days
+    longest = max(producer.IDEMPOTENCY_EXPIRY_SECONDS, runner.IDEMPOTENCY_TTL_SECONDS)
+    assert IDEMPOTENCY_WINDOW.total_seconds() > longest
+
+
 def test_object_grants_follow_the_layout(tpl: dict[str, Any]) -> None:
     """Every object prefix a role names is one of storekeeper.layout's (docs/design-notes.md, "Object
     layout"), so a layout change that the template does not follow fails here, not in AWS."""
-    from storekeeper import layout, put_plan
+    from storekeeper import layout
 
-    prefixes = {
-        f"{put_plan.PREFIX}/plans/",
-        layout.DELTA_PREFIX,
-        layout.REJECTED_PREFIX,
-        layout.SNAPSHOT_PREFIX,
-        layout.COLLECTION_PREFIX,
-        layout.REPORT_PREFIX,
-        layout.INCOMING_PREFIX,
-        layout.REAPER_STATE_PREFIX,
-    }
+    prefixes = layout.PREFIXES
     for name in FUNCTIONS:
         for st in statements(props(tpl, name)):
             for res in as_list(st["Resource"]):
