@@ -36,8 +36,8 @@ def describe_error(exc: pydantic.ValidationError) -> tuple[str, str]:
 def record_failure(record: Any, exc: BaseException | None) -> dict[str, Any]:
     """The ERROR line's fields for a failed record. `record` is the parsed model, or Powertools'
     SQSRecord when the body did not parse."""
-    message_id = getattr(record, "messageId", None) or getattr(record, "message_id", None)
-    body = getattr(record, "body", None)
+    message_id = _attr(record, "messageId") or _attr(record, "message_id")
+    body = _attr(record, "body")
     about = {k: getattr(body, k) for k in ("collection", "delta_key", "task_id") if hasattr(body, k)}
     if isinstance(exc, pydantic.ValidationError):
         where, reason = describe_error(exc)
@@ -48,13 +48,48 @@ def record_failure(record: Any, exc: BaseException | None) -> dict[str, Any]:
     return {"message_id": message_id, "field": where, "reason": reason, **about}
 
 
+def _attr(record: Any, name: str) -> Any:
+    """`record.name`, or None: Powertools' SQSRecord raises KeyError for a field the record lacks."""
+    try:
+        return getattr(record, name, None)
+    except KeyError:
+        return None
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def event_records(event: Any, id_field: str | None = None) -> list[dict[str, Any]]:
+    """The event's `Records`: absent or empty is no records; anything but a list of objects (each
+    with a non-empty string `id_field`, by which a failed record is reported) is a ValidationError
+    naming the field, never a traceback or an empty batch that silently succeeds. Such a record
+    cannot fail alone (there is nothing to report it by), so the whole event is refused."""
+    if not isinstance(event, dict) or "Records" not in event:
+        return []
+    records = event["Records"]
+    if not isinstance(records, list):
+        raise ValidationError("Records", f"must be a list of records, not {_kind(records)}")
+    for i, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise ValidationError(f"Records[{i}]", f"must be a record object, not {_kind(record)}")
+        if id_field is not None:
+            rid = record.get(id_field)
+            if not isinstance(rid, str) or not rid:
+                raise ValidationError(
+                    f"Records[{i}].{id_field}", f"must be a non-empty string, not {_kind(rid)}"
+                )
+    return records
+
+
 def partial_response(
     event: Any, record_handler: Callable[..., Any], processor: BatchProcessor, context: Any
 ) -> PartialItemFailureResponse:
     """Powertools' `process_partial_response`, except that an event with no records (no `Records`
     key, an empty list, not a dict) is an empty batch with nothing failed, as the handlers have
-    always answered, where Powertools 3.x raises UnexpectedBatchTypeError."""
-    if not isinstance(event, dict) or not event.get("Records"):
+    always answered, where Powertools 3.x raises UnexpectedBatchTypeError; a `Records` that is
+    not a list of SQS records is a ValidationError naming it (`event_records`)."""
+    if not event_records(event, "messageId"):
         return {"batchItemFailures": []}
     # imported here: the handlers have loaded Powertools' batch package already; the CLI need not
     from aws_lambda_powertools.utilities.batch import process_partial_response

@@ -535,8 +535,11 @@ def s3_objects(event: dict[str, Any]) -> list[IncomingObject]:
     from aws_lambda_powertools.utilities.parser import parse
     from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel, S3Model
 
+    from storekeeper.batch import event_records
+
     try:
         if "Records" in event:
+            event_records(event)  # a Records that is not a list of objects: named, not Powertools' words
             s3 = parse(event=event, model=S3Model)
             out = []
             for i, r in enumerate(s3.Records):
