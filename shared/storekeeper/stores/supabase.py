@@ -73,6 +73,7 @@ from storekeeper.stores.supabase_cas import (
     db_url_from_env,
     new_token,
     norm_etag,
+    setting_from_env,
 )
 
 RESERVED_PREFIX = ".storekeeper/"
@@ -85,24 +86,8 @@ CLAIM_ATTEMPTS = 4
 
 
 def service_key_from_env() -> str:
-    """SUPABASE_SERVICE_KEY, else the Secrets Manager secret SUPABASE_SERVICE_KEY_SECRET_ARN names.
-
-    Deployed functions get only the ARN (the key never sits in the template or the
-    console); Powertools' parameters utility caches the secret across warm invocations.
-    """
-    key = os.environ.get(SUPABASE_SERVICE_KEY, "").strip()
-    arn = os.environ.get(SUPABASE_SERVICE_KEY_SECRET_ARN, "").strip()
-    if key or not arn:
-        return key
-    from aws_lambda_powertools.utilities import parameters
-
-    try:
-        secret = parameters.get_secret(arn, max_age=300)
-    except parameters.exceptions.GetParameterError as exc:
-        raise BackendError(
-            "supabase://", None, f"cannot read {SUPABASE_SERVICE_KEY_SECRET_ARN} {arn}: {exc}"
-        ) from exc
-    return str(secret).strip()
+    """SUPABASE_SERVICE_KEY, else the Secrets Manager secret SUPABASE_SERVICE_KEY_SECRET_ARN names."""
+    return setting_from_env(SUPABASE_SERVICE_KEY, SUPABASE_SERVICE_KEY_SECRET_ARN)
 
 
 def supabase_client_from_env() -> Any:

@@ -45,21 +45,26 @@ def norm_etag(etag: str | None) -> str:
     return value.strip('"')
 
 
-def db_url_from_env() -> str:
-    """SUPABASE_DB_URL, else the secret SUPABASE_DB_URL_SECRET_ARN names ("" when neither is set)."""
-    url = os.environ.get(SUPABASE_DB_URL, "").strip()
-    arn = os.environ.get(SUPABASE_DB_URL_SECRET_ARN, "").strip()
-    if url or not arn:
-        return url
+def setting_from_env(name: str, secret_arn_name: str) -> str:
+    """Variable `name`, else the Secrets Manager secret whose ARN `secret_arn_name` holds ("" when
+    neither is set). Deployed functions get only the ARN (the secret never sits in the template or
+    the console); Powertools' parameters utility caches it across warm invocations."""
+    value = os.environ.get(name, "").strip()
+    arn = os.environ.get(secret_arn_name, "").strip()
+    if value or not arn:
+        return value
     from aws_lambda_powertools.utilities import parameters
 
     try:
         secret = parameters.get_secret(arn, max_age=300)
     except parameters.exceptions.GetParameterError as exc:
-        raise BackendError(
-            "supabase://", None, f"cannot read {SUPABASE_DB_URL_SECRET_ARN} {arn}: {exc}"
-        ) from exc
+        raise BackendError("supabase://", None, f"cannot read {secret_arn_name} {arn}: {exc}") from exc
     return str(secret).strip()
+
+
+def db_url_from_env() -> str:
+    """SUPABASE_DB_URL, else the secret SUPABASE_DB_URL_SECRET_ARN names ("" when neither is set)."""
+    return setting_from_env(SUPABASE_DB_URL, SUPABASE_DB_URL_SECRET_ARN)
 
 
 def migration_sql() -> list[tuple[str, str]]:
