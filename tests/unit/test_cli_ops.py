@@ -70,12 +70,13 @@ def test_policies_validate_the_example_and_name_the_line_of_a_problem(tmp_path: 
     ok = json.loads(cli("policies", "validate", str(REPO / "examples/policies.yaml"), "--json").stdout)
     assert ok["valid"] is True
     assert "snapshot-retention" in ok["policies"]
-    bad = tmp_path / "bad.yaml"
+    bad = tmp_path / ("x" * 80) / "bad.yaml"  # a path longer than the terminal is never broken
+    bad.parent.mkdir()
     bad.write_text(
         "policies:\n  - name: x\n    resource: object\n    store: main\n    filters: [{type: older-than}]\n"
     )
     res = cli("policies", "validate", str(bad), code=1)
-    assert "bad.yaml:5" in res.output
+    assert f"{bad}:5: " in res.output
     assert "policy 'x'" in res.output
     missing = cli("policies", "validate", str(tmp_path / "nope.yaml"), "--json", code=1)
     assert json.loads(missing.stdout)["valid"] is False

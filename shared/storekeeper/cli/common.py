@@ -22,6 +22,8 @@ StoreOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document instead of tables.")]
 
+#: tables fit the terminal; one-line messages that name a path or URL print with soft_wrap=True (never
+#: broken inside the path at the terminal's width: they stay copyable and greppable whatever its length)
 console = Console(stderr=True)
 T = TypeVar("T")
 
@@ -45,7 +47,7 @@ def open_cli_store(url: str | None, *, writes: bool) -> ObjectStore:
     existed = path.exists()
     opened = open_store(target)
     if not existed:
-        console.print(f"created local store {escape(str(path))}", highlight=False)
+        console.print(f"created local store {escape(str(path))}", highlight=False, soft_wrap=True)
     return opened
 
 
@@ -62,7 +64,7 @@ def friendly_errors(as_json: bool) -> Iterator[None]:
         if as_json:
             emit_json({"error": type(exc).__name__, "message": str(exc)})
         else:
-            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from exc
 
 

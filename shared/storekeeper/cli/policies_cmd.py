@@ -60,13 +60,13 @@ def register(app: typer.Typer) -> None:
                 emit_json({"valid": False, "file": str(file), "problems": exc.problems})
             else:
                 for p in exc.problems:
-                    console.print(p, highlight=False, markup=False)
+                    console.print(p, highlight=False, markup=False, soft_wrap=True)  # file:line: whole
             raise typer.Exit(1) from None
         except ValidationError as exc:
             if as_json:
                 emit_json({"valid": False, "file": str(file), "problems": [str(exc)]})
             else:
-                console.print(f"[bold red]error:[/] {exc}", highlight=False)
+                console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         spec = loaded.spec
         enabled = [p.name for p in spec.policies if p.enabled]
