@@ -97,9 +97,14 @@ def check_version(version: object) -> str:
     return version
 
 
+def version_sequence(version: str) -> int:
+    """The version's publish sequence: its parent's + 1, so one per step of the pointer's chain."""
+    return int(check_version(version).split("-", 1)[0])
+
+
 def new_version(parent: str | None) -> str:
     """Parent's sequence + 1 and a random suffix: sorts in publish order, unique under races."""
-    seq = int(parent.split("-", 1)[0]) + 1 if parent else 1
+    seq = version_sequence(parent) + 1 if parent else 1
     return f"{seq:012d}-" + "".join(secrets.choice(_SUFFIX) for _ in range(8))
 
 

@@ -12,8 +12,9 @@ Protected:
   younger than IDEMPOTENCY_WINDOW, or of unknown age: a retried put or a redelivered
   cleanup task reads it, and without it would write or delete twice;
 * every collection's live pointer `snapshot/<c>/latest/pointer.txt` and
-  everything under the version prefix it names, and every version newer than
-  it (or any version while there is no pointer): it may be mid-publish;
+  everything under the version prefix it names, and every version of a later
+  sequence (or any version while there is no pointer): it may be mid-publish
+  (a version of the live one's own sequence lost its pointer race: never published);
   a version that became live, or a pointer that vanished or went back, since
   planning (the task's guard says what the planner saw);
 * deltas that the live manifest has not applied (not in `deltas`/`applied`);
@@ -48,12 +49,14 @@ from storekeeper.layout import (
     IDEMPOTENCY_PREFIX,
     REAPER_STATE_PREFIX,
     SNAPSHOT_PREFIX,
+    VERSION_RE,
     is_idempotency_state,
     is_reaper_state,
     match_delta_key,
     match_pointer_key,
     match_snapshot_entry,
     version_of_prefix,
+    version_sequence,
 )
 from storekeeper.stores.base import ObjectStore
 
@@ -174,11 +177,23 @@ def version_reason(live: LiveState, version: str, planned: str | None = None) ->
         if planned and planned != version:
             return f"snapshot {version} became live after planning (live was {planned})"
         return f"snapshot {version} is the live snapshot of {c!r} (the pointer's target)"
-    if version > current:  # versions sort in publish order: a newer one may be mid-publish
+    if version > current and not lost_race(version, current):
+        # versions sort in publish order: a newer one may be mid-publish
         return f"snapshot {version} is newer than the live {current} (it may be mid-publish)"
     if planned and current < planned:
         return f"the live version of {c!r} went back from {planned} to {current} since planning"
     return None
+
+
+def lost_race(version: str, live: str) -> bool:
+    """A version of the live one's own sequence, not the live one: built on the same parent, its
+    conditional pointer write lost (the pointer's etag moved on for good), so it is never published."""
+    return (
+        version != live
+        and bool(VERSION_RE.fullmatch(version))
+        and bool(VERSION_RE.fullmatch(live))
+        and version_sequence(version) == version_sequence(live)
+    )
 
 
 def delta_reason(live: LiveState, delta_id: str) -> str | None:

@@ -13,12 +13,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from storekeeper.layout import match_version_key, snapshot_prefix
 from storekeeper.models.cleanup import CleanupAction, CleanupTask, TaskGuard
 from storekeeper.protection import ProtectionConfig
 from storekeeper.snapshots import read_pointer
 from storekeeper.stores.base import ObjectStore
+
+if TYPE_CHECKING:
+    from storekeeper.cleanup.base import TaskOutcome
 
 POLICY = "compactor-retention"
 
@@ -62,8 +66,6 @@ def retire(
 ) -> Retired:
     """Remove superseded versions of `collection` beyond the newest `keep`, each only if the
     protection function lets it go when it is deleted."""
-    from storekeeper.cleanup.executor import execute_task
-
     now = now or datetime.now(UTC)
     if protection is None:
         from storekeeper.policies.protect import default_protection_config
@@ -72,20 +74,16 @@ def retire(
     out = Retired()
     live, candidates = superseded(store, collection, keep)
     for version, _created in candidates:
-        task = CleanupTask(
+        outcome = remove_version(
+            store,
+            collection,
+            version,
             task_id=f"retire-{collection}-{version}",
-            action=CleanupAction.delete_snapshot_version,
-            backend=store.scheme,
-            bucket=store.bucket,
-            collection=collection,
-            version=version,
+            live=live,
             policy=POLICY,
             reason=f"superseded: older than live {live} and beyond the newest {keep}",
-            planned_at=now,
-            guard=TaskGuard(live_version=live),
-        )
-        outcome = execute_task(
-            task, resolve_store=lambda _b, _n: store, now=now, dry_run=False, protection=protection
+            protection=protection,
+            now=now,
         )
         out.bytes_freed += outcome.bytes_freed  # a version kept half-deleted freed its deleted part
         if outcome.errors:
@@ -95,3 +93,36 @@ def retire(
         else:
             out.removed.append(version)
     return out
+
+
+def remove_version(
+    store: ObjectStore,
+    collection: str,
+    version: str,
+    *,
+    task_id: str,
+    live: str | None,
+    policy: str,
+    reason: str,
+    protection: ProtectionConfig,
+    now: datetime,
+) -> TaskOutcome:
+    """One version through the cleanup executor's `delete_snapshot_version`: the protection
+    function is asked again right before deleting (`live`: what the caller saw), manifest last."""
+    from storekeeper.cleanup.executor import execute_task
+
+    task = CleanupTask(
+        task_id=task_id,
+        action=CleanupAction.delete_snapshot_version,
+        backend=store.scheme,
+        bucket=store.bucket,
+        collection=collection,
+        version=version,
+        policy=policy,
+        reason=reason,
+        planned_at=now,
+        guard=TaskGuard(live_version=live),
+    )
+    return execute_task(
+        task, resolve_store=lambda _b, _n: store, now=now, dry_run=False, protection=protection
+    )

@@ -96,14 +96,34 @@ def test_rollback_refuses_a_gone_or_corrupt_version(store: ObjectStore, tmp_path
     assert read_pointer(store, "docs") == before  # nothing was published
 
 
-def test_a_lost_race_publishes_nothing(store: ObjectStore, tmp_path: Path) -> None:
-    (v1, _, _), _ = build(store, tmp_path)
+def test_a_lost_race_publishes_nothing_and_leaves_nothing(store: ObjectStore, tmp_path: Path) -> None:
+    (v1, v2, v3), _ = build(store, tmp_path)
     p = rollback.plan(store, "docs", v1, tmp_path)
     produce(store, delta("docs", {"z": vec(9, DIM)}))
     won = compact(store, "docs", cache=SnapshotCache(tmp_path / "c2"))
-    with pytest.raises(PreconditionFailed):
+    with pytest.raises(PreconditionFailed, match="was removed"):
         rollback.apply(store, p)
     assert read_pointer(store, "docs")[0] == won.version
+    assert [r.version for r in rollback.versions(store, "docs")[1]] == [won.version, v3, v2, v1]  # none left
+
+
+def test_a_pointer_write_that_landed_but_answered_412_is_a_win(
+    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retried conditional PUT whose first try landed answers 412: the rollback re-reads the
+    pointer, finds its own version and returns it, never removing the live version."""
+    (v1, _, _), _ = build(store, tmp_path)
+    p = rollback.plan(store, "docs", v1, tmp_path)
+    real = rollback.publish
+
+    def lands_then_412(s: ObjectStore, c: str, version: str, etag: str | None) -> str:
+        real(s, c, version, etag)
+        raise PreconditionFailed(s.url, "pointer", "412 on the retry of a write that landed")
+
+    monkeypatch.setattr(rollback, "publish", lands_then_412)
+    m = rollback.apply(store, p)
+    assert read_pointer(store, "docs")[0] == m.version
+    assert load_manifest(store, "docs", m.version).sha256 == p.target.sha256
 
 
 def test_rollback_recovers_a_pointer_whose_target_is_missing(store: ObjectStore, tmp_path: Path) -> None:
@@ -164,7 +184,7 @@ def test_two_rollbacks_racing_publish_exactly_one(store: ObjectStore, tmp_path: 
     pointer write wins, the other gets PreconditionFailed; the pointer names the winner's version."""
     import threading
 
-    (v1, v2, _), _ = build(store, tmp_path)
+    (v1, v2, v3), _ = build(store, tmp_path)
     plans = [rollback.plan(store, "docs", v, tmp_path / f"p{i}") for i, v in enumerate((v1, v2))]
     barrier = threading.Barrier(2)
     outcomes: dict[int, object] = {}
@@ -186,3 +206,6 @@ def test_two_rollbacks_racing_publish_exactly_one(store: ObjectStore, tmp_path: 
     assert len(won) == 1
     assert len(lost) == 1
     assert read_pointer(store, "docs")[0] == won[0]
+    # the loser removed the version it wrote (same sequence as the winner's: it can never be published)
+    assert "was removed" in str(lost[0])
+    assert [r.version for r in rollback.versions(store, "docs")[1]] == [won[0], v3, v2, v1]

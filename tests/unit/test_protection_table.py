@@ -39,6 +39,7 @@ APPLIED, PENDING, YOUNG = delta_id(1), delta_id(2), delta_id(3)
 LIVE_ARCHIVE, NEW_ARCHIVE = f"snapshot/docs/{V2}/chroma.tar.gz", f"snapshot/docs/{V3}/chroma.tar.gz"
 IS_LIVE = f"snapshot {V2} is the live snapshot of 'docs' (the pointer's target)"
 IS_NEWER = f"snapshot {V3} is newer than the live {V2} (it may be mid-publish)"
+SIBLING = V2[:13] + "zzzzzzzz"  # the live sequence, sorts after the live one: a rollback's lost race
 YOUNG_PLAN, OLD_RECORD = put_plan_key("producer", "req-1"), idempotency_record_key("cleanup", "cleanup#t-9")
 
 POLICIES = (
@@ -88,6 +89,7 @@ CASES: list[tuple[str, str, str | None]] = [
     ),
     ("version", f"snapshot/docs/{V3}/", f"snapshot {V3} is newer than the live {V2} (it may be mid-publish)"),
     ("version", f"snapshot/docs/{V1}/", f"matches protect list entry 'snapshot/docs/{V1}/'"),
+    ("version", f"snapshot/docs/{SIBLING}/", None),
 ]
 
 
@@ -105,6 +107,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> LocalStore:
     put_aged(s, "labelled/x.bin", 10, 2 * D, metadata={"storekeeper-protect": "true"})
     put_aged(s, "tmp/old.bin", 10, 2 * D)
     put_aged(s, continuation_key("apply-0123abcd"), 10, 2 * D)
+    put_aged(s, f"snapshot/docs/{SIBLING}/chroma.tar.gz", 10, 3 * D)  # lost its race: never a manifest
     put_aged(s, YOUNG_PLAN, 10, 2 * D)
     put_aged(s, OLD_RECORD, 10, 16 * D)
     return s
