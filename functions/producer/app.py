@@ -23,7 +23,6 @@ from storekeeper.netconfig import with_deadline
 from storekeeper.producer import (
     FUNCTION_NAME,
     RequestIdReused,
-    RequestInProgress,
     S3RecordsFailed,
     handle_s3_event,
     parse_put_request,
@@ -132,7 +131,5 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return _rejected(exc, 409)
     except ValidationError as exc:
         return _rejected(exc)
-    except RequestInProgress as exc:
-        return {"statusCode": 409, "error": "RequestInProgress", "field": "request_id", "reason": str(exc)}
     _count(result)
     return {"statusCode": 200, **result}

@@ -81,10 +81,6 @@ IDEMPOTENCY_EXPIRY_SECONDS = 24 * 3600
 FUNCTION_NAME = "producer"
 
 
-class RequestInProgress(StorekeeperError):
-    """The same request_id is being processed right now; retry later."""
-
-
 class S3RecordsFailed(StorekeeperError):
     """Some records of an S3 event failed; raised after all records were processed."""
 

@@ -362,6 +362,24 @@ def test_handler_direct_invoke_and_bad_request(
     assert len(LocalQueue(tmp_path / "q")) == 1
 
 
+def test_handler_answers_a_request_left_in_progress_by_running_it(
+    store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A killed run's record stays "in progress": the handler's retry completes from the plan (200 with
+    the same delta), never a 409 "in progress" (put reruns it; nothing in the package refuses it)."""
+    monkeypatch.delenv("IDEMPOTENCY_TABLE", raising=False)
+    first = _invoke(request(request_id="killed"), store, tmp_path)
+    assert first.response["statusCode"] == 200, first.to_json()
+    [rec] = list(store.list("idempotency/producer/"))
+    data = json.loads(store.get(rec.key).body)
+    data.update(status="INPROGRESS", response_data="", in_progress_expiry_timestamp=10**15)
+    store.put(rec.key, json.dumps(data).encode())
+    retry = _invoke(request(request_id="killed"), store, tmp_path)
+    assert retry.response["statusCode"] == 200, retry.to_json()
+    assert retry.response["deltas"] == first.response["deltas"]
+    assert len(list_pending(store, "docs")) == 1
+
+
 def _s3_event(*objects: tuple[str, str], etags: dict[str, str] | None = None) -> dict[str, Any]:
     return object_created(*((b, k, (etags or {}).get(k, "e1"), None) for b, k in objects))
 
