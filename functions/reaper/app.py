@@ -9,17 +9,19 @@ may force a dry run, never a real one. Must not import chromadb.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.parser import event_parser
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from storekeeper import config, gauges, reaper, snapstart
 from storekeeper.models.schedule import ReaperOverrides, ReaperTrigger
 from storekeeper.netconfig import with_deadline
 from storekeeper.tracing import make_tracer
+
+if TYPE_CHECKING:  # its runtime-checkable protocols cost the cold start ~6 M instructions (~3 ms)
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger()
 metrics = Metrics()

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -262,6 +263,12 @@ NEVER_LOADED = {
         "storekeeper.queues",  # only a run that sends tasks
         "storekeeper.stores.vectors",  # only a policy file naming a vector store
         "storekeeper.overflow",  # only a create-overflow policy
+        "aws_lambda_powertools.utilities.typing",  # LambdaContext is a type hint only (its protocols: ~6 M)
+        # filters the default policies do not name: imported when a policy file names them
+        "storekeeper.policies.filters.names",
+        "storekeeper.policies.filters.labels",
+        "storekeeper.policies.filters.sizes",
+        "storekeeper.policies.filters.quotas",
     ],
     # the Kafka model: Powertools' batch/types.py builds parser models when pydantic came first
     "cleanup": [
@@ -419,3 +426,62 @@ def test_cleanup_import_builds_the_task_model_before_the_record_model_that_embed
         "print(CleanupTask.__pydantic_complete__, CleanupTaskRecord.__pydantic_complete__)\n"
     )
     assert _fresh_python(code) == ["True", "True"]
+
+
+def test_reaper_resource_records_are_plain_slotted_classes() -> None:
+    """A slotted dataclass costs ~3 M instructions to create (its class is made twice, each generated
+    method compiled on its own); the seven resource records cost the reaper's import ~20 M as
+    dataclasses. Written out, they keep a dataclass's constructor, equality and repr."""
+    import dataclasses
+
+    from storekeeper.policies import resources as res
+
+    records = [v for v in vars(res).values() if isinstance(v, type) and issubclass(v, res.Resource)]
+    assert len(records) == 8
+    assert [r.__name__ for r in records if dataclasses.is_dataclass(r)] == []
+    when = datetime(2024, 1, 1, tzinfo=UTC)
+    one = res.Delta("main", "b", "delta/c/1.delta", 3, when, "e", collection="c", delta_id="1", applied=True)
+    assert one == res.Delta(
+        "main", "b", "delta/c/1.delta", 3, when, "e", collection="c", delta_id="1", applied=True
+    )
+    assert one != res.Delta(
+        "main", "b", "delta/c/1.delta", 3, when, "e", collection="c", delta_id="2", applied=True
+    )
+    assert one != res.StoredObject("main", "b", "delta/c/1.delta", 3, when, "e")
+    assert repr(res.Upload("m", "b", "k?uploadId=u", key="k", upload_id="u")) == (
+        "Upload(store='m', bucket='b', name='k?uploadId=u', size=0, created=None, etag=None, labels=None, "
+        "key='k', upload_id='u')"
+    )
+    assert one.ident == "delta:main:b:delta/c/1.delta"
+    one.labels = {"keep": "1"}  # labels are fetched after listing
+    assert one.labels == {"keep": "1"}
+    with pytest.raises(AttributeError):
+        one.other = 1  # type: ignore[attr-defined]
+    with pytest.raises(TypeError):
+        hash(one)
+
+
+def test_reaper_first_run_creates_only_the_filter_classes_its_policies_name(tmp_path: Path) -> None:
+    """A pydantic class costs ~2 M instructions to create: the default policies' first run creates
+    the four filters they name (the registry imports a filter's module on the name's first use)."""
+    code = (
+        "import os\n"
+        f"os.environ['STOREKEEPER_HOME'] = {str(tmp_path / 'home')!r}\n"
+        "from storekeeper import reaper\n"
+        "from storekeeper.policies.filters import Filter\n"
+        "report = reaper.run(apply=False)\n"
+        "def subclasses(c):\n"
+        "    for s in c.__subclasses__():\n"
+        "        yield s\n"
+        "        yield from subclasses(s)\n"
+        "print(report.errors == [], *sorted(c.__name__ for c in subclasses(Filter)))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STOREKEEPER_", "REAPER_"))}
+    assert _fresh_python(code, env) == [
+        "True",
+        "Applied",
+        "KeepNewest",
+        "OlderThan",
+        "SetFilter",
+        "Unpublished",
+    ]

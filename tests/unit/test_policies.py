@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,6 +14,7 @@ import pytest
 
 from storekeeper.policies import PolicyFileError, load_policies, parse_policies
 from storekeeper.policies.filters import REGISTRY, KeepNewest, OlderThan, register
+from storekeeper.policies.registry import Registry
 from storekeeper.policies.resources import ResourceKind
 from storekeeper.policies.units import parse_duration, parse_ratio, parse_size
 
@@ -249,7 +253,57 @@ def test_every_filter_is_registered_with_its_name() -> None:
         register("older-than")(OlderThan)
 
 
+def test_a_filter_module_is_imported_when_its_name_is_first_asked_for() -> None:
+    """The registry knows each filter's module: a policy file naming one filter creates its class
+    (and its module's), no other; the names and every class are still all there."""
+    code = (
+        "import sys\n"
+        "from storekeeper.policies.filters import MODULES, REGISTRY\n"
+        "from storekeeper.policies.model import PolicyFile\n"
+        "pkg = 'storekeeper.policies.filters.'\n"
+        "loaded = lambda: sorted(m.removeprefix(pkg) for m in sys.modules if m.startswith(pkg))\n"
+        "print(len(REGISTRY), len(REGISTRY.names()), 'label' in REGISTRY, 'nope' in REGISTRY,\n"
+        "      loaded() or '-')\n"
+        "f = PolicyFile.model_validate({'policies': [{'name': 'p', 'resource': 'object', 'store': 'main',\n"
+        "    'filters': [{'type': 'label', 'key': 'k'}]}]}).policies[0].filters[0]\n"
+        "print(type(f).__name__, type(f).__module__, *loaded())\n"
+        "print(len(dict(REGISTRY.items())), *loaded())\n"
+        "from storekeeper.policies.filters import OlderThan\n"
+        "print(OlderThan is REGISTRY['older-than'], OlderThan.type_name)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "shared")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.splitlines() == [
+        "13 13 True False -",
+        "Label storekeeper.policies.filters.labels labels",  # ttl lives there too: both label filters
+        "13 age applied labels names quotas sizes versions",
+        "True older-than",
+    ]
+
+
+def test_a_registered_module_that_does_not_register_its_name_is_a_clear_error() -> None:
+    reg: Registry[type] = Registry("thing", modules={"x": "json"})
+    assert "x" in reg
+    assert reg.names() == ["x"]
+    with pytest.raises(LookupError, match="json does not register thing 'x'"):
+        reg.get("x")
+    with pytest.raises(KeyError, match="unknown thing 'y': use one of x"):
+        reg["y"]
+
+
+def test_columnar_evaluation_is_for_the_registered_class_alone() -> None:
+    from storekeeper.policies.fastpath import columnar
+
+    class Sub(OlderThan):  # a subclass keeps the name but may read anything: the general path plans it
+        pass
+
+    assert columnar(OlderThan.model_validate({"age": "1h"})) is not None
+    assert columnar(Sub.model_validate({"age": "1h"})) is None
+    assert columnar(KeepNewest.model_validate({})) is None
+
+
 def test_a_filter_type_must_be_its_registered_name() -> None:
-    assert OlderThan(age="1h").type == "older-than"  # type: ignore[arg-type]
+    assert OlderThan(age="1h").type == "older-than"  # type: ignore[call-arg]
     with pytest.raises(pydantic.ValidationError, match="registered name"):
         OlderThan.model_validate({"type": "ttl", "age": "1h"})

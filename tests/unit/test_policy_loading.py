@@ -12,7 +12,9 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from storekeeper.policies.filters import MODULES, REGISTRY
 from storekeeper.policies.model import LoadedPolicies, PolicyFileError, parse_policies
+from storekeeper.policies.resources import ResourceKind
 
 POLICY = """\
 stores:
@@ -127,6 +129,9 @@ scalars = st.one_of(
     ),
     st.text(max_size=8),
 )
+#: every field a registered filter has
+FILTER_FIELDS = ["value", "pattern", "age", "ttl_label", "expires_label", "key", "absent", "gt", "lt", "gte",
+                 "high", "low", "threshold", "target", "quota", "count"]  # fmt: skip
 documents = st.recursive(
     scalars,
     lambda inner: st.one_of(
@@ -136,7 +141,8 @@ documents = st.recursive(
 )
 
 
-def _assert_clear(text: str) -> None:
+def _assert_clear(text: str) -> LoadedPolicies | PolicyFileError:
+    """The file loaded, or its problems, each naming the file (and a line where one is known)."""
     out: LoadedPolicies | PolicyFileError
     try:
         out = parse_policies(text, "p.yaml")
@@ -147,6 +153,7 @@ def _assert_clear(text: str) -> None:
         assert all(p.startswith("p.yaml") for p in out.problems), out.problems
     else:
         assert isinstance(out, LoadedPolicies)
+    return out
 
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -172,3 +179,46 @@ def test_any_policy_entry_is_a_clear_error_or_a_loaded_file(policy: dict[str, An
 @given(text=st.text(alphabet=st.sampled_from(list("ab:&*-[]{}\n #!'\"|>%@`,?0123456789d")), max_size=120))
 def test_any_text_is_a_clear_error_or_a_loaded_file(text: str) -> None:
     _assert_clear(text)
+
+
+#: filter types a policy file may write: every registered name, near misses, names of the filters'
+#: modules and classes (the registry imports a module by name: only its own table's), any text
+filter_types = st.one_of(
+    st.sampled_from(sorted(MODULES)),
+    st.sampled_from(
+        ["age", "names", "labels", "OlderThan", "__init__", "registry", "older_than", "Older-Than"]
+    ),
+    st.text(max_size=12),
+)
+filter_entries = st.one_of(
+    st.fixed_dictionaries({"type": filter_types}, optional=dict.fromkeys(FILTER_FIELDS, documents)),
+    documents,
+)
+
+
+@FUZZ
+@given(
+    filters=st.lists(filter_entries, max_size=4), resource=st.sampled_from([k.value for k in ResourceKind])
+)
+def test_any_filter_list_is_a_clear_error_or_exactly_the_registered_filters(
+    filters: list[Any], resource: str
+) -> None:
+    """Filters are resolved by name, each module imported on first use: an unknown or malformed
+    filter is a clear error naming the filter and field, a known one is exactly its registered class."""
+    policy = {"name": "p", "resource": resource, "store": "main", "filters": filters}
+    if resource.startswith("vector"):
+        doc: dict[str, Any] = {"stores": {"main": {"kind": "vectors"}}, "policies": [policy]}
+    else:
+        doc = {"policies": [policy]}
+    out = _assert_clear(yaml.safe_dump(doc, allow_unicode=True))
+    if isinstance(out, PolicyFileError):
+        assert all(re.match(r"p\.yaml(:\d+)?: policy 'p': ", p) for p in out.problems), out.problems
+        first = filters[0] if filters else None  # the filters are validated in order, to the first bad one
+        if isinstance(first, dict) and "type" in first and str(first["type"]) not in MODULES:
+            assert any("filters[0]: unknown filter type" in p for p in out.problems), out.problems
+        return
+    got = out.spec.policies[0].filters
+    assert [f.type for f in got] == [f["type"] for f in filters]
+    for f in got:
+        assert type(f) is REGISTRY[f.type]
+        assert type(f).__module__ == f"storekeeper.policies.filters.{MODULES[f.type]}"

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, ClassVar
 
 from storekeeper.models.cleanup import CleanupAction, TaskGuard
-from storekeeper.policies.filters import Selection, UsageRatio
+from storekeeper.policies.filters import Selection
 from storekeeper.policies.kinds import AddTask, resource_type
 from storekeeper.policies.model import Policy
 from storekeeper.policies.registry import Registry
@@ -89,6 +89,8 @@ class CreateOverflow(PolicyAction):
         )
 
     def tasks(self, p: Planner, policy: Policy, planned: list[Row], add: AddTask) -> None:
+        from storekeeper.policies.filters.sizes import UsageRatio  # named by a create-overflow policy
+
         view = p.views[policy.store]
         spec = view.spec
         f = next((f for f in policy.item_filters if isinstance(f, UsageRatio)), None)

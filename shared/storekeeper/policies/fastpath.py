@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, TypeVar
 from storekeeper.errors import StorekeeperError
 from storekeeper.models.cleanup import CleanupAction, CleanupTask, TaskGuard
 from storekeeper.names import invalid_keys
-from storekeeper.policies.filters import Filter, NameGlob, NamePrefix, NameRegex, OlderThan, SizeFilter
+from storekeeper.policies.filters import REGISTRY
 from storekeeper.policies.kinds import MAX_KEYS_PER_TASK, resource_type
 from storekeeper.policies.model import Policy
 from storekeeper.policies.resources import ResourceKind, StoredObject
@@ -34,6 +34,10 @@ from storekeeper.policies.views import PolicyEnv
 from storekeeper.stores.listing import ObjectTable
 
 if TYPE_CHECKING:
+    from storekeeper.policies.filters import Filter
+    from storekeeper.policies.filters.age import OlderThan
+    from storekeeper.policies.filters.names import NameGlob, NamePrefix, NameRegex
+    from storekeeper.policies.filters.sizes import SizeFilter
     from storekeeper.policies.planner import Planner, PolicyPlan, Row
 
 #: tests switch it off to plan the same input through the general path
@@ -91,14 +95,21 @@ def _name_regex(f: NameRegex, t: ObjectTable, rows: Rows, now: datetime) -> list
     return _where(rows, t.keys, lambda k: search(k) is not None)
 
 
-#: filter class -> its evaluation over columns (exact classes: a subclass may read anything)
-COLUMNAR: dict[type[Filter], Callable[..., list[int]]] = {
-    OlderThan: _older_than,
-    SizeFilter: _size,
-    NamePrefix: _name_prefix,
-    NameGlob: _name_glob,
-    NameRegex: _name_regex,
+#: filter name -> its evaluation over columns; by name, so that planning imports only the filters
+#: a policy file names (policies.filters), of the registered class alone: a subclass may read anything
+COLUMNAR: dict[str, Callable[..., list[int]]] = {
+    "older-than": _older_than,
+    "size": _size,
+    "name-prefix": _name_prefix,
+    "name-glob": _name_glob,
+    "name-regex": _name_regex,
 }
+
+
+def columnar(f: Filter) -> Callable[..., list[int]] | None:
+    """`f`'s evaluation over columns, if `f` is exactly the registered class of a name that has one."""
+    found = COLUMNAR.get(f.type_name)
+    return found if found is not None and REGISTRY.get(f.type_name) is type(f) else None
 
 
 def expressible(policy: Policy) -> bool:
@@ -107,7 +118,7 @@ def expressible(policy: Policy) -> bool:
         policy.resource is ResourceKind.object
         and policy.action == "delete"
         and policy.set_filter is None
-        and all(type(f) in COLUMNAR for f in policy.item_filters)
+        and all(columnar(f) is not None for f in policy.item_filters)
     )
 
 
@@ -166,7 +177,9 @@ class _Columnar:
             return None
         rows: Rows = None
         for f in policy.item_filters:
-            rows = COLUMNAR[type(f)](f, t, rows, p.now)
+            evaluate = columnar(f)
+            assert evaluate is not None, "planned by columns, a filter that has none"
+            rows = evaluate(f, t, rows, p.now)
         matched = list(range(len(t))) if rows is None else rows
         candidates = self.unprotected(matched)
         chosen = self.label_checked(candidates)

@@ -9,7 +9,6 @@ kind is its own record type with typed fields (what a filter may ask about it);
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import ClassVar
@@ -25,16 +24,45 @@ class ResourceKind(StrEnum):
     upload = "upload"  # an incomplete multipart upload, named `<key>?uploadId=<id>`
 
 
-@dataclass(slots=True)
 class Resource:
+    """A listed resource. Plain slotted classes, not dataclasses: Python 3.11 compiles each generated
+    method of a dataclass on its own, and these seven cost the reaper's cold start ~20 M instructions
+    (~8 ms) as dataclasses, ~1 M written out (docs/performance.md, cold start)."""
+
+    __slots__ = ("store", "bucket", "name", "size", "created", "etag", "labels")  # noqa: RUF023 (repr order)
     kind: ClassVar[ResourceKind]
-    store: str  # the store's name in the policy file
-    bucket: str  # object-store bucket, or vector bucket
-    name: str  # key, bucket name, index name or version: what a person recognises
-    size: int = 0
-    created: datetime | None = None  # creation, or last-modified where that is all a backend says
-    etag: str | None = None
-    labels: dict[str, str] | None = None  # None: not fetched yet
+
+    def __init__(
+        self,
+        store: str,  # the store's name in the policy file
+        bucket: str,  # object-store bucket, or vector bucket
+        name: str,  # key, bucket name, index name or version: what a person recognises
+        size: int = 0,
+        created: datetime | None = None,  # creation, or last-modified where that is all a backend says
+        etag: str | None = None,
+        labels: dict[str, str] | None = None,  # None: not fetched yet
+    ) -> None:
+        self.store = store
+        self.bucket = bucket
+        self.name = name
+        self.size = size
+        self.created = created
+        self.etag = etag
+        self.labels = labels
+
+    def _values(self) -> list[tuple[str, object]]:
+        return [(n, getattr(self, n)) for c in reversed(type(self).__mro__[:-1]) for n in c.__slots__]  # type: ignore[attr-defined]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{n}={v!r}' for n, v in self._values())})"
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        assert isinstance(other, Resource)
+        return self._values() == other._values()
+
+    __hash__ = None  # type: ignore[assignment]  # mutable (labels are fetched later), as a dataclass
 
     @property
     def ident(self) -> str:
@@ -42,51 +70,114 @@ class Resource:
         return f"{self.kind}:{self.store}:{self.bucket}:{self.name}"  # a StrEnum formats as its value
 
 
-@dataclass(slots=True)
 class StoredObject(Resource):
+    __slots__ = ()
     kind: ClassVar[ResourceKind] = ResourceKind.object
 
 
-@dataclass(slots=True)
 class Delta(Resource):
+    __slots__ = ("collection", "delta_id", "applied", "live_version")  # noqa: RUF023 (repr order)
     kind: ClassVar[ResourceKind] = ResourceKind.delta
-    collection: str = ""
-    delta_id: str = ""
-    #: in the live manifest's `applied` ledger (merged, not yet removed)
-    applied: bool = False
-    live_version: str | None = None
+
+    def __init__(
+        self,
+        store: str,
+        bucket: str,
+        name: str,
+        size: int = 0,
+        created: datetime | None = None,
+        etag: str | None = None,
+        labels: dict[str, str] | None = None,
+        *,
+        collection: str = "",
+        delta_id: str = "",
+        applied: bool = False,  # in the live manifest's `applied` ledger (merged, not yet removed)
+        live_version: str | None = None,
+    ) -> None:
+        super().__init__(store, bucket, name, size, created, etag, labels)
+        self.collection = collection
+        self.delta_id = delta_id
+        self.applied = applied
+        self.live_version = live_version
 
 
-@dataclass(slots=True)
 class SnapshotVersion(Resource):
+    __slots__ = ("collection", "version", "keys", "published", "live_version", "live_error")  # noqa: RUF023 (repr order)
     kind: ClassVar[ResourceKind] = ResourceKind.snapshot_version
-    collection: str = ""
-    version: str = ""
-    keys: tuple[str, ...] = ()  # the objects the version consists of
-    #: reached from the pointer through manifest parents
-    published: bool = False
-    live_version: str | None = None
-    live_error: str | None = None
+
+    def __init__(
+        self,
+        store: str,
+        bucket: str,
+        name: str,
+        size: int = 0,
+        created: datetime | None = None,
+        etag: str | None = None,
+        labels: dict[str, str] | None = None,
+        *,
+        collection: str = "",
+        version: str = "",
+        keys: tuple[str, ...] = (),  # the objects the version consists of
+        published: bool = False,  # reached from the pointer through manifest parents
+        live_version: str | None = None,
+        live_error: str | None = None,
+    ) -> None:
+        super().__init__(store, bucket, name, size, created, etag, labels)
+        self.collection = collection
+        self.version = version
+        self.keys = keys
+        self.published = published
+        self.live_version = live_version
+        self.live_error = live_error
 
 
-@dataclass(slots=True)
 class Upload(Resource):
+    __slots__ = ("key", "upload_id")
     kind: ClassVar[ResourceKind] = ResourceKind.upload
-    key: str = ""
-    upload_id: str = ""
+
+    def __init__(
+        self,
+        store: str,
+        bucket: str,
+        name: str,
+        size: int = 0,
+        created: datetime | None = None,
+        etag: str | None = None,
+        labels: dict[str, str] | None = None,
+        *,
+        key: str = "",
+        upload_id: str = "",
+    ) -> None:
+        super().__init__(store, bucket, name, size, created, etag, labels)
+        self.key = key
+        self.upload_id = upload_id
 
 
-@dataclass(slots=True)
 class Bucket(Resource):
+    __slots__ = ()
     kind: ClassVar[ResourceKind] = ResourceKind.bucket
 
 
-@dataclass(slots=True)
 class VectorBucket(Resource):
+    __slots__ = ()
     kind: ClassVar[ResourceKind] = ResourceKind.vector_bucket
 
 
-@dataclass(slots=True)
 class VectorIndex(Resource):
+    __slots__ = ("index",)
     kind: ClassVar[ResourceKind] = ResourceKind.vector_index
-    index: str = ""
+
+    def __init__(
+        self,
+        store: str,
+        bucket: str,
+        name: str,
+        size: int = 0,
+        created: datetime | None = None,
+        etag: str | None = None,
+        labels: dict[str, str] | None = None,
+        *,
+        index: str = "",
+    ) -> None:
+        super().__init__(store, bucket, name, size, created, etag, labels)
+        self.index = index
