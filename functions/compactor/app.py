@@ -112,12 +112,16 @@ def _count(done: Compactions) -> dict[str, Any]:
         metrics.add_metric(name="DeltasRejected", unit=MetricUnit.Count, value=len(r.rejected))
         metrics.add_metric(name="VersionsRemoved", unit=MetricUnit.Count, value=len(r.retired))
         gauges.emit_compaction(r, done.store.bucket)  # CompactionSeconds, BytesFreed: own dimensions
+        if r.lost_kept:  # versions of lost pointer races it could not remove: the reaper's orphan rule will
+            logger.warning("lost versions left behind", extra={"collection": r.collection,
+                           "versions": r.lost_kept})  # fmt: skip
         if r.retention_errors:
             logger.warning("retention left versions behind", extra={"collection": r.collection,
                            "errors": r.retention_errors})  # fmt: skip
         logger.info("compaction done", extra={"collection": r.collection, "status": r.status,
                     "version": r.version, "applied": len(r.applied), "rejected": r.rejected,
-                    "pending": len(r.pending), "races_lost": r.races_lost, "seconds": round(r.seconds, 3),
+                    "pending": len(r.pending), "races_lost": r.races_lost,
+                    "lost_removed": r.lost_removed, "seconds": round(r.seconds, 3),
                     "phase_seconds": r.phase_seconds, "bytes_freed": r.bytes_freed})  # fmt: skip
         summary[r.collection] = {"status": r.status, "version": r.version, "applied": len(r.applied)}
     for c, exc in done.errors().items():

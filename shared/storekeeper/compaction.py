@@ -61,7 +61,6 @@ from storekeeper.snapshots import (
     SnapshotCache,
     new_version,
     pack_archive,
-    publish,
     resolve,
     write_snapshot,
 )
@@ -92,7 +91,10 @@ class CompactionResult:
     pending: list[str] = field(default_factory=list)  # left for a later run (time, max_deltas, coalescing)
     removed: list[str] = field(default_factory=list)
     removal_errors: dict[str, str] = field(default_factory=dict)
-    races_lost: int = 0
+    races_lost: int = 0  # conditional pointer writes this run lost (each then rebased, or gave up)
+    #: versions this run wrote and lost a pointer race with: removed again (retention.publish_or_discard)
+    lost_removed: list[str] = field(default_factory=list)
+    lost_kept: dict[str, str] = field(default_factory=dict)  # ... or left behind, and why
     record_count: int | None = None
     dimension: int | None = None
     size: int | None = None  # bytes of the archive this run published
@@ -186,8 +188,9 @@ def compact(
     `coalesce`, a collection published less than `settings.min_interval_s` ago is left alone
     (status "coalesced", its deltas pending for a later run). Raises PointerTargetMissing /
     CorruptObject when the published snapshot is gone or damaged (nothing is published then),
-    PreconditionFailed after `max_attempts` lost races. `clock` (default: the wall clock) is
-    what coalescing and retention compare ages with (a simulation passes an accelerated one).
+    RacesLost (a PreconditionFailed carrying the result) after `max_attempts` lost races. `clock`
+    (default: the wall clock) is what coalescing and retention compare ages with (a simulation
+    passes an accelerated one).
     """
     check_collection(collection)
     cfg = replace(settings or CompactionSettings(), **overrides)
@@ -214,13 +217,23 @@ def compact(
         wait=wait_random_exponential(multiplier=0.05, max=2.0),
         reraise=True,
     )
-    for attempt in retrying:
-        with attempt:
-            if attempt.retry_state.attempt_number > 1:
-                result.races_lost += 1
-            attempt_state.run()
+    try:
+        for attempt in retrying:
+            with attempt:
+                attempt_state.run()
+    except PreconditionFailed as exc:
+        raise RacesLost(result, exc) from exc
     result.seconds = time.monotonic() - started
     return result
+
+
+class RacesLost(PreconditionFailed):
+    """A compaction that lost its pointer race `max_attempts` times: nothing of it was published; its
+    result says how many races it lost and what became of the versions it wrote."""
+
+    def __init__(self, result: CompactionResult, last: PreconditionFailed) -> None:
+        super().__init__(last.store, last.key, f"{result.races_lost} pointer race(s) lost: {last.cause}")
+        self.result = result
 
 
 class _RestartAttempt(Exception):
@@ -430,7 +443,7 @@ class _Attempt:
             delta_sha256={d: result.digests[d] for d in applied},
         )
         rates.timed("upload", size, t0)
-        publish(store, c, version, published.etag if published else None)  # PreconditionFailed -> rebase
+        self._publish(version, published.etag if published else None)  # PreconditionFailed -> rebase
         self.hook("after_pointer_write")
         self.took("publish", t_publish)
         result.status = "incomplete" if result.pending else "published"
@@ -440,6 +453,30 @@ class _Attempt:
         self._remove([*result.already_applied, *applied], listed)
         if self.cfg.keep_versions > 0:
             self._retire()
+
+    def _publish(self, version: str, etag: str | None) -> None:
+        """The conditional pointer write; a lost race removes the version this attempt wrote (bounded,
+        only with a finish's floor of time left; kept and reported otherwise) and raises
+        PreconditionFailed, which rebases."""
+        from storekeeper.retention import publish_or_discard
+
+        budget = self.budget
+        lost = publish_or_discard(
+            self.store,
+            self.c,
+            version,
+            etag,
+            who="compactor",
+            may_remove=lambda: budget.fits(budget.floor_ms),
+        )
+        if lost is None:
+            return
+        self.result.races_lost += 1
+        if lost.removed:
+            self.result.lost_removed.append(version)
+        else:
+            self.result.lost_kept[version] = lost.note
+        raise lost.error
 
     def _retire(self) -> None:
         """Remove superseded versions beyond the newest N (see storekeeper.retention); its failure

@@ -16,7 +16,7 @@ the next compaction, as they would have been.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,12 +24,9 @@ from storekeeper.errors import PointerTargetMissing, PreconditionFailed, Storeke
 from storekeeper.layout import match_version_key, snapshot_prefix
 from storekeeper.models.snapshots import Manifest
 from storekeeper.names import check_collection
-from storekeeper.snapshots import load_manifest, new_version, publish, read_pointer, write_snapshot
+from storekeeper.snapshots import load_manifest, new_version, read_pointer, write_snapshot
 from storekeeper.snapshots.archive import download_verified
 from storekeeper.stores.base import ObjectStore
-
-#: the policy name of the cleanup a lost rollback does (logs and outcomes say it)
-LOST_RACE_POLICY = "rollback-lost-race"
 
 
 @dataclass(frozen=True)
@@ -175,7 +172,8 @@ def plan(store: ObjectStore, collection: str, version: str, workdir: Path) -> Ro
 
 def apply(store: ObjectStore, p: RollbackPlan) -> Manifest:
     """Publish the target's content as a new version; PreconditionFailed if the pointer moved since
-    `plan`, after removing the version it wrote (`discard_lost`; the message says whether it could)."""
+    `plan`, after removing the version it wrote (`retention.publish_or_discard`; the message says
+    whether it could)."""
     if p.archive is None or not p.archive.is_file():
         raise StorekeeperError("rollback plan has no verified archive: plan it again")
     ledger = p.live_manifest.applied if p.live_manifest else p.target.applied
@@ -194,45 +192,13 @@ def apply(store: ObjectStore, p: RollbackPlan) -> Manifest:
         sha256=p.target.sha256,
         size=p.target.size,
     )
-    try:
-        publish(store, p.collection, version, p.live_etag)
-    except PreconditionFailed as exc:
-        live, _ = read_pointer(store, p.collection)
-        if live == version:  # our write landed and a retry of it answered 412: we won
-            return manifest
-        try:
-            left = discard_lost(store, p.collection, version, live)
-        except StorekeeperError as err:  # said, never in place of the lost race
-            left = f"the unpublished version {version} it wrote could not be removed: {err}"
-        raise PreconditionFailed(exc.store, exc.key, f"{exc.cause}; {left}") from exc
+    from storekeeper.retention import publish_or_discard
+
+    lost = publish_or_discard(store, p.collection, version, p.live_etag, who="rollback")
+    if lost is not None:
+        err = lost.error
+        raise PreconditionFailed(err.store, err.key, f"{err.cause}; {lost.note}") from err
     return manifest
-
-
-def discard_lost(store: ObjectStore, collection: str, version: str, live: str | None) -> str:
-    """Remove the version a lost pointer race left behind; what happened to it, for the message.
-
-    Through the cleanup executor (retention.remove_version): the protection function is asked
-    again right before the deletes, so the live version, one of a later sequence (mid-publish) or
-    a protected one is never removed. No grace floor: a version whose pointer write lost was never
-    readable. What is kept is left to the reaper's orphan rule (`unpublished`).
-    """
-    from storekeeper.policies.protect import default_protection_config
-    from storekeeper.retention import remove_version
-
-    outcome = remove_version(
-        store,
-        collection,
-        version,
-        task_id=f"rollback-lost-{collection}-{version}",
-        live=live,
-        policy=LOST_RACE_POLICY,
-        reason=f"rollback lost its pointer race to {live}: never published",
-        protection=replace(default_protection_config(), grace=None),
-        now=datetime.now(UTC),
-    )
-    if outcome.errors or outcome.skipped:
-        return f"the unpublished version {version} it wrote was kept: {outcome.message}"
-    return f"the unpublished version {version} it wrote was removed"
 
 
 def age_of(row: VersionRow, now: datetime | None = None) -> float:

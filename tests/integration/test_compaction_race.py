@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from storekeeper import rollback
 from storekeeper.deltas import list_pending
 from storekeeper.stores import open_store
 from tests.compaction_support import assert_same_state, snapshot_state, version_chain
@@ -184,6 +185,8 @@ def run_race(tmp_path: Path, store_url: str, env: dict[str, str], *, producers: 
     assert seqs == list(range(len(chain), 0, -1))  # linear: parent's sequence + 1 all the way down
     published = sorted(r["version"] for r in runs if r["version"])
     assert published == sorted(m.version for m in chain)  # every successful publish survived
+    left = sorted(row.version for row in rollback.versions(store, "race")[1])
+    assert left == published  # ... and nothing else: each loser removed the version it wrote
     applied_by_runs = sorted(d for r in runs for d in r["applied"])
     assert applied_by_runs == sorted(in_chain)
     assert list_pending(store, "race") == []

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from storekeeper import rollback
+from storekeeper import retention, rollback
 from storekeeper.cli import app
 from storekeeper.compaction import compact
 from storekeeper.errors import CorruptObject, PointerTargetMissing, PreconditionFailed, StorekeeperError
@@ -114,13 +114,13 @@ def test_a_pointer_write_that_landed_but_answered_412_is_a_win(
     pointer, finds its own version and returns it, never removing the live version."""
     (v1, _, _), _ = build(store, tmp_path)
     p = rollback.plan(store, "docs", v1, tmp_path)
-    real = rollback.publish
+    real = retention.publish
 
     def lands_then_412(s: ObjectStore, c: str, version: str, etag: str | None) -> str:
         real(s, c, version, etag)
         raise PreconditionFailed(s.url, "pointer", "412 on the retry of a write that landed")
 
-    monkeypatch.setattr(rollback, "publish", lands_then_412)
+    monkeypatch.setattr(retention, "publish", lands_then_412)
     m = rollback.apply(store, p)
     assert read_pointer(store, "docs")[0] == m.version
     assert load_manifest(store, "docs", m.version).sha256 == p.target.sha256

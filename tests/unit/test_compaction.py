@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
 
 import chromadb
 import pytest
 from chromadb.config import Settings
 
-from storekeeper.compaction import compact, rejection_reason, stale_collections
+from storekeeper import retention, rollback
+from storekeeper.compaction import RacesLost, compact, rejection_reason, stale_collections
 from storekeeper.deltas import list_pending
 from storekeeper.errors import CorruptObject, PointerTargetMissing
 from storekeeper.snapshots import SnapshotCache, load_manifest, read_pointer
@@ -99,6 +101,84 @@ def test_ledger_prevents_reapplying_after_crash_before_removal(
     assert [m.deltas for m in version_chain(store, "docs")] == [[d1.delta_id, d2.delta_id]]
 
 
+def _lose_once(
+    store: LocalStore, tmp_path: Path, then: Callable[[], object] | None = None
+) -> Callable[[str], None]:
+    """A hook that lets another compactor publish while we sit between manifest and pointer write."""
+    fired: list[str] = []
+
+    def race(step: str) -> None:
+        if step == "after_manifest" and not fired:
+            fired.append(step)
+            compact(store, "docs", cache=SnapshotCache(tmp_path / "other-cache"))
+            if then is not None:
+                then()
+
+    return race
+
+
+def test_a_lost_version_is_kept_and_said_when_no_time_is_left(
+    store: LocalStore, cache: SnapshotCache, tmp_path: Path
+) -> None:
+    """Removing the loser's version waits for nothing the compaction needs: with less than a
+    finish's floor left it is kept (the reaper's orphan rule removes it) and the result says so."""
+    produce(store, delta("docs", {"a": vec(1, DIM)}))
+    left = [10**9]
+    r = compact(
+        store,
+        "docs",
+        cache=cache,
+        remaining_ms=lambda: left[0],
+        hooks=_lose_once(store, tmp_path, lambda: left.__setitem__(0, 1000)),
+    )
+    assert r.races_lost == 1
+    assert r.lost_removed == []
+    [(version, why)] = r.lost_kept.items()
+    assert "no time left" in why
+    live = read_pointer(store, "docs")[0]
+    assert sorted(row.version for row in rollback.versions(store, "docs")[1]) == sorted([live, version])
+
+
+def test_a_failing_removal_of_the_lost_version_never_fails_the_compaction(
+    store: LocalStore, cache: SnapshotCache, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*_a: object, **_k: object) -> None:
+        raise OSError("store went away")
+
+    monkeypatch.setattr(retention, "remove_version", broken)
+    produce(store, delta("docs", {"a": vec(1, DIM)}))
+    r = compact(store, "docs", cache=cache, hooks=_lose_once(store, tmp_path))
+    assert r.status == "noop"  # rebased onto the winner, which applied the delta
+    [(_version, why)] = r.lost_kept.items()
+    assert "removal failed: OSError: store went away" in why
+    assert list_pending(store, "docs") == []
+
+
+def test_a_compaction_that_gives_up_says_how_many_races_it_lost(
+    store: LocalStore, cache: SnapshotCache, tmp_path: Path
+) -> None:
+    """Every attempt loses (another compactor publishes each time): RacesLost carries the result,
+    and every version the loser wrote was removed again."""
+    produce(store, delta("docs", {"a": vec(1, DIM)}))
+
+    def race(step: str) -> None:
+        # two more deltas; the other compactor publishes all but the last, which keeps us trying
+        if step == "after_manifest":
+            for k in range(2):
+                produce(store, delta("docs", {f"b{k}": vec(k + 2, DIM)}))
+            compact(store, "docs", cache=SnapshotCache(tmp_path / "other-cache"), max_deltas=2)
+
+    with pytest.raises(RacesLost) as caught:
+        compact(store, "docs", cache=cache, hooks=race, max_attempts=3)
+    assert caught.value.result.races_lost == 3
+    assert len(caught.value.result.lost_removed) == 3
+    assert "3 pointer race(s) lost" in str(caught.value)
+    chain = version_chain(store, "docs")
+    assert sorted(row.version for row in rollback.versions(store, "docs")[1]) == sorted(
+        m.version for m in chain
+    )
+
+
 def test_lost_race_rebases_onto_the_winner(store: LocalStore, cache: SnapshotCache, tmp_path) -> None:
     d1 = delta("docs", {"a": vec(1, DIM)})
     produce(store, d1)
@@ -118,6 +198,8 @@ def test_lost_race_rebases_onto_the_winner(store: LocalStore, cache: SnapshotCac
     assert r.status == "noop"  # after the rebase there was nothing left to do
     chain = version_chain(store, "docs")
     assert len(chain) == 1
+    assert len(r.lost_removed) == 1  # the loser removed the version it wrote
+    assert [row.version for row in rollback.versions(store, "docs")[1]] == [chain[0].version]
     assert_same_state(snapshot_state(store, "docs", tmp_path / "rc"), model_state([d1, late]))
 
     # and a rebase that still has work publishes on top of the winner
