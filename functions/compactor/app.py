@@ -28,7 +28,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from storekeeper import config, gauges
 from storekeeper.batch import RecordFailed, partial_response, record_failure
-from storekeeper.compaction import CompactionSettings
+from storekeeper.compaction import CompactionResult, CompactionSettings, RacesLost
 from storekeeper.compaction_budget import CompactionTooLarge
 from storekeeper.compactor import (
     DEFAULT_SWEEP_AGE_SECONDS,
@@ -96,6 +96,9 @@ def _on_error(collection: str, exc: Exception) -> None:
         metrics.add_metric(name="PointerTargetMissing", unit=MetricUnit.Count, value=1)
         logger.error("published snapshot missing or corrupt: compaction stopped, nothing published",
                      extra={"collection": collection, "error": str(exc)})  # fmt: skip
+    elif isinstance(exc, RacesLost):  # contention, not a bug: no traceback; its records are retried
+        logger.error("compaction lost every pointer race: nothing published",
+                     extra={"collection": collection, "error": str(exc)})  # fmt: skip
     elif isinstance(exc, CompactionTooLarge):  # a sizing problem, not a bug: no traceback
         logger.error("collection too large for one compaction: nothing published",
                      extra={"collection": collection, "error": str(exc)})  # fmt: skip
@@ -103,18 +106,24 @@ def _on_error(collection: str, exc: Exception) -> None:
         logger.exception("compaction failed", extra={"collection": collection, "error": str(exc)})
 
 
+def _races(r: CompactionResult) -> None:
+    """Lost pointer races and the versions they left behind, for a compaction that published or not."""
+    metrics.add_metric(name="RaceLost", unit=MetricUnit.Count, value=r.races_lost)
+    metrics.add_metric(name="LostVersionsKept", unit=MetricUnit.Count, value=len(r.lost_kept))
+    if r.lost_kept:  # versions of lost pointer races it could not remove: the reaper's orphan rule will
+        logger.warning("lost versions left behind", extra={"collection": r.collection,
+                       "versions": r.lost_kept})  # fmt: skip
+
+
 def _count(done: Compactions) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for r in done.results():
         metrics.add_metric(name="DeltasApplied", unit=MetricUnit.Count, value=len(r.applied))
         metrics.add_metric(name="SnapshotsPublished", unit=MetricUnit.Count, value=int(bool(r.applied)))
-        metrics.add_metric(name="RaceLost", unit=MetricUnit.Count, value=r.races_lost)
+        _races(r)
         metrics.add_metric(name="DeltasRejected", unit=MetricUnit.Count, value=len(r.rejected))
         metrics.add_metric(name="VersionsRemoved", unit=MetricUnit.Count, value=len(r.retired))
         gauges.emit_compaction(r, done.store.bucket)  # CompactionSeconds, BytesFreed: own dimensions
-        if r.lost_kept:  # versions of lost pointer races it could not remove: the reaper's orphan rule will
-            logger.warning("lost versions left behind", extra={"collection": r.collection,
-                           "versions": r.lost_kept})  # fmt: skip
         if r.retention_errors:
             logger.warning("retention left versions behind", extra={"collection": r.collection,
                            "errors": r.retention_errors})  # fmt: skip
@@ -125,6 +134,8 @@ def _count(done: Compactions) -> dict[str, Any]:
                     "phase_seconds": r.phase_seconds, "bytes_freed": r.bytes_freed})  # fmt: skip
         summary[r.collection] = {"status": r.status, "version": r.version, "applied": len(r.applied)}
     for c, exc in done.errors().items():
+        if isinstance(exc, RacesLost):  # it gave up after losing every race: those count too
+            _races(exc.result)
         summary[c] = {"status": "error", "error": type(exc).__name__, "message": str(exc)}
     return summary
 

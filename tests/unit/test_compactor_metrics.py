@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -82,3 +83,33 @@ def test_a_compaction_emits_its_seconds_per_collection_and_the_bytes_its_removal
     # the same notifications again: nothing applied, nothing removed, so neither metric
     assert invoke("compactor", event, store=store.url, env=env).ok
     assert [d for d in _emf(capfd) if "CompactionSeconds" in d or "BytesFreed" in d] == []
+
+
+@pytest.mark.slow  # real compactions with chromadb
+def test_a_compaction_that_lost_every_race_still_counts_its_races(
+    store: LocalStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """RaceLost came only from compactions that ended with a result: one that gave up after
+    losing every pointer race (an error outcome) counted none of them."""
+    from storekeeper import compactor
+    from storekeeper.compaction import RacesLost, compact
+
+    app = load_module(handler_path(REPO, "compactor"), "compactor")
+    app.metrics.clear_metrics()
+    produce(store, delta("docs", {"a": vec(1, 8)}))
+
+    def race(step: str) -> None:
+        # another compactor publishes all but the newest delta each time: we lose every race
+        if step == "after_manifest":
+            for k in range(2):
+                produce(store, delta("docs", {f"b{k}": vec(k + 2, 8)}))
+            compact(store, "docs", cache=SnapshotCache(tmp_path / "other"), max_deltas=2)
+
+    monkeypatch.setattr(compactor, "compact", partial(compact, hooks=race, max_attempts=3))
+    done = Compactions(store, SnapshotCache(tmp_path / "c"), on_error=app._on_error)
+    assert isinstance(done.of("docs"), RacesLost)
+    summary = app._count(done)
+    assert summary["docs"]["error"] == "RacesLost"
+    assert app.metrics.metric_set["RaceLost"]["Value"] == [3.0]
+    assert app.metrics.metric_set["LostVersionsKept"]["Value"] == [0.0]  # each loser removed its version
+    assert "SnapshotsPublished" not in app.metrics.metric_set
