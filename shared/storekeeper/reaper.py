@@ -17,9 +17,8 @@ import contextlib
 import os
 import secrets
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from storekeeper import config, history, netconfig
 from storekeeper.errors import StorekeeperError
@@ -38,8 +37,7 @@ if TYPE_CHECKING:  # the queue is imported by a run that sends tasks; vector sto
     from storekeeper.stores.vectors import VectorBackend
 
 
-@dataclass(frozen=True)
-class PlanPreview:
+class PlanPreview(NamedTuple):
     """What an --apply run is about to send, for a confirmation prompt."""
 
     tasks: int

@@ -485,3 +485,26 @@ def test_reaper_first_run_creates_only_the_filter_classes_its_policies_name(tmp_
         "SetFilter",
         "Unpublished",
     ]
+
+
+#: dataclasses the reaper's `import app` creates (~2-3 M instructions each on Python 3.11, frozen ~5 M):
+#: its own records are plain slotted classes or NamedTuples; these are other paths' accumulators
+REAPER_DATACLASSES_ON_IMPORT = [
+    "storekeeper.protection.LiveState",
+    "storekeeper.protection.Protection",
+    "storekeeper.protection.ProtectionConfig",
+    "storekeeper.stores.base.DeleteResult",
+    "storekeeper.stores.listing.ListingStats",
+]
+
+
+def test_reaper_import_creates_no_dataclass_of_its_own() -> None:
+    code = (
+        "import dataclasses, sys\n"
+        f"sys.path.insert(0, {str(REPO / 'functions' / 'reaper')!r})\n"
+        "import app\n"
+        "mods = [m for n, m in list(sys.modules.items()) if n.startswith('storekeeper') and m]\n"
+        "print(*sorted(f'{m.__name__}.{k}' for m in mods for k, v in vars(m).items()\n"
+        "      if isinstance(v, type) and v.__module__ == m.__name__ and dataclasses.is_dataclass(v)))\n"
+    )
+    assert _fresh_python(code) == REAPER_DATACLASSES_ON_IMPORT

@@ -29,9 +29,8 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic import ValidationError as PydanticError
@@ -243,15 +242,13 @@ def scope(apply: bool) -> str:
     return "apply" if apply else "dry-run"
 
 
-@dataclass
-class Loaded:
+class Loaded(NamedTuple):
     """The continuation as read: None when there is none (or it was refused), the etag to write over."""
 
     continuation: Continuation | None
     key: str
     etag: str | None = None  # of whatever object is there (even a refused one): the conditional write
     problem: str | None = None  # why a stored continuation was not used (the pass starts over)
-    notes: list[str] = field(default_factory=list)
 
 
 def parse(body: bytes) -> Continuation:

@@ -10,10 +10,9 @@ import hashlib
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal, Self
+from typing import Annotated, Any, Literal, NamedTuple, Self
 
 import pydantic
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
@@ -224,8 +223,7 @@ class PolicyFileError(ValidationError):
         super().__init__(source, "invalid policies file:\n  " + "\n  ".join(problems))
 
 
-@dataclass(frozen=True)
-class LoadedPolicies:
+class LoadedPolicies(NamedTuple):
     spec: PolicyFile
     source: str
     sha256: str

@@ -9,10 +9,9 @@ import json
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from storekeeper.errors import NotFound, StorekeeperError
 from storekeeper.layout import purged_on_delete
@@ -41,8 +40,7 @@ _TEST_NAME_RE = re.compile(r"^test-(?P<id>[a-z0-9]+)-")
 # -- per-store views (cached reads) -------------------------------------------------------------------
 
 
-@dataclass
-class Chain:
+class Chain(NamedTuple):
     live: LiveState
     published: frozenset[str]  # versions reached from the pointer through manifest parents
 
@@ -322,8 +320,7 @@ class VectorView:
         return self._registry
 
 
-@dataclass
-class StoreProgressOf:
+class StoreProgressOf(NamedTuple):
     """One store after a run: the ranges it has left (none: planned to its end), keys planned, keys
     listed but left unplanned (a label lookup's cut)."""
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol
 
@@ -102,11 +101,20 @@ class FilterEnv(Protocol):
     def population(self) -> list[Resource]: ...
 
 
-@dataclass
 class Selection:
-    chosen: list[tuple[Resource, str]] = field(default_factory=list)
-    passed: list[tuple[Resource, str]] = field(default_factory=list)  # matched but not needed
-    notes: list[str] = field(default_factory=list)
+    """What a set filter picked (a plain class: a dataclass costs a cold start ~2 M instructions)."""
+
+    __slots__ = ("chosen", "notes", "passed")
+
+    def __init__(
+        self,
+        chosen: list[tuple[Resource, str]] | None = None,
+        passed: list[tuple[Resource, str]] | None = None,  # matched but not needed
+        notes: list[str] | None = None,
+    ) -> None:
+        self.chosen = [] if chosen is None else chosen
+        self.passed = [] if passed is None else passed
+        self.notes = [] if notes is None else notes
 
 
 class Filter(BaseModel):
