@@ -353,3 +353,46 @@ policies:
     assert any(version(1) in n for n in planned), planned
     assert f"delta/docs/{delta_id(0)}.delta" in planned
     assert not any(version(2) in n for n in planned)  # the live one, never
+
+
+@pytest.mark.parametrize("objects_first", [True, False])
+def test_a_key_matched_by_an_object_and_a_delta_policy_is_one_task(
+    world: LocalStore, tmp_path: Path, objects_first: bool
+) -> None:
+    """An `object` policy over delta/ and a `delta` policy name the same keys: the planner kept
+    one namespace per resource kind, so each applied delta was planned (and sent) twice. Now the
+    first policy plans it and the other says it was already planned; the task's guard is what either
+    would carry (the listed etag, the plan's cutoff; protection is asked again when it runs)."""
+    objects = (
+        "  - {name: objects, resource: object, store: main, prefix: delta/,"
+        " filters: [{type: older-than, age: 0s}]}"
+    )
+    deltas = "  - {name: merged, resource: delta, store: main, filters: [{type: applied}]}"
+    order = [objects, deltas] if objects_first else [deltas, objects]
+    text = "protect: {names: []}\npolicies:\n" + "\n".join(order) + "\n"
+    queue = LocalQueue(tmp_path / "q")
+    report = reaper.run(
+        policies=parse_policies(text),
+        stores={"main": world},
+        now=NOW,
+        apply=True,
+        queue=queue,
+        write_report=False,
+    )
+    applied = {f"delta/docs/{delta_id(i)}.delta" for i in range(5)}
+    keys = [k for t in report.tasks for k in t.keys]
+    assert sorted(keys) == sorted(applied)  # each applied delta in exactly one task
+    first, second = ("objects", "merged") if objects_first else ("merged", "objects")
+    by = {s.policy: s for s in report.summaries}
+    assert (by[first].planned, by[second].planned, by[second].skipped) == (5, 0, 5)
+    skipped = [d for d in report.decisions if d.policy == second and d.verdict == "skipped"]
+    assert {d.reason for d in skipped} == {f"already planned by policy {first}"}
+    for t in report.tasks:
+        assert t.policy == first
+        assert set(t.guard.etags) == set(t.keys)
+        assert t.guard.last_modified_before == NOW
+    statuses = drain(queue, world)
+    assert statuses
+    assert all(s == "executed" for s in statuses)
+    assert not applied & all_keys(world)
+    assert live_keys(world) <= all_keys(world)

@@ -535,10 +535,22 @@ def policy_plan(
     return PolicyPlan(summary, decisions, tasks, tally.failure, tally.waiting)
 
 
+#: resource kinds whose names are keys of the store's objects share the `object` namespace: a key
+#: that an `object` policy and a `delta` policy both match is one deletion, planned once
+_SAME_NAMES = {str(ResourceKind.delta): str(ResourceKind.object)}
+
+
+def _namespace(kind: str, store: str, bucket: str) -> tuple[str, str, str]:
+    return (_SAME_NAMES.get(kind, kind), store, bucket)
+
+
 class PlannedSet:
     """What the run's earlier policies planned, by namespace (kind, store, bucket), then name: a
-    resource matched by two policies is planned once. The fast path hands over a million names
-    at once; they are indexed only if a later policy of the namespace asks."""
+    resource matched by two policies is planned once (by the first; the other says so). Kinds that
+    name the same objects share a namespace (`_SAME_NAMES`); their tasks carry the same guard (the
+    listed etag, the plan's cutoff) and the executor asks the one protection function again, so it
+    does not matter which policy planned the key. The fast path hands over a million names at once;
+    they are indexed only if a later policy of the namespace asks."""
 
     def __init__(self) -> None:
         self._names: dict[tuple[str, str, str], dict[str, str]] = {}
@@ -546,7 +558,7 @@ class PlannedSet:
 
     def names(self, kind: str, store: str, bucket: str) -> dict[str, str]:
         """name -> the policy that planned it."""
-        ns = (kind, store, bucket)
+        ns = _namespace(kind, store, bucket)
         names = self._names.setdefault(ns, {})
         for batch, policy in self._pending.pop(ns, ()):
             names.update(dict.fromkeys(batch, policy))
@@ -554,7 +566,7 @@ class PlannedSet:
 
     def add_all(self, kind: str, store: str, bucket: str, names: list[str], policy: str) -> None:
         if names:
-            self._pending.setdefault((kind, store, bucket), []).append((names, policy))
+            self._pending.setdefault(_namespace(kind, store, bucket), []).append((names, policy))
 
     def of(self, r: Resource) -> str | None:
         return self.names(str(r.kind), r.store, r.bucket).get(r.name)
