@@ -443,7 +443,11 @@ class _Attempt:
             delta_sha256={d: result.digests[d] for d in applied},
         )
         rates.timed("upload", size, t0)
-        self._publish(version, published.etag if published else None)  # PreconditionFailed -> rebase
+        try:
+            self._publish(version, published.etag if published else None)  # PreconditionFailed -> rebase
+        except PreconditionFailed:  # a lost race's publishing time (its removal included) is publish time
+            self.took("publish", t_publish)
+            raise
         self.hook("after_pointer_write")
         self.took("publish", t_publish)
         result.status = "incomplete" if result.pending else "published"

@@ -199,6 +199,7 @@ def test_lost_race_rebases_onto_the_winner(store: LocalStore, cache: SnapshotCac
     chain = version_chain(store, "docs")
     assert len(chain) == 1
     assert len(r.lost_removed) == 1  # the loser removed the version it wrote
+    assert "publish" in r.phase_seconds  # the lost attempt's pack, upload and pointer write
     assert [row.version for row in rollback.versions(store, "docs")[1]] == [chain[0].version]
     assert_same_state(snapshot_state(store, "docs", tmp_path / "rc"), model_state([d1, late]))
 
