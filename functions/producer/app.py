@@ -11,11 +11,10 @@ only what still needs attention. Must not import chromadb (cold start).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from storekeeper import config, snapstart
 from storekeeper.errors import ValidationError
@@ -31,6 +30,9 @@ from storekeeper.producer import (
 from storekeeper.queues import Queue, queue_from_env
 from storekeeper.stores import ObjectStore, default_store_url, open_store
 from storekeeper.tracing import make_tracer
+
+if TYPE_CHECKING:  # a type only: its module is ~1 M instructions of a cold start
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 logger = Logger()
 metrics = Metrics()

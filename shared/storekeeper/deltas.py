@@ -23,8 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import secrets
-import string
 import struct
 import sys
 import threading
@@ -36,7 +34,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from storekeeper.errors import CorruptObject, NotFound, PreconditionFailed, ValidationError
-from storekeeper.layout import DELTA_ID_RE, delta_key, delta_prefix, match_delta_key, parse_delta_key
+from storekeeper.layout import (
+    DELTA_ID_RE,
+    delta_key,
+    delta_prefix,
+    match_delta_key,
+    parse_delta_key,
+    random_suffix,
+)
 from storekeeper.models.deltas import (
     MAX_DIMENSION,
     DeltaNotification,
@@ -60,7 +65,6 @@ MAX_HEADER_BYTES = 64 * 1024
 MAX_DELTA_BYTES = 256 * 1024 * 1024
 MAX_ID_BYTES = 1024  # RecordId is <= 256 characters: at most 1024 UTF-8 bytes
 MAX_RECORDS = 1_000_000
-_SUFFIX_ALPHABET = string.ascii_lowercase + string.digits
 _SUFFIX_LEN = 10
 
 Metadata = dict[str, str | int | float | bool]
@@ -201,8 +205,7 @@ def new_delta_id(now: datetime | None = None) -> str:
         with _id_lock:
             ms = max(time.time_ns() // 1_000_000, _last_ms + 1)
             _last_ms = ms
-    suffix = "".join(secrets.choice(_SUFFIX_ALPHABET) for _ in range(_SUFFIX_LEN))
-    return f"{ms:013d}-{suffix}"
+    return f"{ms:013d}-{random_suffix(_SUFFIX_LEN)}"
 
 
 # -- checks shared by encode and decode -----------------------------------------------

@@ -238,6 +238,9 @@ def test_bench_first_invocation_probe_times_import_and_call(tmp_path: Path) -> N
 
 
 KAFKA_MODEL = "aws_lambda_powertools.utilities.parser.models.kafka"
+#: imported for one name each, cheaper without: random suffixes come from random.SystemRandom
+#: (`secrets` imports `hmac`, ~2 M instructions), LambdaContext is a type (~1 M)
+NEVER_ON_A_HANDLER_PATH = ["secrets", "hmac", "aws_lambda_powertools.utilities.typing"]
 #: what each handler's cold start must not load (docs/performance.md, cold start: what was cut and why):
 #: neither at `import app` nor during its first call with its sample event on a local store
 NEVER_LOADED = {
@@ -251,6 +254,8 @@ NEVER_LOADED = {
         "storekeeper.snapshots.archive",  # tarfile: the producer reads manifests, it never packs one
         "storekeeper.snapshots.cache",
         "storekeeper.models.snapshots",  # the Manifest model: only where a published manifest is read
+        "storekeeper.stores.results",  # bucket, version, usage and bulk-delete results (~6 M instructions)
+        *NEVER_ON_A_HANDLER_PATH,
     ],
     "reaper": [
         "chromadb",
@@ -279,6 +284,7 @@ NEVER_LOADED = {
         "aws_xray_sdk",
         KAFKA_MODEL,
         "storekeeper.models.snapshots",  # a task names a version (models.common): no Manifest model
+        *NEVER_ON_A_HANDLER_PATH,
     ],
     "compactor": ["boto3", "botocore.session", "aws_xray_sdk", KAFKA_MODEL],
 }
@@ -286,7 +292,7 @@ NEVER_LOADED = {
 NOT_ON_IMPORT = {
     "producer": [],
     "reaper": ["tenacity", "storekeeper.snapshots.archive", "storekeeper.snapshots.cache"],
-    "cleanup": [],
+    "cleanup": ["storekeeper.stores.results"],  # its first delete's DeleteResult
     "compactor": ["chromadb", "numpy", "tenacity"],  # tenacity: the publish retries, on a compaction
 }
 
@@ -493,7 +499,6 @@ REAPER_DATACLASSES_ON_IMPORT = [
     "storekeeper.protection.LiveState",
     "storekeeper.protection.Protection",
     "storekeeper.protection.ProtectionConfig",
-    "storekeeper.stores.base.DeleteResult",
     "storekeeper.stores.listing.ListingStats",
 ]
 
@@ -508,3 +513,24 @@ def test_reaper_import_creates_no_dataclass_of_its_own() -> None:
         "      if isinstance(v, type) and v.__module__ == m.__name__ and dataclasses.is_dataclass(v)))\n"
     )
     assert _fresh_python(code) == REAPER_DATACLASSES_ON_IMPORT
+
+
+def test_store_results_a_put_never_uses_are_created_on_first_use() -> None:
+    """BucketInfo, DeleteResult, IncompleteUpload, ObjectVersion and Usage (~6 M instructions to create)
+    live in storekeeper.stores.results, named lazily by storekeeper.stores and .base: the producer's
+    import and local store create none of them, and every old import of them still works."""
+    names = ("BucketInfo", "DeleteResult", "IncompleteUpload", "ObjectVersion", "Usage")
+    code = (
+        "import sys\n"
+        f"sys.path.insert(0, {str(REPO / 'functions' / 'producer')!r})\n"
+        "import app\n"
+        "import storekeeper.stores as stores, storekeeper.stores.base as base, storekeeper.stores.local\n"
+        f"print(*[n for n in {names!r} if n in vars(base) or n in vars(stores)])\n"
+        "print('storekeeper.stores.results' in sys.modules)\n"
+        "from storekeeper.stores import DeleteResult, Usage\n"
+        "from storekeeper.stores.base import BucketInfo, IncompleteUpload, ObjectVersion\n"
+        "from storekeeper.stores import results\n"
+        "print(DeleteResult is results.DeleteResult, Usage is base.Usage,\n"
+        "      ObjectVersion is stores.ObjectVersion)\n"
+    )
+    assert _fresh_python(code) == ["False", "True", "True", "True"]

@@ -4,19 +4,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storekeeper.errors import InvalidName
+from storekeeper.lazy import lazy_exports
 from storekeeper.names import check_bucket
-from storekeeper.stores.base import (
-    BucketInfo,
-    DeleteResult,
-    GetResult,
-    IncompleteUpload,
-    ObjectInfo,
-    ObjectStore,
-    RequestCounter,
-    Usage,
-)
+from storekeeper.stores.base import RESULTS, GetResult, ObjectInfo, ObjectStore, RequestCounter
+
+if TYPE_CHECKING:
+    from storekeeper.stores.results import BucketInfo, DeleteResult, IncompleteUpload, Usage
 
 __all__ = [
     "BucketInfo",
@@ -32,6 +28,8 @@ __all__ = [
     "env_store",
     "open_store",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, RESULTS)
 
 
 def default_home() -> Path:

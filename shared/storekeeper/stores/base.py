@@ -13,12 +13,25 @@ import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
+from storekeeper.lazy import lazy_exports
 from storekeeper.names import check_bucket, check_key, check_prefix
+
+if TYPE_CHECKING:
+    from storekeeper.stores.results import BucketInfo as BucketInfo
+    from storekeeper.stores.results import DeleteResult as DeleteResult
+    from storekeeper.stores.results import IncompleteUpload as IncompleteUpload
+    from storekeeper.stores.results import ObjectVersion as ObjectVersion
+    from storekeeper.stores.results import Usage as Usage
+
+#: named here as before, created on first use (storekeeper.stores.results says why)
+RESULTS = dict.fromkeys(
+    ("BucketInfo", "DeleteResult", "IncompleteUpload", "ObjectVersion", "Usage"), "storekeeper.stores.results"
+)
+__getattr__, __dir__ = lazy_exports(__name__, RESULTS)
 
 
 class ObjectInfo(NamedTuple):
@@ -29,68 +42,10 @@ class ObjectInfo(NamedTuple):
     metadata: dict[str, str] | None = None  # only filled by head(); listings leave it None
 
 
-class IncompleteUpload(NamedTuple):
-    """An upload begun and never completed (S3 multipart upload; a local temp file)."""
-
-    key: str
-    upload_id: str
-    initiated: datetime
-
-
 class GetResult(NamedTuple):
     body: bytes
     etag: str
     metadata: dict[str, str]  # the object's user metadata ({} when it has none)
-
-
-class BucketInfo(NamedTuple):
-    name: str
-    created_at: datetime | None = None
-    public: bool = False
-    size_limit: int | None = None  # bytes, where the backend enforces one (Supabase file_size_limit)
-
-
-class ObjectVersion(NamedTuple):
-    """One version of a key in a versioned bucket (a delete marker has size 0 and etag "")."""
-
-    key: str
-    version_id: str
-    size: int
-    etag: str
-    last_modified: datetime
-    is_latest: bool
-    delete_marker: bool = False
-
-
-class Usage(NamedTuple):
-    """What a prefix holds: current objects, plus (versioned buckets) the older versions still billed."""
-
-    bytes: int
-    objects: int
-    noncurrent_bytes: int = 0
-    noncurrent_versions: int = 0
-    delete_markers: int = 0
-
-    @property
-    def billed_bytes(self) -> int:
-        """Bytes the provider bills: current objects and every noncurrent version."""
-        return self.bytes + self.noncurrent_bytes
-
-
-@dataclass
-class DeleteResult:
-    deleted: list[str] = field(default_factory=list)
-    errors: dict[str, str] = field(default_factory=dict)  # key -> cause
-    kept: dict[str, str] = field(
-        default_factory=dict
-    )  # key -> why it was not deleted (changed since checked)
-    requests: int = 0
-    #: versions removed for good by `purge_many` (VersionId deletes; 0 on unversioned buckets)
-    versions_removed: int = 0
-    #: bytes no longer stored (BytesFreed): on an unversioned bucket the `sizes` the caller listed
-    #: for the keys deleted; on a versioned one the size of every version removed for good (a
-    #: plain delete there frees nothing: the object stays billed as a noncurrent version)
-    bytes_freed: int = 0
 
 
 def key_before(key: str) -> str | None:
@@ -250,6 +205,8 @@ class ObjectStore(ABC):
 
         `sizes` (key -> bytes, as listed when the delete was decided) count `bytes_freed`.
         """
+        from storekeeper.stores.results import DeleteResult
+
         checked = [check_key(k) for k in keys]
         result = DeleteResult()
         for i in range(0, len(checked), self.max_delete_batch):
@@ -277,6 +234,8 @@ class ObjectStore(ABC):
         versioned bucket `bytes_freed` is the size of every version removed, as the version listing
         made here says.
         """
+        from storekeeper.stores.results import DeleteResult
+
         checked = sorted({check_key(k) for k in keys})
         if not checked:
             return DeleteResult()
@@ -322,6 +281,8 @@ class ObjectStore(ABC):
     def list_versions(self, prefix: str = "", *, key_marker: str | None = None) -> Iterator[ObjectVersion]:
         """Every version and delete marker under `prefix` (keys after `key_marker`), key order, newest first
         within a key. Unversioned backends list their current objects as the only versions."""
+        from storekeeper.stores.results import ObjectVersion
+
         check_prefix(prefix)
         if self.versioned:
             return self._list_versions(prefix, key_marker)
@@ -332,6 +293,8 @@ class ObjectStore(ABC):
 
     def usage(self, prefix: str = "") -> Usage:
         """Current bytes and objects; on a versioned bucket noncurrent versions and delete markers too."""
+        from storekeeper.stores.results import Usage
+
         total = count = old_bytes = old = markers = 0
         if self.versioned:
             for v in self.list_versions(prefix):

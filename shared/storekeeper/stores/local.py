@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from storekeeper.errors import (
     BucketAlreadyExists,
@@ -31,14 +32,14 @@ from storekeeper.errors import (
 )
 from storekeeper.names import check_bucket
 from storekeeper.stores.base import (
-    BucketInfo,
-    DeleteResult,
     GetResult,
-    IncompleteUpload,
     ObjectInfo,
     ObjectStore,
     RequestCounter,
 )
+
+if TYPE_CHECKING:
+    from storekeeper.stores.results import BucketInfo, DeleteResult, IncompleteUpload
 
 META_DIR = ".storekeeper"
 _TMP_NAME = re.compile(r"[0-9a-f]{32}")
@@ -345,6 +346,8 @@ class LocalStore(ObjectStore):
         """Temp files under `.storekeeper/<bucket>/tmp/`; key and upload id are the file name (a temp
         file does not know its key, so a non-empty prefix matches none). A put in flight owns its temp
         file for milliseconds: policies select stale ones with older-than."""
+        from storekeeper.stores.results import IncompleteUpload
+
         self.requests.add("list_uploads")
         d = self.root / META_DIR / self.bucket / "tmp"
         if prefix or not d.is_dir():
@@ -368,6 +371,8 @@ class LocalStore(ObjectStore):
 
     # -- buckets -----------------------------------------------------------------
     def list_buckets(self) -> list[BucketInfo]:
+        from storekeeper.stores.results import BucketInfo
+
         self.requests.add("list_buckets")
         out = []
         for e in sorted(os.scandir(self.root), key=lambda e: e.name):
@@ -377,6 +382,8 @@ class LocalStore(ObjectStore):
         return out
 
     def _create_bucket(self, name: str) -> BucketInfo:
+        from storekeeper.stores.results import BucketInfo
+
         self.requests.add("create_bucket")
         d = self.root / name
         try:
