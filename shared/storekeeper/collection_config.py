@@ -12,8 +12,9 @@ is re-read before it is refused, so a collection deleted and re-created elsewher
 seen at once.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` in the models' modules: pydantic would compile and eval
+# every field's string annotation when it creates the class (a cold start's cost; see
+# tests/unit/test_coldstart_imports.py).
 import threading
 import time
 from datetime import UTC, datetime

@@ -10,8 +10,9 @@ apart from `idempotency` so the producer's cold start does not import Powertools
 idempotency package for it.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` in the models' modules: pydantic would compile and eval
+# every field's string annotation when it creates the class (a cold start's cost; see
+# tests/unit/test_coldstart_imports.py).
 import time
 
 from pydantic import BaseModel, ConfigDict

@@ -534,3 +534,30 @@ def test_store_results_a_put_never_uses_are_created_on_first_use() -> None:
         "      ObjectVersion is stores.ObjectVersion)\n"
     )
     assert _fresh_python(code) == ["False", "True", "True", "True"]
+
+
+#: modules whose pydantic models the producer's first put creates
+PUT_MODEL_MODULES = (
+    "storekeeper.models.common",
+    "storekeeper.models.deltas",
+    "storekeeper.collection_config",
+    "storekeeper.put_plan",
+)
+
+
+def test_the_put_models_carry_evaluated_annotations() -> None:
+    """With `from __future__ import annotations` every field annotation is a string that pydantic
+    compiles and evaluates when it creates the class (with a new Union/Annotated object for each):
+    -1.7 M instructions for the four classes of models.deltas alone without it."""
+    code = (
+        "import importlib\n"
+        "from pydantic import BaseModel\n"
+        f"for name in {PUT_MODEL_MODULES!r}:\n"
+        "    m = importlib.import_module(name)\n"
+        "    for v in vars(m).values():\n"
+        "        if isinstance(v, type) and issubclass(v, BaseModel) and v.__module__ == name:\n"
+        "            ann = v.__dict__.get('__annotations__', {})\n"
+        "            print(*(f'{name}.{v.__name__}.{k}' for k, a in ann.items() if isinstance(a, str)))\n"
+        "print('ok')\n"
+    )
+    assert _fresh_python(code) == ["ok"]

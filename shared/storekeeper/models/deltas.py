@@ -1,7 +1,8 @@
 """Put requests (producer input) and delta notifications (producer -> DeltaQueue)."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` in the models' modules: pydantic would compile and eval
+# every field's string annotation when it creates the class (a cold start's cost; see
+# tests/unit/test_coldstart_imports.py).
 import json
 import math
 from typing import Annotated, Any, Literal, Self
