@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -95,31 +94,40 @@ def test_25_tests_on_4_workers_in_a_full_project(supabase_env: SupabaseEmulatorS
     assert set(left) == {PROTECTED_BY_LABEL}  # the reaped and released buckets' entries are gone
 
 
+OWN = f"{DEMO}/demo_vector_buckets.py::test_each_gets_its_own_vector_bucket"
+
+
 def test_an_interrupted_run_leaves_a_bucket_reaped_only_once_expired(
     supabase_env: SupabaseEmulatorServer,
 ) -> None:
-    own = f"{DEMO}/demo_vector_buckets.py::test_each_gets_its_own_vector_bucket"
-    # a run whose worker dies inside test 3: its bucket stays, labelled with a 150 s expiry (more than
-    # the next run needs to start on a loaded machine)
+    """The leftover's TTL is an hour, so the next run sees it unexpired however loaded the machine;
+    then its `expires` label is moved into the past (what an hour does; the registry write `_seed`
+    makes too) rather than waited for: the test once slept out a 150 s TTL, the longest wait of the
+    suite. The TTL itself is checked on the label: it counts from the interrupted run's start."""
+    began = datetime.now(UTC)
+    # a run whose worker dies inside test 3: its bucket stays, labelled with its run and expiry
     killed = _run_demo(
-        "-n", "2", "-o", "storekeeper_ttl=150s", env={"DEMO_KILL_WORKER": "3"}, targets=(f"{own}[3]",)
+        "-n", "2", "-o", "storekeeper_ttl=1h", env={"DEMO_KILL_WORKER": "3"}, targets=(f"{OWN}[3]",)
     )
     assert killed.returncode != 0
     (leftover,) = _names()
-    registry = open_store("supabase://storekeeper-tests")
-    assert Registry(registry).read()[leftover]["run"] != ""
+    registry = Registry(open_store("supabase://storekeeper-tests"))
+    labels = registry.read()[leftover]
+    assert labels["run"] != ""
+    hour = timedelta(hours=1)
+    assert began + hour <= datetime.fromisoformat(labels["expires"]) <= datetime.now(UTC) + hour
     # fill the project (10 of 10) with buckets that are no test buckets of anybody
     vb = open_vector_backend()
     for i in range(9):
         vb.create_bucket(f"keep-{i}")
-    two = (f"{own}[1]", f"{own}[2]")
+    two = (f"{OWN}[1]", f"{OWN}[2]")
     early = _run_demo("-n", "2", "-o", "storekeeper_wait=3s", targets=two)
     out = early.stdout + early.stderr
     assert leftover in _names(), "an unexpired bucket of another run was reaped"
     assert "2 skipped" in out, out[-3000:]  # and the skip says what blocks: the leftover and its expiry
     assert f"{leftover} (test bucket of run" in out
-    expires = datetime.fromisoformat(Registry(registry).read()[leftover]["expires"])
-    time.sleep(max(0.0, (expires - datetime.now(UTC)).total_seconds()) + 1)  # past its expiry
+    past = (datetime.now(UTC) - timedelta(seconds=1)).isoformat()
+    registry.update(lambda d: d[leftover].update(expires=past))  # the hour has passed
     late = _run_demo("-n", "2", targets=two)
     out = late.stdout + late.stderr
     assert late.returncode == 0, out[-3000:]
