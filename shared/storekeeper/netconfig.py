@@ -10,7 +10,9 @@ keeps hitting a dead endpoint stops at its deadline with a message naming it, in
 of failing call after call.
 
 Environment overrides (seconds / attempts): STOREKEEPER_CONNECT_TIMEOUT (3),
-STOREKEEPER_READ_TIMEOUT (10), STOREKEEPER_MAX_ATTEMPTS (3, first try included).
+STOREKEEPER_READ_TIMEOUT (10), STOREKEEPER_MAX_ATTEMPTS (3, first try included). The attempts
+bound the requests of one call whoever retries: the client's own retry mode and a loop of ours
+around it share them (`outer_attempts`).
 """
 
 from __future__ import annotations
@@ -46,6 +48,23 @@ def read_timeout() -> float:
 
 def max_attempts() -> int:
     return int(_env_float("STOREKEEPER_MAX_ATTEMPTS", 3, 1, 10))
+
+
+def outer_attempts(own: int) -> int:
+    """Attempts a retry loop of ours may make around a call that already tries `own` times itself
+    (botocore's retry mode): the requests one call sends stay within `max_attempts()`, never its
+    product with our own retries (a failing endpoint was sent up to 18 requests per listing page)."""
+    return max(1, max_attempts() // max(1, own))
+
+
+def client_attempts(client: Any) -> int:
+    """Tries one call of a botocore client makes by itself (its retry config, first try included)."""
+    retries = dict(getattr(getattr(getattr(client, "meta", None), "config", None), "retries", None) or {})
+    if retries.get("total_max_attempts"):
+        return int(retries["total_max_attempts"])
+    if retries.get("max_attempts") is not None:
+        return int(retries["max_attempts"]) + 1  # botocore's max_attempts counts retries only
+    return 5 if retries.get("mode", "legacy") == "legacy" else 3  # botocore's mode defaults
 
 
 def boto_config(**extra: Any) -> Any:

@@ -130,7 +130,7 @@ class _Keys(ResourceType):
     def labels(self, p: Planner, r: Resource) -> dict[str, str]:
         view = p.views[r.store]
         try:
-            info = p.access.call(lambda: view.store.head(r.name))
+            info = p.access.call(lambda: view.store.head(r.name), view.store)
         except NotFound:
             return {}
         return dict(info.metadata or {})
@@ -248,7 +248,7 @@ class Uploads(ResourceType):
 
     def population(self, p: Planner, policy: Policy) -> list[Resource]:
         view = p.views[policy.store]
-        uploads = p.access.call(lambda: view.store.list_incomplete_uploads(policy.prefix))
+        uploads = p.access.call(lambda: view.store.list_incomplete_uploads(policy.prefix), view.store)
         return [
             Upload(view.name, view.store.bucket, upload_name(u.key, u.upload_id), 0, u.initiated,
                    key=u.key, upload_id=u.upload_id)
@@ -279,7 +279,7 @@ class Buckets(ResourceType):
 
     def population(self, p: Planner, policy: Policy) -> list[Resource]:
         view = p.views[policy.store]
-        infos = p.access.call(view.store.list_buckets)
+        infos = p.access.call(view.store.list_buckets, view.store)
         return [Bucket(view.name, b.name, b.name, 0, b.created_at) for b in infos]
 
     def target(self, p: Planner, r: Resource) -> tuple[Protection, TargetKind, str]:
@@ -287,7 +287,7 @@ class Buckets(ResourceType):
 
     def labels(self, p: Planner, r: Resource) -> dict[str, str]:
         view = p.views[r.store]
-        return p.access.call(lambda: view.store.get_bucket_labels(r.name))
+        return p.access.call(lambda: view.store.get_bucket_labels(r.name), view.store)
 
     def delete_tasks(self, p: Planner, policy: Policy, planned: list[Row], add: AddTask) -> None:
         view = p.views[policy.store]

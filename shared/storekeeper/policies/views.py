@@ -230,16 +230,16 @@ class StoreView:
 
     def _noncurrent_bytes(self, store: ObjectStore) -> int:
         """One version listing on versioned buckets (none elsewhere): what deletes left billed."""
-        if not self.access.call(lambda: store.versioned):
+        if not self.access.call(lambda: store.versioned, store):
             return 0
-        return self.access.call(lambda: store.usage("")).noncurrent_bytes
+        return self.access.call(lambda: store.usage(""), store).noncurrent_bytes
 
     def freed_bytes(self, r: Resource) -> int:
         """What deleting `r` frees now: on a versioned bucket only what cleanup purges
         (snapshot versions, deltas); anything else stays billed as a noncurrent version."""
         if r.kind in (ResourceKind.delta, ResourceKind.snapshot_version) or purged_on_delete(r.name):
             return r.size or 0
-        return 0 if self.access.call(lambda: self.store.versioned) else r.size or 0
+        return 0 if self.access.call(lambda: self.store.versioned, self.store) else r.size or 0
 
     def chain(self, collection: str) -> Chain:
         """The live state and every version its manifest-parent chain reaches (published history)."""
@@ -253,7 +253,9 @@ class StoreView:
         while version and version not in published:
             published.add(version)
             try:
-                manifest = self.access.call(partial(load_manifest, self.store, collection, version))
+                manifest = self.access.call(
+                    partial(load_manifest, self.store, collection, version), self.store
+                )
                 version = manifest.parent
             except StorekeeperError:
                 break  # an older, already removed (or unreadable) version ends the chain
@@ -305,7 +307,7 @@ class VectorView:
             if self.registry is not None:
                 store, key = self.registry
                 try:
-                    data = json.loads(self.access.call(lambda: store.get(key)).body)
+                    data = json.loads(self.access.call(lambda: store.get(key), store).body)
                 except NotFound:
                     data = {}
                 if not isinstance(data, dict):

@@ -90,6 +90,11 @@ class ObjectStore(ABC):
         self.requests = counter or RequestCounter()
 
     # -- identity -----------------------------------------------------------
+    def own_attempts(self) -> int:
+        """Tries one call makes by itself (a client's retry mode): a retry loop around it divides
+        `netconfig.max_attempts()` by this (`netconfig.outer_attempts`)."""
+        return 1
+
     @property
     def url(self) -> str:
         return f"{self.scheme}://{self.bucket}"

@@ -161,6 +161,12 @@ class S3Store(ObjectStore):
         self._versioning: tuple[bool, float] | None = None  # (versioned, monotonic time read)
         self._versioning_lock = threading.Lock()
 
+    def own_attempts(self) -> int:
+        """botocore retries every request itself (standard mode, `netconfig.boto_config`)."""
+        from storekeeper.netconfig import client_attempts
+
+        return client_attempts(self.client)
+
     def for_bucket(self, bucket: str) -> S3Store:
         return S3Store(
             check_bucket(bucket),
