@@ -6,8 +6,9 @@ or a burst, does not bend it) through the recent ones. Too few points give "not 
 history", never a guess.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` in the models' modules: pydantic would compile and eval
+# every field's string annotation when it creates the class (a cold start's cost; see
+# tests/unit/test_coldstart_imports.py).
 import contextlib
 import statistics
 from datetime import UTC, datetime, timedelta
@@ -214,7 +215,7 @@ class History:
         self.runs = runs
         self.points = points
 
-    def last(self, n: int) -> History:
+    def last(self, n: int) -> "History":
         return History(self.runs[-n:] if n > 0 else [], self.points[-n:] if n > 0 else [])
 
 

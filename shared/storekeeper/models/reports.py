@@ -4,8 +4,9 @@ A dry run and a real run write the same document for the same state; only
 `apply`, `sent` and the timestamps differ. `plan_digest` makes that checkable.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` in the models' modules: pydantic would compile and eval
+# every field's string annotation when it creates the class (a cold start's cost; see
+# tests/unit/test_coldstart_imports.py).
 import hashlib
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal

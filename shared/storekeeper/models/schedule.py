@@ -11,8 +11,9 @@ can force a real run (that is REAPER_APPLY's job). Unknown keys are errors namin
 a typo (`dryrun`) is not silently ignored.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` in the models' modules: pydantic would compile and eval
+# every field's string annotation when it creates the class (a cold start's cost; see
+# tests/unit/test_coldstart_imports.py).
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator

@@ -5,8 +5,9 @@ unknown fields are ignored (not forbidden, unlike messages): history must keep
 working across an upgrade.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` in the models' modules: pydantic would compile and eval
+# every field's string annotation when it creates the class (a cold start's cost; see
+# tests/unit/test_coldstart_imports.py).
 from datetime import datetime
 from typing import Literal
 

@@ -23,8 +23,9 @@ put: a conditional DELETE is not honoured by every S3 server), which completes t
   starts over.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` in the models' modules: pydantic would compile and eval
+# every field's string annotation when it creates the class (a cold start's cost; see
+# tests/unit/test_coldstart_imports.py).
 import json
 import os
 import time
@@ -109,14 +110,14 @@ class Budget:
         self._whole: Budget | None = None  # the budget this one is a part of
 
     @classmethod
-    def from_remaining(cls, remaining: float | None, *, max_objects: int | None = None) -> Budget:
+    def from_remaining(cls, remaining: float | None, *, max_objects: int | None = None) -> "Budget":
         """The planning share of a run's remaining time (None: no deadline) and its memory bound."""
         if remaining is None:
             return cls(None, max_objects=max_objects)
         seconds = max(0.0, remaining - max(RESERVE_MIN_S, RESERVE_FRACTION * remaining))
         return cls(seconds, max_objects=max_objects)
 
-    def part(self, fraction: float) -> Budget:
+    def part(self, fraction: float) -> "Budget":
         """A budget on the same clock ending `fraction` of the way to this one's deadline (the same
         memory bound)."""
         sub = Budget(None, clock=self.clock, max_objects=self.max_objects)
@@ -164,7 +165,7 @@ class KeyInterval(_Strict):
     through: Key | None = None
 
     @model_validator(mode="after")
-    def _not_empty(self) -> KeyInterval:
+    def _not_empty(self) -> "KeyInterval":
         if self.after is not None and self.through is not None and self.after >= self.through:
             raise ValueError("after must sort below through (the interval would hold no key)")
         return self
@@ -181,7 +182,7 @@ class StoreProgress(_Strict):
     finished: bool = False
 
     @model_validator(mode="after")
-    def _consistent(self) -> StoreProgress:
+    def _consistent(self) -> "StoreProgress":
         rs = self.ranges
         if rs is None:
             return self
@@ -199,7 +200,7 @@ class StoreProgress(_Strict):
                 )
         return self
 
-    def intervals(self) -> list[KeyRange]:
+    def intervals(self) -> "list[KeyRange]":
         """The ranges left to list (the older format's key: one range after it)."""
         from storekeeper.stores.listing import KeyRange
 
@@ -210,7 +211,7 @@ class StoreProgress(_Strict):
         return [KeyRange(r.after, r.through) for r in self.ranges]
 
     @classmethod
-    def of(cls, ranges: list[KeyRange]) -> StoreProgress:
+    def of(cls, ranges: "list[KeyRange]") -> "StoreProgress":
         """The ranges a run left (none: the store is finished)."""
         intervals = [KeyInterval(after=r.after, through=r.through) for r in ranges]
         return cls(ranges=intervals, finished=not intervals)

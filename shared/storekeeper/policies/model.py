@@ -4,8 +4,9 @@ A policy is resource + filters + action (Cloud Custodian). Protection is
 global and always wins over inclusion (aws-nuke: exclude wins).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` in the models' modules: pydantic would compile and eval
+# every field's string annotation when it creates the class (a cold start's cost; see
+# tests/unit/test_coldstart_imports.py).
 import hashlib
 import json
 import os

@@ -12,8 +12,9 @@ picks which to act on, e.g. the oldest first until a target is reached; it gets
 candidates it actually reaches.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` in the models' modules: pydantic would compile and eval
+# every field's string annotation when it creates the class (a cold start's cost; see
+# tests/unit/test_coldstart_imports.py).
 from abc import abstractmethod
 from collections.abc import Callable
 from datetime import datetime, timedelta

@@ -1,7 +1,8 @@
 """The age filter: older than a duration, counted from creation (or last modification)."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` in the models' modules: pydantic would compile and eval
+# every field's string annotation when it creates the class (a cold start's cost; see
+# tests/unit/test_coldstart_imports.py).
 from datetime import datetime, timedelta
 from functools import lru_cache
 

@@ -1,7 +1,8 @@
 """The delta filter: deltas the live manifest has already merged."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` in the models' modules: pydantic would compile and eval
+# every field's string annotation when it creates the class (a cold start's cost; see
+# tests/unit/test_coldstart_imports.py).
 from typing import ClassVar
 
 from storekeeper.policies.filters import Filter, FilterEnv, K, register

@@ -1,7 +1,8 @@
 """Filters on a resource's labels: a label's presence or value, and kube-janitor's ttl / expires labels."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` in the models' modules: pydantic would compile and eval
+# every field's string annotation when it creates the class (a cold start's cost; see
+# tests/unit/test_coldstart_imports.py).
 from datetime import UTC, datetime
 from typing import ClassVar
 

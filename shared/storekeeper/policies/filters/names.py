@@ -1,7 +1,8 @@
 """Filters on a resource's name: a prefix, a glob, a regular expression."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` in the models' modules: pydantic would compile and eval
+# every field's string annotation when it creates the class (a cold start's cost; see
+# tests/unit/test_coldstart_imports.py).
 import fnmatch
 import re
 

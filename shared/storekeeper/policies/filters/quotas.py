@@ -1,7 +1,8 @@
 """Set filters that clean down to a target, oldest first: the usage watermark and the count quota."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` in the models' modules: pydantic would compile and eval
+# every field's string annotation when it creates the class (a cold start's cost; see
+# tests/unit/test_coldstart_imports.py).
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -100,7 +101,7 @@ class CountAboveQuota(SetFilter):
     kinds: ClassVar[frozenset[ResourceKind]] = frozenset({K.vector_bucket, K.bucket})
 
     @model_validator(mode="after")
-    def _order(self) -> CountAboveQuota:
+    def _order(self) -> "CountAboveQuota":
         if self.target > self.threshold:
             raise ValueError(f"target {self.target} must not be above threshold {self.threshold}")
         return self

@@ -1,7 +1,8 @@
 """Filters on bytes: an object's size, a bucket's share of the store's capacity."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` in the models' modules: pydantic would compile and eval
+# every field's string annotation when it creates the class (a cold start's cost; see
+# tests/unit/test_coldstart_imports.py).
 from typing import ClassVar, Literal
 
 from pydantic import field_validator, model_validator
@@ -18,7 +19,7 @@ class SizeFilter(Filter):
     kinds: ClassVar[frozenset[ResourceKind]] = OBJECTISH
 
     @model_validator(mode="after")
-    def _one(self) -> SizeFilter:
+    def _one(self) -> "SizeFilter":
         if self.gt is None and self.lt is None:
             raise ValueError("size needs gt and/or lt (e.g. gt: 10MB)")
         return self

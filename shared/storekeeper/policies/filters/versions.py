@@ -1,7 +1,8 @@
 """Snapshot-version filters: keep the newest per collection, and versions no pointer chain reached."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` in the models' modules: pydantic would compile and eval
+# every field's string annotation when it creates the class (a cold start's cost; see
+# tests/unit/test_coldstart_imports.py).
 from collections.abc import Callable
 from typing import ClassVar
 
