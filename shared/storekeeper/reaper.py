@@ -241,8 +241,10 @@ def _advance(
         apply=apply,
         policies_sha256=policies_sha256,
         now=now,
-        stores={} if complete else stores,
-        decided=[] if complete else planner.decided,
+        # a cleared one keeps what the pass did (every store finished, the policies that decided):
+        # `complete` alone makes the next run start a new pass, in every version's reader
+        stores=stores,
+        decided=planner.decided,
         complete=complete,
         usage=None if complete else usage,
     )

@@ -188,6 +188,32 @@ def test_runs_of_a_pass_plan_exactly_what_one_unbudgeted_run_plans(
     assert sorted(planned(fresh)) == sorted(whole)
 
 
+def test_a_cleared_continuation_says_what_its_pass_did_and_starts_a_new_one(tmp_path: Path) -> None:
+    """The run that completes a pass clears the continuation by a conditional write of a `complete`
+    one (a conditional DELETE is not honoured everywhere). It was written with no stores and no
+    decided policies, as if the pass had planned nothing; now it keeps what the pass did, in the
+    same format every reader parses, and the next run still starts a new pass."""
+    store = local_store(tmp_path)
+    build(store)
+    text = WITH_RETENTION
+    reports = run_pass(store, text, 60)
+    assert len(reports) > 1
+    stored = passes.parse(store.get(continuation_key("dry-run")).body)
+    assert stored.complete
+    assert stored.runs == len(reports)
+    assert set(stored.stores) == {"main"}
+    assert stored.stores["main"].finished
+    assert stored.stores["main"].intervals() == []
+    last = reports[-1].budget
+    assert last is not None
+    # the whole-bucket policy decided in a run that listed it all, or waited to the end of the pass
+    assert set(stored.decided) == {"keep-one"} - set(last.policies_waiting)
+    assert stored.pass_started_at <= stored.updated_at
+    fresh = run(store, text, ticks(100_000))
+    assert fresh.budget is not None
+    assert fresh.budget.run_in_pass == 1  # a cleared continuation: a new pass from the start
+
+
 def test_a_budget_cut_run_says_what_it_deferred_and_where_the_next_run_resumes(tmp_path: Path) -> None:
     store = local_store(tmp_path)
     build(store)

@@ -227,7 +227,8 @@ class Continuation(_Strict):
     #: runs of this pass so far (the one that wrote it included)
     runs: int = Field(ge=1, le=1_000_000)
     stores: dict[Annotated[str, StringConstraints(min_length=1, max_length=200)], StoreProgress]
-    #: the pass is over: the next run starts a new one (a cleared continuation)
+    #: the pass is over: the next run starts a new one (a cleared continuation, which keeps what its
+    #: pass did: the stores it finished, the policies that decided, its runs, start and end)
     complete: bool = False
     #: whole-bucket policies (set filters, snapshot versions, buckets, vectors) decided in this pass
     decided: list[Annotated[str, StringConstraints(min_length=1, max_length=200)]] = Field(
