@@ -549,6 +549,7 @@ PUT_MODEL_MODULES = (
 REAPER_MODEL_MODULES = (
     "storekeeper.models.status",
     "storekeeper.models.reports",
+    "storekeeper.models.cleanup",  # the report's tasks (cleanup's import creates them too)
     "storekeeper.models.schedule",
     "storekeeper.policies.model",
     "storekeeper.policies.budget",

@@ -1,7 +1,8 @@
 """Cleanup tasks (reaper or a person -> CleanupQueue)."""
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` in the models' modules: pydantic would compile and eval
+# every field's string annotation when it creates the class (a cold start's cost; see
+# tests/unit/test_coldstart_imports.py).
 from enum import StrEnum
 from typing import Annotated, Literal, Self
 
