@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 from storekeeper.collection_config import create_config, read_config
 from storekeeper.compaction_budget import (
@@ -43,6 +43,7 @@ from storekeeper.compaction_budget import (
     disk_needed,
     estimated_size,
 )
+from storekeeper.delta_fold import Fold
 from storekeeper.deltas import DeltaContent, as_array, fetch_delta, list_pending
 from storekeeper.errors import CorruptObject, NotFound, PreconditionFailed, ValidationError
 from storekeeper.layout import (
@@ -76,6 +77,7 @@ STEPS = (
 )
 DEFAULT_MAX_DELTAS = 500
 DEFAULT_RESERVE_MS = 20_000  # left for packing, uploading and publishing once applying stops
+DEFAULT_FOLD_DELTAS = 1_000_000  # no count limit: a fold is written when it reaches chromadb's max batch
 
 
 @dataclass
@@ -254,6 +256,8 @@ class _Attempt:
     coalesce: bool
     free_bytes: Callable[[Path], int]
     clock: Callable[[], datetime]
+    #: deltas folded into one set of chromadb writes (1 after chromadb refused a folded record)
+    fold_deltas: int = DEFAULT_FOLD_DELTAS
 
     def hook(self, step: str) -> None:
         if self.hooks is not None:
@@ -363,9 +367,29 @@ class _Attempt:
         with chroma.persistent_client(tree) as client:
             col = chroma.get_or_create(client, c, dist)
             batch = chroma.max_batch(client)
+            fold = Fold()
+
+            def write_fold() -> None:
+                nonlocal fold
+                if not fold.deltas:
+                    return
+                try:
+                    fold.write(col, batch)
+                except chroma.RECORD_ERRORS as exc:
+                    self._refused(fold, exc)
+                first = not applied
+                applied.extend(fold.deltas)
+                result.digests.update(fold.digests)
+                fold = Fold()
+                if first:
+                    self.hook("mid_apply")
+
             for i, delta_id in enumerate(todo):
                 size_next = estimated_size(parent_bytes, delta_bytes + listed[delta_id])
-                if len(applied) >= self.cfg.max_deltas or not budget.can_apply_next(size_next, len(applied)):
+                taken = len(applied) + len(fold.deltas)
+                if taken >= self.cfg.max_deltas or not budget.can_apply_next(
+                    size_next, taken, unwritten=len(fold.deltas)
+                ):
                     result.pending = todo[i:]
                     break
                 key = delta_key(c, delta_id)
@@ -387,29 +411,14 @@ class _Attempt:
                         result,
                     )
                     continue
-                try:
-                    chroma.apply(
-                        col,
-                        deletes=content.deletes,
-                        ids=content.ids,
-                        embeddings=as_array(content.embeddings),
-                        metadatas=content.metadatas,
-                        documents=content.documents,
-                        updates=content.updates,
-                        batch=batch,
-                    )
-                except chroma.RECORD_ERRORS as exc:
-                    # chromadb refused a record the producer's rules let through: the tree may hold
-                    # part of this delta, so quarantine it and start over from the pointer
-                    why = f"chromadb refused a record: {type(exc).__name__}: {exc}"
-                    _reject(store, c, delta_id, why, result)
-                    raise _RestartAttempt(delta_id) from exc
+                if content.updates or fold.has_updates or len(fold.deltas) >= self.fold_deltas:
+                    write_fold()  # a delta with updates is folded alone
+                fold.add(content, as_array(content.embeddings), digest)
                 dimension = dimension or content.dimension
-                applied.append(delta_id)
-                result.digests[delta_id] = digest
                 delta_bytes += listed[delta_id]
-                if len(applied) == 1:
-                    self.hook("mid_apply")
+                if fold.records >= batch:
+                    write_fold()
+            write_fold()
             count = int(col.count())
         self.took("apply", t_apply)
         if not applied:
@@ -481,6 +490,17 @@ class _Attempt:
         else:
             self.result.lost_kept[version] = lost.note
         raise lost.error
+
+    def _refused(self, fold: Fold, exc: Exception) -> NoReturn:
+        """chromadb refused a record the producer's rules let through: the tree may hold part of
+        the fold, so start over from the pointer. A fold of one delta quarantines it; a fold of
+        several cannot say whose record it was, so the next tries apply delta by delta."""
+        if len(fold.deltas) > 1:
+            self.fold_deltas = 1
+            raise _RestartAttempt(fold.deltas[0]) from exc
+        why = f"chromadb refused a record: {type(exc).__name__}: {exc}"
+        _reject(self.store, self.c, fold.deltas[0], why, self.result)
+        raise _RestartAttempt(fold.deltas[0]) from exc
 
     def _retire(self) -> None:
         """Remove superseded versions beyond the newest N (see storekeeper.retention); its failure

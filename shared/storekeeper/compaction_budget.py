@@ -92,10 +92,13 @@ class Budget:
         left = self.left_ms()
         return left is None or left > need_ms
 
-    def can_apply_next(self, snapshot_bytes: int, deltas_so_far: int) -> bool:
-        """One more delta, then still time to finish a snapshot of (about) this size?"""
+    def can_apply_next(self, snapshot_bytes: int, deltas_so_far: int, *, unwritten: int = 0) -> bool:
+        """One more delta, then still time to finish a snapshot of (about) this size? `unwritten`:
+        deltas of `deltas_so_far` taken but not yet written to chromadb (a fold): their apply is ahead."""
         r = self.rates
-        need = self.finish_ms(snapshot_bytes, deltas_so_far + 1) + int(1000 * SAFETY * r.apply_s)
+        need = self.finish_ms(snapshot_bytes, deltas_so_far + 1) + int(
+            1000 * SAFETY * r.apply_s * (1 + unwritten)
+        )
         return self.fits(need)
 
 
