@@ -27,6 +27,7 @@ import string
 from datetime import datetime
 
 from storekeeper.errors import CorruptObject, InvalidName, ValidationError
+from storekeeper.lazy import lazy_pattern
 
 # -- name patterns (bodies without anchors, so they compose into key patterns) -----------------------
 COLLECTION_PATTERN = r"[a-z0-9][a-z0-9_-]{0,62}"
@@ -37,7 +38,7 @@ COLLECTION_RE = re.compile(rf"^{COLLECTION_PATTERN}$")
 DELTA_ID_RE = re.compile(rf"^{DELTA_ID_PATTERN}$")
 #: a function's name in idempotency keys (Lambda function names allow more; ours are short words)
 FUNCTION_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-VERSION_RE = re.compile(rf"^{VERSION_PATTERN}$")
+VERSION_RE = lazy_pattern(globals(), "VERSION_RE", rf"^{VERSION_PATTERN}$")
 
 # -- prefixes and fixed names ------------------------------------------------------------------------
 DELTA_PREFIX = "delta/"
@@ -69,11 +70,17 @@ PREFIXES = (
 #: a valid delta key; groups `c` (collection) and `id` (delta id)
 DELTA_KEY_RE = re.compile(rf"^delta/(?P<c>{COLLECTION_PATTERN})/(?P<id>{DELTA_ID_PATTERN})\.delta$")
 #: a collection's live pointer; group `c`
-POINTER_KEY_RE = re.compile(rf"^snapshot/(?P<c>{COLLECTION_PATTERN})/latest/pointer\.txt$")
+POINTER_KEY_RE = lazy_pattern(
+    globals(), "POINTER_KEY_RE", rf"^snapshot/(?P<c>{COLLECTION_PATTERN})/latest/pointer\.txt$"
+)
 #: any key inside a published (or publishing) version folder; groups `c`, `v` (prefix match)
-VERSION_KEY_RE = re.compile(rf"^snapshot/(?P<c>{COLLECTION_PATTERN})/(?P<v>{VERSION_PATTERN})/")
+VERSION_KEY_RE = lazy_pattern(
+    globals(), "VERSION_KEY_RE", rf"^snapshot/(?P<c>{COLLECTION_PATTERN})/(?P<v>{VERSION_PATTERN})/"
+)
 #: any key one folder below `snapshot/<c>/` (a version, `latest`, or a stray folder); groups `c`, `v`
-SNAPSHOT_ENTRY_RE = re.compile(rf"^snapshot/(?P<c>{COLLECTION_PATTERN})/(?P<v>[^/]+)/")
+SNAPSHOT_ENTRY_RE = lazy_pattern(
+    globals(), "SNAPSHOT_ENTRY_RE", rf"^snapshot/(?P<c>{COLLECTION_PATTERN})/(?P<v>[^/]+)/"
+)
 
 _SUFFIX = string.ascii_lowercase + string.digits
 #: os.urandom underneath, as `secrets.choice` (which is this object's method): unique across processes
@@ -228,7 +235,7 @@ def collection_config_key(collection: str) -> str:
 
 
 #: one reaper run's report; group 1 is its run id (the start time)
-REPORT_KEY_RE = re.compile(r"^reports/reaper/(\d{8}T\d{6}\d*Z)\.json$")
+REPORT_KEY_RE = lazy_pattern(globals(), "REPORT_KEY_RE", r"^reports/reaper/(\d{8}T\d{6}\d*Z)\.json$")
 #: the status page as of the latest run, and the small index of recent runs
 REPORT_PAGE_KEY = REPORT_PREFIX + "latest.html"
 REPORT_INDEX_KEY = REPORT_PREFIX + "history.json"
@@ -239,7 +246,7 @@ def report_key(started: datetime) -> str:
 
 
 #: a reaper continuation's scope: which runs share it (mode and policies digest), e.g. `apply-3f2a...`
-CONTINUATION_SCOPE_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
+CONTINUATION_SCOPE_RE = lazy_pattern(globals(), "CONTINUATION_SCOPE_RE", r"^[a-z0-9][a-z0-9-]{0,79}$")
 
 
 def continuation_key(scope: str) -> str:

@@ -3,6 +3,8 @@
 * `lazy_exports`: a package `__init__` that names its submodules' things without importing
   them (PEP 562): importing `storekeeper.snapshots.pointer` must not import the archive,
   cache and reader modules too, nor `storekeeper.models.deltas` the cleanup models.
+* `lazy_pattern`: a module's regular expression compiled the first time it is used (a compile
+  is ~0.3-0.7 M instructions: a put never matches a snapshot, report or continuation key).
 * `defer_package_init`: a third-party package whose `__init__` imports far more than the
   submodules we use (Powertools' idempotency package imports boto3 for its DynamoDB layer).
 """
@@ -11,11 +13,12 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import re
 import sys
 import threading
 from collections.abc import Callable, Mapping
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 
 def lazy_exports(
@@ -35,6 +38,32 @@ def lazy_exports(
         return sorted(set(vars(sys.modules[package])) | set(where))
 
     return __getattr__, __dir__
+
+
+class _LazyPattern:
+    """Stands in for a compiled pattern until first used, then puts the compiled one in its place in
+    the module's namespace: the module's own functions then find the real pattern (no indirection);
+    a copy imported by name elsewhere keeps delegating to it."""
+
+    __slots__ = ("_compiled", "_name", "_namespace", "pattern")
+
+    def __init__(self, namespace: dict[str, Any], name: str, pattern: str) -> None:
+        self._namespace, self._name, self.pattern = namespace, name, pattern
+        self._compiled: re.Pattern[str] | None = None
+
+    def __getattr__(self, attr: str) -> Any:
+        if self._compiled is None:
+            self._compiled = re.compile(self.pattern)
+            self._namespace[self._name] = self._compiled
+        return getattr(self._compiled, attr)
+
+    def __repr__(self) -> str:
+        return f"re.compile({self.pattern!r})"
+
+
+def lazy_pattern(namespace: dict[str, Any], name: str, pattern: str) -> re.Pattern[str]:
+    """`re.compile(pattern)` on first use, as `namespace[name]` (pass the module's `globals()`)."""
+    return cast("re.Pattern[str]", _LazyPattern(namespace, name, pattern))
 
 
 def defer_package_init(name: str) -> ModuleType:

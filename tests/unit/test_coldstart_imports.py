@@ -579,3 +579,36 @@ def test_the_first_calls_models_carry_evaluated_annotations(modules: tuple[str, 
         "print('ok')\n"
     )
     assert _fresh_python(code) == ["ok"]
+
+
+def test_the_first_put_compiles_no_snapshot_report_or_continuation_pattern(tmp_path: Path) -> None:
+    """layout's snapshot, report and continuation patterns (~2.7 M instructions to compile) are compiled
+    on first use (storekeeper.lazy.lazy_pattern): not by the producer's import and first put. Used, each
+    becomes the compiled pattern in layout's namespace; a copy imported by name still matches."""
+    lazy = ("VERSION_RE", "POINTER_KEY_RE", "VERSION_KEY_RE", "SNAPSHOT_ENTRY_RE", "REPORT_KEY_RE")
+    code = (
+        "import json, re, sys\n"
+        f"sys.path.insert(0, {str(REPO / 'functions' / 'producer')!r})\n"
+        "import app\n"
+        "class Ctx:\n"
+        "    function_name = 'fn'; function_version = '$LATEST'; memory_limit_in_mb = 512\n"
+        "    invoked_function_arn = 'arn:aws:lambda:us-east-1:000000000000:function:fn'\n"
+        "    aws_request_id = 'probe'; log_group_name = 'g'; log_stream_name = 's'\n"
+        "    def get_remaining_time_in_millis(self): return 900000\n"
+        "event = {'collection': 'docs', 'request_id': 'r1', 'upserts': [{'id': 'a', 'embedding': [0.5]}]}\n"
+        "status = app.handler(event, Ctx())['statusCode']\n"
+        "print('RESULT', status)\n"
+        "from storekeeper import layout\n"
+        "from storekeeper.layout import REPORT_KEY_RE\n"
+        f"print(*[n for n in {lazy!r} if isinstance(getattr(layout, n), re.Pattern)])\n"
+        "print(layout.match_version_key('snapshot/docs/000000000001-abcdefgh/manifest.json'))\n"
+        "print(isinstance(layout.VERSION_KEY_RE, re.Pattern), isinstance(REPORT_KEY_RE, re.Pattern))\n"
+        "report = 'reports/reaper/20240601T120000Z.json'\n"
+        "print(bool(REPORT_KEY_RE.fullmatch(report)), REPORT_KEY_RE.pattern[:9])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STOREKEEPER_", "IDEMPOTENCY_"))}
+    env.update(LAMBDA_FIXED_ENV, POWERTOOLS_TRACE_DISABLED="true", POWERTOOLS_METRICS_NAMESPACE="sk")
+    env["STOREKEEPER_HOME"] = str(tmp_path / "home")
+    got = _fresh_python(code, env)
+    got = got[got.index("RESULT") + 1 :]  # after the handler's metrics (EMF on stdout)
+    assert got == ["200", "('docs',", "'000000000001-abcdefgh')", "True", "False", "True", "^reports/"]
