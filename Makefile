@@ -42,7 +42,13 @@ postgres:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
 
-test: lint validate checkov-venv chromium postgres
+# A fresh clone spends minutes setting up, mostly pip unpacking and compiling three virtualenvs: those
+# run side by side (2 cores), then lint beside `sam validate`; Debian's packages one after the other
+# (one dpkg lock). Any step failing stops the run, as before.
+test:
+	$(MAKE) --no-print-directory -j3 --output-sync=target setup sam-venv checkov-venv
+	$(MAKE) --no-print-directory -j2 --output-sync=target lint validate
+	$(MAKE) --no-print-directory chromium postgres
 	$(BIN)/pytest -q -p no:cacheprovider tests
 
 # the unit tests not marked slow: seconds to a minute, for the edit-test loop
