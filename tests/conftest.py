@@ -53,13 +53,19 @@ MACHINE_SETTINGS = (
 
 @pytest.fixture(autouse=True)
 def storekeeper_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own STOREKEEPER_HOME (embedded store, local queues, journals) and none of the
-    machine's store or queue settings: nothing a test leaves in ~/.storekeeper can reach another test
-    or run. Tests that need a setting set it themselves (monkeypatch, after this)."""
+    """Every test gets its own STOREKEEPER_HOME (embedded store, local queues, journals) and snapshot
+    caches, and none of the machine's store or queue settings: nothing a test leaves in ~/.storekeeper
+    or /tmp can reach another test or run. Tests that need a setting set it themselves (monkeypatch,
+    after this)."""
     home = tmp_path / "home"
     monkeypatch.setenv("STOREKEEPER_HOME", str(home))
     for name in MACHINE_SETTINGS:
         monkeypatch.delenv(name, raising=False)
+    # the snapshot caches default to machine-wide dirs (/tmp/storekeeper-cache, -reader: a warm Lambda's
+    # /tmp), which every earlier test and every other run on the machine filled: what a test downloads,
+    # and what the compactor's budget takes as cached, would depend on them
+    monkeypatch.setenv("COMPACTOR_CACHE_DIR", str(home / "compactor-cache"))
+    monkeypatch.setenv("STOREKEEPER_READER_CACHE_DIR", str(home / "reader-cache"))
     return home
 
 
