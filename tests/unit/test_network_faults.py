@@ -82,7 +82,7 @@ def _run(endpoint: str, args: list[str], tmp_path: Path) -> tuple[int, str, floa
         "DELTA_QUEUE_URL": f"file://{tmp_path / 'q'}",
         # the defaults (3 s connect, 10 s read, 3 attempts) work the same, only slower
         "STOREKEEPER_CONNECT_TIMEOUT": "1",
-        "STOREKEEPER_READ_TIMEOUT": "2",
+        "STOREKEEPER_READ_TIMEOUT": "1",
     }
     env.pop("STOREKEEPER_STORE", None)
     argv = [str(REPO / ".venv/bin/storekeeper"), *(a.replace("{records}", str(records)) for a in args)]
