@@ -63,6 +63,7 @@ def big(tmp_path: Path) -> LocalStore:
     return store
 
 
+@pytest.mark.timeout(600)  # writing, planning and deleting 100,000 files: minutes on a loaded machine's disk
 def test_100k_objects_planned_from_listing_only_then_deleted_in_batches(big: LocalStore) -> None:
     planned_from_listing_only(big)
     deleted_through_plan_executor_and_batched_deletes(big)
