@@ -123,8 +123,8 @@ def apply(
 
 
 def existing(col: Any, ids: Sequence[str], batch: int) -> list[str]:
-    """Which of `ids` the collection holds (each once). A delete writes chromadb's log for every id
-    it is given, found or not: 10 deletes of 1,000 new ids cost ~10x the `get` that finds none
+    """Which of `ids` the collection holds (each once). A delete costs chromadb time for every id
+    it is given, found or not: 10 deletes of 1,000 new ids took ~10x the `get` that finds none
     (docs/performance.md, "Compaction: where the time over a raw upsert went")."""
     wanted = list(dict.fromkeys(ids))
     found: list[str] = []
