@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from storekeeper import deltas as deltas_mod
+from storekeeper.chroma_floats import stored_metadata_float
 from storekeeper.compaction import compact, rejection_reason
 from storekeeper.deltas import DeltaContent, new_delta_id, write_delta
 from storekeeper.errors import ValidationError
@@ -227,12 +228,19 @@ def apply_model(state: dict[str, Record], op: dict[str, Any]) -> None:
         state[op["id"]] = (f32(op["embedding"]), op.get("metadata") or None, op.get("document"))
 
 
+def _as_chromadb_stores(meta: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The metadata chromadb 1.5.9 gives back: a float may be one ULP off (storekeeper.chroma_floats)."""
+    if meta is None:
+        return None
+    return {k: stored_metadata_float(v) if type(v) is float else v for k, v in meta.items()}
+
+
 def same(got: dict[str, Record], want: dict[str, Record]) -> bool:
     if set(got) != set(want):
         return False
     for rid, (emb, meta, doc) in want.items():
         g = got[rid]
-        if g[0] != emb or g[2] != doc or (g[1] or None) != meta:
+        if g[0] != emb or g[2] != doc or (g[1] or None) != _as_chromadb_stores(meta):
             return False
         for k, v in (meta or {}).items():  # 1 == 1.0 == True in Python: compare types too
             if type(g[1][k]) is not type(v):  # type: ignore[index]
